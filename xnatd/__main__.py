@@ -1,0 +1,3 @@
+from xnatd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,457 @@
+"""The YAML configuration (SPEC section 2), turned into frozen objects at load.
+
+Every problem is collected with its key path (``receivers[1].port: ...``) so that
+``xnatd check-config`` reports all of them at once. Per file, only look-ups remain.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
+from xnatd.scp.policy import AllowEntry, check_ae_title
+from xnatd.units import parse_duration, parse_size
+
+DEFAULT_PATHS = ("/etc/xnatd/xnatd.yaml", "etc/xnatd.yaml")
+PREARCHIVE_POLICIES = ("manual", "auto-archive", "auto-archive-overwrite")
+ROLES = ("owner", "member", "collaborator")
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(Exception):
+    """The configuration does not validate; ``problems`` lists each with its key path."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    data_dir: Path
+    session_idle_timeout: float
+    anonymization: Path | None
+    min_free_disk: int
+
+
+@dataclass(frozen=True)
+class Receiver:
+    ae_title: str
+    port: int
+    host: str
+    allow: tuple[AllowEntry, ...] = ()
+    anonymize: bool = True
+    default_project: str | None = None
+    routing: RuleSet = RuleSet()
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    aliases: tuple[str, ...] = ()
+    prearchive: str = "manual"
+    quarantine: bool = False
+    anonymization: Path | None = None
+    autorun: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    token_sha256: str
+    admin: bool = False
+    projects: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Http:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Logging:
+    format: str = "json"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    site: Site
+    index: str
+    receivers: tuple[Receiver, ...]
+    routing: RuleSet
+    projects: Mapping[str, Project]
+    http: Http | None
+    users: Mapping[str, User]
+    logging: Logging
+    resolve_project: Callable[[str], str | None] = field(compare=False, repr=False)
+
+    def project(self, project_id: str) -> Project | None:
+        """The configured project, or None (Unassigned has no configuration)."""
+        return self.projects.get(project_id)
+
+
+def default_config_path() -> Path:
+    """``$XNATD_CONFIG``, then ``/etc/xnatd/xnatd.yaml``, then ``etc/xnatd.yaml``."""
+    env = os.environ.get("XNATD_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return Path(DEFAULT_PATHS[-1])
+
+
+def load(path: Path | str) -> Config:
+    """Read and validate a configuration file.
+
+    Raises:
+        ConfigError: with every problem found, each naming its key path.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [f"{where}not valid YAML: {problem}"]) from None
+    if raw is None:
+        raw = {}
+    parser = _Parser(path)
+    config = parser.parse(raw)
+    if parser.problems:
+        raise ConfigError(path, parser.problems)
+    assert config is not None
+    return config
+
+
+class _Parser:
+    """Walks the YAML tree once, collecting problems instead of stopping at the first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.resolve().parent
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, f"must be a mapping, not {type(value).__name__}")
+            return {}
+        for name in value:
+            if name not in allowed:
+                self.problem(f"{key}.{name}" if key else str(name), "unknown key")
+        return value
+
+    def boolean(self, value: Any, key: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"{value!r} is not true or false")
+            return default
+        return value
+
+    def string(self, value: Any, key: str, default: str | None = None) -> str | None:
+        if value is None:
+            return default
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.problem(key, f"{value!r} is not a string")
+            return default
+        return str(value)
+
+    def duration(self, value: Any, key: str, default: float) -> float:
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def size(self, value: Any, key: str, default: int) -> int:
+        if value is None:
+            return default
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def script(self, value: Any, key: str) -> Path | None:
+        text = self.string(value, key)
+        if not text:
+            return None
+        script = self.base / text
+        if not script.is_file():
+            self.problem(key, f"script {script} cannot be read: no such file")
+            return None
+        # The DicomEdit engine is not part of this build yet; refusing is safer than
+        # silently storing files the site expects to be anonymized.
+        self.problem(key, f"DicomEdit scripts are not supported by this build yet ({script})")
+        return script
+
+    def rules(self, value: Any, key: str) -> RuleSet:
+        raw = self.mapping(value, key, ("project", "subject", "session"))
+        compiled: dict[str, tuple[Rule, ...]] = {}
+        for concept in ("project", "subject", "session"):
+            items = raw.get(concept) or []
+            if isinstance(items, str):
+                items = [line for line in items.splitlines() if line.strip()]
+            if not isinstance(items, list):
+                self.problem(f"{key}.{concept}", "must be a list of rules")
+                items = []
+            rules = []
+            for position, text in enumerate(items):
+                try:
+                    rules.append(Rule.parse(str(text)))
+                except ValueError as exc:
+                    self.problem(f"{key}.{concept}[{position}]", str(exc))
+            compiled[concept] = tuple(rules)
+        return RuleSet(**compiled)
+
+    def parse(self, raw: Any) -> Config | None:
+        top = self.mapping(
+            raw,
+            "",
+            ("site", "index", "receivers", "routing", "projects", "http", "users", "logging"),
+        )
+        site = self.site(top.get("site"))
+        projects = self.projects(top.get("projects"))
+        index = self.string(top.get("index"), "index", "sqlite") or "sqlite"
+        if index != "sqlite" and not index.startswith(("postgresql://", "postgres://")):
+            self.problem("index", f"{index!r} is neither sqlite nor a postgresql:// URL")
+        receivers = self.receivers(top.get("receivers"), projects)
+        routing = self.rules(top.get("routing"), "routing")
+        http = self.http(top.get("http"))
+        users = self.users(top.get("users"), projects)
+        logging = self.logging(top.get("logging"))
+        if self.problems:
+            return None
+        return Config(
+            path=self.path,
+            site=site,
+            index=index,
+            receivers=receivers,
+            routing=routing,
+            projects=projects,
+            http=http,
+            users=users,
+            logging=logging,
+            resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
+        )
+
+    def site(self, value: Any) -> Site:
+        raw = self.mapping(
+            value,
+            "site",
+            ("id", "data_dir", "session_idle_timeout", "anonymization", "min_free_disk"),
+        )
+        site_id = self.string(raw.get("id"), "site.id", "XNAT") or "XNAT"
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", site_id):
+            self.problem("site.id", f"{site_id!r} must be 1 to 32 letters, digits or _")
+        data_dir = self.string(raw.get("data_dir"), "site.data_dir", "../var") or "../var"
+        return Site(
+            id=site_id,
+            data_dir=(self.base / data_dir).resolve(),
+            session_idle_timeout=self.duration(
+                raw.get("session_idle_timeout"), "site.session_idle_timeout", 300.0
+            ),
+            anonymization=self.script(raw.get("anonymization"), "site.anonymization"),
+            min_free_disk=self.size(raw.get("min_free_disk"), "site.min_free_disk", 2**30),
+        )
+
+    def projects(self, value: Any) -> dict[str, Project]:
+        raw = value if value is not None else {}
+        if not isinstance(raw, dict):
+            self.problem("projects", "must be a mapping of project ID to settings")
+            return {}
+        projects: dict[str, Project] = {}
+        names_seen: dict[str, str] = {}
+        for project_id, settings in raw.items():
+            key = f"projects.{project_id}"
+            project_id = str(project_id)
+            if not _PROJECT_ID.match(project_id):
+                self.problem(key, "a project ID has 1 to 64 letters, digits, _ or -")
+                continue
+            if project_id == UNASSIGNED:
+                self.problem(key, f"{UNASSIGNED} is reserved for sessions without a project")
+                continue
+            body = self.mapping(
+                settings,
+                key,
+                ("aliases", "prearchive", "quarantine", "anonymization", "autorun"),
+            )
+            aliases = body.get("aliases") or []
+            if not isinstance(aliases, list):
+                self.problem(f"{key}.aliases", "must be a list")
+                aliases = []
+            aliases = tuple(str(alias) for alias in aliases)
+            for name in (project_id, *aliases):
+                other = names_seen.get(name.casefold())
+                if other is not None and other != project_id:
+                    self.problem(key, f"{name!r} already names project {other}")
+                names_seen[name.casefold()] = project_id
+            policy = self.string(body.get("prearchive"), f"{key}.prearchive", "manual")
+            if policy not in PREARCHIVE_POLICIES:
+                self.problem(
+                    f"{key}.prearchive",
+                    f"{policy!r} is not one of {', '.join(PREARCHIVE_POLICIES)}",
+                )
+            autorun = body.get("autorun") or []
+            if not isinstance(autorun, list):
+                self.problem(f"{key}.autorun", "must be a list of steps")
+                autorun = []
+            projects[project_id] = Project(
+                id=project_id,
+                aliases=aliases,
+                prearchive=policy or "manual",
+                quarantine=self.boolean(body.get("quarantine"), f"{key}.quarantine", False),
+                anonymization=self.script(body.get("anonymization"), f"{key}.anonymization"),
+                autorun=tuple(autorun),
+            )
+        return projects
+
+    def receivers(self, value: Any, projects: Mapping[str, Project]) -> tuple[Receiver, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem("receivers", "must be a list")
+            return ()
+        receivers: list[Receiver] = []
+        used: dict[tuple[str, int], int] = {}
+        hosts: dict[int, tuple[str, int]] = {}
+        for position, item in enumerate(value):
+            key = f"receivers[{position}]"
+            raw = self.mapping(
+                item,
+                key,
+                ("ae_title", "port", "host", "allow", "anonymize", "default_project", "routing"),
+            )
+            title = raw.get("ae_title")
+            try:
+                title = check_ae_title(title)
+            except ValueError as exc:
+                self.problem(f"{key}.ae_title", str(exc))
+                title = None
+            port = raw.get("port")
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                self.problem(f"{key}.port", f"{port!r} is not a TCP port (1-65535)")
+                port = None
+            host = self.string(raw.get("host"), f"{key}.host", "0.0.0.0") or "0.0.0.0"
+            if port is not None:
+                earlier_host = hosts.get(port)
+                if earlier_host is not None and earlier_host[0] != host:
+                    self.problem(
+                        f"{key}.host",
+                        f"port {port} is bound on {earlier_host[0]} by "
+                        f"receivers[{earlier_host[1]}]; AE titles sharing a port share its host",
+                    )
+                hosts.setdefault(port, (host, position))
+            if title is not None and port is not None:
+                if (title, port) in used:
+                    self.problem(
+                        f"{key}.port",
+                        f"AE title {title} on port {port} is already used by "
+                        f"receivers[{used[(title, port)]}]",
+                    )
+                used.setdefault((title, port), position)
+            allow: list[AllowEntry] = []
+            allow_raw = raw.get("allow") or []
+            if not isinstance(allow_raw, list):
+                self.problem(f"{key}.allow", "must be a list")
+                allow_raw = []
+            for index, entry in enumerate(allow_raw):
+                try:
+                    allow.append(AllowEntry.parse(entry))
+                except ValueError as exc:
+                    self.problem(f"{key}.allow[{index}]", str(exc))
+            default_project = self.string(raw.get("default_project"), f"{key}.default_project")
+            if default_project is not None and default_project not in projects:
+                self.problem(
+                    f"{key}.default_project", f"{default_project!r} is not a configured project"
+                )
+            receivers.append(
+                Receiver(
+                    ae_title=title or "",
+                    port=port or 0,
+                    host=host,
+                    allow=tuple(allow),
+                    anonymize=self.boolean(raw.get("anonymize"), f"{key}.anonymize", True),
+                    default_project=default_project,
+                    routing=self.rules(raw.get("routing"), f"{key}.routing"),
+                )
+            )
+        return tuple(receivers)
+
+    def http(self, value: Any) -> Http | None:
+        raw = self.mapping(value, "http", ("listen",))
+        listen = self.string(raw.get("listen"), "http.listen")
+        if value is None or listen is None:
+            return None
+        host, _, port_text = listen.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            self.problem("http.listen", f"{listen!r} is not HOST:PORT")
+            return None
+        return Http(host=host.strip("[]"), port=int(port_text))
+
+    def users(self, value: Any, projects: Mapping[str, Project]) -> dict[str, User]:
+        raw = value if value is not None else {}
+        if not isinstance(raw, dict):
+            self.problem("users", "must be a mapping of user name to settings")
+            return {}
+        users: dict[str, User] = {}
+        for name, settings in raw.items():
+            key = f"users.{name}"
+            body = self.mapping(settings, key, ("token_sha256", "admin", "projects"))
+            digest = str(body.get("token_sha256") or "").lower()
+            if not _SHA256.match(digest):
+                self.problem(f"{key}.token_sha256", "must be the hex SHA-256 of the API token")
+            roles = body.get("projects") or {}
+            if not isinstance(roles, dict):
+                self.problem(f"{key}.projects", "must map project IDs to roles")
+                roles = {}
+            for project_id, role in roles.items():
+                if project_id not in projects:
+                    self.problem(f"{key}.projects.{project_id}", "is not a configured project")
+                if role not in ROLES:
+                    self.problem(
+                        f"{key}.projects.{project_id}", f"{role!r} is not one of {', '.join(ROLES)}"
+                    )
+            users[str(name)] = User(
+                name=str(name),
+                token_sha256=digest,
+                admin=self.boolean(body.get("admin"), f"{key}.admin", False),
+                projects={str(k): str(v) for k, v in roles.items()},
+            )
+        return users
+
+    def logging(self, value: Any) -> Logging:
+        raw = self.mapping(value, "logging", ("format", "level"))
+        log_format = self.string(raw.get("format"), "logging.format", "json")
+        if log_format not in ("json", "console"):
+            self.problem("logging.format", f"{log_format!r} is not json or console")
+        level = (self.string(raw.get("level"), "logging.level", "info") or "info").lower()
+        if level not in ("debug", "info", "warning", "error", "critical"):
+            self.problem("logging.level", f"{level!r} is not debug, info, warning or error")
+        return Logging(format=log_format or "json", level=level)

@@ -1,0 +1,157 @@
+"""The daemon: wires the stages in SPEC order and runs their lifecycle.
+
+receivers (scp) -> intake -> durable write (store) -> idle sweeper (assembler)
+
+Like uvicorn's ``Server``: ``startup``, ``main_loop``, ``shutdown``; signal handlers
+only flip flags (SIGTERM/SIGINT: exit, SIGHUP: reload).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+from xnatd import config as config_module
+from xnatd import logs, systemd
+from xnatd.assembler.builder import Builder
+from xnatd.assembler.sweeper import Sweeper
+from xnatd.config import Config, ConfigError
+from xnatd.http import serve
+from xnatd.intake.intake import Intake
+from xnatd.metrics import Metrics
+from xnatd.scp.handlers import Associations, event_handlers
+from xnatd.scp.server import Listeners
+from xnatd.store.index import open_index
+from xnatd.store.layout import DataDir
+from xnatd.store.prearchive import Prearchive
+
+log = structlog.get_logger(__name__)
+
+LEASE_RENEWAL = 20.0  # seconds between renewals of this node's association leases
+DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
+
+
+class Daemon:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: Config = config_module.load(config_path)
+        self.node = socket.gethostname()
+        self.should_exit = threading.Event()
+        self.reload_requested = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def startup(self) -> None:
+        config = self.config
+        logs.configure(config.logging.format, config.logging.level)
+        data = DataDir(config.site.data_dir)
+        data.create()
+        self.index = open_index(config.index, data.root)
+        self.prearchive = Prearchive(data, self.index, min_free_disk=config.site.min_free_disk)
+        # Whatever this node had open or was building died with its previous process.
+        self.prearchive.forget_node(self.node)
+        self.metrics = Metrics()
+        self.metrics.watch_state(self.index.count_by_status, data.root)
+        self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)
+        self.sweeper = Sweeper(
+            self.prearchive,
+            Builder(self.prearchive, self.metrics, self.node),
+            idle_timeout=config.site.session_idle_timeout,
+            node=self.node,
+        )
+        self.associations = Associations(self.prearchive, self.metrics, self.node)
+        self.listeners = Listeners(
+            lambda receivers: event_handlers(
+                self.intake, self.associations, receivers, self.metrics
+            )
+        )
+        self.listeners.apply(config.receivers)
+        self.http = None
+        if config.http is not None:
+            self.http = serve(
+                config.http.host, config.http.port, self.metrics.registry, self.health
+            )
+        self.sweeper.start()
+        log.info(
+            "daemon_started",
+            config=str(self.config_path),
+            data_dir=str(data.root),
+            index=config.index if config.index == "sqlite" else "postgresql",
+            receivers=[f"{r.ae_title}@{r.host}:{r.port}" for r in config.receivers],
+            http=f"{config.http.host}:{config.http.port}" if config.http else None,
+        )
+        systemd.notify("READY=1\nSTATUS=receiving")
+
+    def health(self) -> dict:
+        failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}
+        return {"status": "degraded" if failed else "ok", "receivers_down": failed}
+
+    def main_loop(self) -> None:
+        watchdog = systemd.watchdog_interval()
+        tick = min(1.0, watchdog or 1.0)
+        next_renewal = time.monotonic() + LEASE_RENEWAL
+        while not self.should_exit.wait(tick):
+            if watchdog:
+                systemd.notify("WATCHDOG=1")
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if time.monotonic() >= next_renewal:
+                next_renewal = time.monotonic() + LEASE_RENEWAL
+                try:
+                    self.associations.renew_leases()
+                except Exception:
+                    log.exception("lease_renewal_failed")
+
+    def reload(self) -> None:
+        """Swap in the file's new contents; a file that does not validate changes nothing."""
+        try:
+            new = config_module.load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_refused", problems=exc.problems)
+            return
+        if (new.site.data_dir, new.index) != (self.config.site.data_dir, self.config.index):
+            log.warning("reload_needs_restart", keys=["site.data_dir", "index"])
+        self.config = new
+        self.prearchive.min_free_disk = new.site.min_free_disk
+        self.sweeper.idle_timeout = new.site.session_idle_timeout
+        self.listeners.apply(new.receivers)
+        log.info("config_reloaded", receivers=[f"{r.ae_title}:{r.port}" for r in new.receivers])
+
+    def shutdown(self) -> None:
+        """Stop accepting, let open associations and builds finish, then close the index."""
+        systemd.notify("STOPPING=1")
+        stopped = self.listeners.stop_accepting()
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while time.monotonic() < deadline and any(s.active_associations for s in stopped):
+            time.sleep(0.05)
+        self.sweeper.stop(wait=True)
+        if self.http is not None:
+            self.http.shutdown()
+        self.index.release_claims(self.node)
+        self.index.close()
+        log.info("daemon_stopped")
+
+    def run(self) -> None:
+        self.install_signal_handlers()
+        self.startup()
+        try:
+            self.main_loop()
+        finally:
+            self.shutdown()
+
+    # -- signals only flip flags -----------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.signal(signal.SIGINT, self.handle_exit)
+        signal.signal(signal.SIGHUP, self.handle_reload)
+
+    def handle_exit(self, signum: int, frame: object) -> None:
+        self.should_exit.set()
+
+    def handle_reload(self, signum: int, frame: object) -> None:
+        self.reload_requested = True

@@ -1,0 +1,163 @@
+"""Reading just enough of a DICOM header, and framing received bytes as a Part 10 file.
+
+Header only, tolerant read: routing reads the tags it needs and never decodes pixel
+data; a malformed scanner value is kept as text rather than failing the file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import write_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+# A bad value from a scanner must not fail the file: keep it, don't warn per element.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+Header = Mapping[int, str]
+"""Element values by tag (``0xGGGGEEEE``), as text; multiple values joined by ``\\``."""
+
+
+class Tag:
+    """The tags intake and assembly read, by their standard keywords."""
+
+    SOPClassUID = 0x00080016
+    SOPInstanceUID = 0x00080018
+    StudyDate = 0x00080020
+    SeriesDate = 0x00080021
+    StudyTime = 0x00080030
+    SeriesTime = 0x00080031
+    AccessionNumber = 0x00080050
+    Modality = 0x00080060
+    Manufacturer = 0x00080070
+    InstitutionName = 0x00080080
+    StationName = 0x00081010
+    StudyDescription = 0x00081030
+    SeriesDescription = 0x0008103E
+    OperatorsName = 0x00081070
+    ManufacturerModelName = 0x00081090
+    ImageType = 0x00080008
+    PatientName = 0x00100010
+    PatientID = 0x00100020
+    PatientBirthDate = 0x00100030
+    AdditionalPatientHistory = 0x001021B0
+    PatientComments = 0x00104000
+    BodyPartExamined = 0x00180015
+    ScanningSequence = 0x00180020
+    SequenceVariant = 0x00180021
+    ScanOptions = 0x00180022
+    MRAcquisitionType = 0x00180023
+    SequenceName = 0x00180024
+    SliceThickness = 0x00180050
+    RepetitionTime = 0x00180080
+    EchoTime = 0x00180081
+    InversionTime = 0x00180082
+    MagneticFieldStrength = 0x00180087
+    ProtocolName = 0x00181030
+    FlipAngle = 0x00181314
+    StudyInstanceUID = 0x0020000D
+    SeriesInstanceUID = 0x0020000E
+    StudyID = 0x00200010
+    SeriesNumber = 0x00200011
+    InstanceNumber = 0x00200013
+    NumberOfFrames = 0x00280008
+    Rows = 0x00280010
+    Columns = 0x00280011
+    PixelSpacing = 0x00280030
+    StudyComments = 0x00324000
+
+
+# What intake needs for every file: identity, layout and the built-in routing rules.
+INTAKE_TAGS: frozenset[int] = frozenset(
+    {
+        Tag.SOPClassUID,
+        Tag.SOPInstanceUID,
+        Tag.StudyInstanceUID,
+        Tag.SeriesInstanceUID,
+        Tag.SeriesNumber,
+        Tag.InstanceNumber,
+        Tag.Modality,
+        Tag.StudyDate,
+        Tag.StudyTime,
+        Tag.PatientComments,
+        Tag.StudyComments,
+        Tag.AdditionalPatientHistory,
+        Tag.StudyDescription,
+        Tag.AccessionNumber,
+        Tag.PatientName,
+        Tag.PatientID,
+    }
+)
+
+# What the session build reads from one file of each series.
+BUILD_TAGS: frozenset[int] = frozenset(
+    value for name, value in vars(Tag).items() if not name.startswith("_")
+)
+
+
+class UnparsableDicom(ValueError):
+    """The bytes are not a DICOM dataset pydicom can read."""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_text(item) for item in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").rstrip("\x00 ")
+    return str(value).strip()
+
+
+def read_header(
+    source: bytes | BinaryIO | str, tags: Iterable[int] = INTAKE_TAGS
+) -> dict[int, str]:
+    """Read the given tags of a Part 10 file (bytes, open file or path), pixels untouched.
+
+    Raises:
+        UnparsableDicom: the input is not a readable DICOM file.
+    """
+    stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
+    wanted = sorted(set(tags))
+    try:
+        dataset = pydicom.dcmread(
+            stream, stop_before_pixels=True, specific_tags=wanted, force=False
+        )
+        header: dict[int, str] = {}
+        for tag in wanted:
+            element = dataset.get(tag)
+            if element is None or element.VR == "SQ" or element.value is None:
+                continue
+            header[tag] = _text(element.value)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnparsableDicom(f"not a readable DICOM file: {exc}") from exc
+    return header
+
+
+def part10_prefix(file_meta: FileMetaDataset) -> bytes:
+    """Preamble, ``DICM`` and the file meta group for a dataset received over the network."""
+    buffer = io.BytesIO()
+    buffer.write(b"\x00" * 128 + b"DICM")
+    meta = FileMetaDataset(file_meta)
+    meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue()
+
+
+def make_file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str | None
+) -> FileMetaDataset:
+    """The file meta group xnatd writes in front of received bytes."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "XNATD_010"
+    if source_ae:
+        meta.SourceApplicationEntityTitle = source_ae.strip()[:16]
+    return meta

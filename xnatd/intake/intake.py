@@ -1,0 +1,159 @@
+"""One incoming instance, from any door: parse the header, route, hand to the prearchive.
+
+C-STORE, import, the inbox and HTTP all call :meth:`Intake.receive`; each maps the
+:class:`Outcome` to its own answer (a DIMSE status, an HTTP code, an exit code).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import structlog
+
+from xnatd.config import Config, Receiver
+from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, read_header
+from xnatd.metrics import Metrics
+from xnatd.routing import Explicit, route
+from xnatd.store.index.base import PrearchiveSession, SessionKey
+from xnatd.store.layout import UnsafePath
+from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
+
+log = structlog.get_logger(__name__)
+
+
+class Result(StrEnum):
+    STORED = "stored"
+    REJECTED = "rejected"  # the file is at fault: do not retry it as is
+    REFUSED = "refused"  # we could not keep it now: the sender may retry
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    reason: str | None = None
+    session: str | None = None  # PROJECT/TIMESTAMP/LABEL when stored
+    study_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A file as it came in, framed as Part 10 bytes."""
+
+    data: bytes
+    source: str  # the receiving AE title, or "import"
+    calling_ae: str | None = None
+    association_id: str | None = None
+    receiver: Receiver | None = None
+    explicit: Explicit = Explicit()
+
+
+@dataclass
+class SessionCache:
+    """Sessions one association (or import) already opened, so the next file skips a lookup."""
+
+    sessions: dict[SessionKey, PrearchiveSession] = field(default_factory=dict)
+    files_by_session: dict[str, int] = field(default_factory=dict)
+
+
+def _routing_tags(config: Config) -> frozenset[int]:
+    rule_sets = [config.routing, *(receiver.routing for receiver in config.receivers)]
+    extra = {
+        rule.tag
+        for rules in rule_sets
+        for concept in (rules.project, rules.subject, rules.session)
+        for rule in concept
+    }
+    return INTAKE_TAGS | extra
+
+
+class Intake:
+    """The single entry point for every instance, whichever door it came through."""
+
+    def __init__(
+        self, config: Callable[[], Config], prearchive: Prearchive, metrics: Metrics
+    ) -> None:
+        self._config = config
+        self._tags: tuple[int, frozenset[int]] | None = None
+        self.prearchive = prearchive
+        self.metrics = metrics
+
+    def _tags_for(self, config: Config) -> frozenset[int]:
+        # Decided once per configuration; a reload swaps the whole config object.
+        if self._tags is None or self._tags[0] != id(config):
+            self._tags = (id(config), _routing_tags(config))
+        return self._tags[1]
+
+    def receive(self, item: Received, cache: SessionCache | None = None) -> Outcome:
+        """Route and durably store one instance; never raises for bad input."""
+        started = time.perf_counter()
+        outcome = self._receive(item, cache)
+        labels = (item.source, item.calling_ae or "", outcome.result.value)
+        self.metrics.instances.labels(*labels).inc()
+        self.metrics.bytes.labels(*labels).inc(len(item.data))
+        if outcome.result is Result.STORED:
+            self.metrics.store_latency.labels(item.source).observe(time.perf_counter() - started)
+        return outcome
+
+    def _receive(self, item: Received, cache: SessionCache | None) -> Outcome:
+        config = self._config()
+        try:
+            header = read_header(item.data, self._tags_for(config))
+        except UnparsableDicom as exc:
+            return self._rejected(item, str(exc))
+        missing = [
+            name
+            for name, tag in (
+                ("SOP Class UID", Tag.SOPClassUID),
+                ("SOP Instance UID", Tag.SOPInstanceUID),
+            )
+            if not header.get(tag)
+        ]
+        if missing:
+            return self._rejected(item, f"no {' and no '.join(missing)} in the data set")
+        receiver = item.receiver
+        rule_sets = ([receiver.routing] if receiver else []) + [config.routing]
+        decided = route(
+            header,
+            resolve_project=config.resolve_project,
+            rule_sets=rule_sets,
+            explicit=item.explicit,
+            default_project=receiver.default_project if receiver else None,
+        )
+        study_uid = header.get(Tag.StudyInstanceUID, "")
+        key = SessionKey(decided.project, study_uid, decided.session)
+        incoming = IncomingInstance(
+            header=header,
+            route=decided,
+            data=item.data,
+            source=item.source,
+            calling_ae=item.calling_ae,
+            association_id=item.association_id,
+        )
+        try:
+            stored = self.prearchive.store(
+                incoming, session=cache.sessions.get(key) if cache else None
+            )
+        except StoreRefused as exc:
+            log.error("store_refused", reason=str(exc), study_uid=study_uid)
+            return Outcome(Result.REFUSED, str(exc), study_uid=study_uid)
+        except UnsafePath as exc:
+            return self._rejected(item, f"unsafe header value: {exc}")
+        name = str(stored.session.name)
+        if cache is not None:
+            cache.sessions[key] = stored.session
+            cache.files_by_session[name] = cache.files_by_session.get(name, 0) + 1
+        return Outcome(Result.STORED, session=name, study_uid=study_uid)
+
+    def _rejected(self, item: Received, reason: str) -> Outcome:
+        log.warning("instance_rejected", reason=reason, calling_ae=item.calling_ae)
+        self.prearchive.audit(
+            "reject",
+            actor=item.calling_ae or item.source,
+            session=None,
+            reason=reason,
+            source=item.source,
+        )
+        return Outcome(Result.REJECTED, reason)

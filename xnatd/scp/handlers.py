@@ -1,0 +1,225 @@
+"""pynetdicom event handlers: association policy, C-ECHO and C-STORE.
+
+The C-STORE handler calls intake once and maps its outcome through one status
+table; anything unexpected goes back to pynetdicom, which logs it and answers
+0xC211. Dependencies arrive as bound handler arguments, never module globals.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from pynetdicom import evt
+from pynetdicom.events import Event
+from structlog.contextvars import bound_contextvars
+
+from xnatd.config import Receiver
+from xnatd.dicom import make_file_meta, part10_prefix
+from xnatd.intake.intake import Intake, Received, Result, SessionCache
+from xnatd.metrics import Metrics
+from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
+from xnatd.store.prearchive import Prearchive
+
+log = structlog.get_logger(__name__)
+
+STATUS = {
+    Result.STORED: 0x0000,  # Success
+    Result.REJECTED: 0xC000,  # Error: cannot understand
+    Result.REFUSED: 0xA700,  # Refused: out of resources
+}
+LEASE_SECONDS = 60.0  # an association's hold on its sessions, renewed while it is open
+
+
+@dataclass
+class AssociationState:
+    """What xnatd knows about one open association."""
+
+    id: str
+    receiver: Receiver
+    calling_ae: str
+    peer: str
+    cache: SessionCache = field(default_factory=SessionCache)
+    result: str = "closed"
+    registered: bool = False
+
+
+class Associations:
+    """The open associations of this process, and their rows in the index."""
+
+    def __init__(self, prearchive: Prearchive, metrics: Metrics, node: str) -> None:
+        self.prearchive = prearchive
+        self.metrics = metrics
+        self.node = node
+        self._lock = threading.Lock()
+        self._open: dict[object, AssociationState] = {}
+
+    def get(self, assoc: object) -> AssociationState | None:
+        with self._lock:
+            return self._open.get(assoc)
+
+    def add(self, assoc: object, state: AssociationState) -> None:
+        self.prearchive.association_opened(
+            state.id,
+            node=self.node,
+            called_ae=state.receiver.ae_title,
+            calling_ae=state.calling_ae,
+            peer=state.peer,
+            lease=LEASE_SECONDS,
+        )
+        state.registered = True
+        with self._lock:
+            self._open[assoc] = state
+        self.metrics.associations_active.labels(state.receiver.ae_title).inc()
+
+    def remove(self, assoc: object) -> AssociationState | None:
+        with self._lock:
+            state = self._open.pop(assoc, None)
+        if state is not None and state.registered:
+            self.prearchive.association_closed(state.id)
+            self.metrics.associations_active.labels(state.receiver.ae_title).dec()
+        return state
+
+    def renew_leases(self) -> None:
+        self.prearchive.renew_leases(self.node, LEASE_SECONDS)
+
+
+def _peer(event: Event) -> tuple[str, str]:
+    requestor = event.assoc.requestor
+    return requestor.address, f"{requestor.address}:{requestor.port}"
+
+
+def handle_requested(
+    event: Event, receivers: Callable[[], Mapping[str, Receiver]], metrics: Metrics
+) -> None:
+    """Reject at association time: unknown called AE, or a caller not on the allow-list."""
+    primitive = event.assoc.requestor.primitive
+    called = primitive.called_ae_title.strip()
+    calling = primitive.calling_ae_title.strip()
+    address, peer = _peer(event)
+    receiver = receivers().get(called)
+    if receiver is None:
+        reject = REJECT_CALLED_AE
+        reason = "called AE title not recognized"
+    elif not is_allowed(receiver.allow, calling, address):
+        reject = REJECT_CALLING_AE
+        reason = "calling AE not on the allow-list"
+    else:
+        return
+    log.warning("association_rejected", ae=called, calling_ae=calling, peer=peer, reason=reason)
+    metrics.associations.labels(called, calling, "rejected").inc()
+    event.assoc.acse.send_reject(*reject)
+
+
+def handle_established(
+    event: Event, receivers: Callable[[], Mapping[str, Receiver]], associations: Associations
+) -> None:
+    called = event.assoc.requestor.primitive.called_ae_title.strip()
+    calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+    receiver = receivers().get(called)
+    if receiver is None:  # removed by a reload between request and accept
+        event.assoc.abort()
+        return
+    _, peer = _peer(event)
+    state = AssociationState(uuid.uuid4().hex, receiver, calling, peer)
+    associations.add(event.assoc, state)
+    log.info("association_accepted", ae=called, calling_ae=calling, peer=peer)
+
+
+def handle_released(event: Event, associations: Associations) -> None:
+    state = associations.get(event.assoc)
+    if state is not None:
+        state.result = "released"
+
+
+def handle_aborted(event: Event, associations: Associations) -> None:
+    state = associations.get(event.assoc)
+    if state is not None:
+        state.result = "aborted"
+
+
+def handle_closed(event: Event, associations: Associations, metrics: Metrics) -> None:
+    """Connection gone: drop the index row (idle timers may run) and audit what came in."""
+    state = associations.remove(event.assoc)
+    if state is None:
+        return
+    ae = state.receiver.ae_title
+    metrics.associations.labels(ae, state.calling_ae, state.result).inc()
+    for session, files in state.cache.files_by_session.items():
+        associations.prearchive.audit(
+            "receive",
+            actor=state.calling_ae,
+            session=session,
+            files=files,
+            ae=ae,
+            peer=state.peer,
+            association=state.id,
+        )
+    log.info(
+        "association_closed",
+        ae=ae,
+        calling_ae=state.calling_ae,
+        result=state.result,
+        sessions=sorted(state.cache.files_by_session),
+        files=sum(state.cache.files_by_session.values()),
+    )
+
+
+def handle_echo(event: Event) -> int:
+    return 0x0000
+
+
+def handle_store(event: Event, intake: Intake, associations: Associations) -> int:
+    """Durably store one instance, then answer; nothing else happens on this thread."""
+    state = associations.get(event.assoc)
+    if state is None:
+        return 0xA700
+    request = event.request
+    with bound_contextvars(ae=state.receiver.ae_title, calling_ae=state.calling_ae):
+        meta = make_file_meta(
+            request.AffectedSOPClassUID,
+            request.AffectedSOPInstanceUID,
+            event.context.transfer_syntax,
+            state.calling_ae,
+        )
+        data = part10_prefix(meta) + request.DataSet.getvalue()
+        outcome = intake.receive(
+            Received(
+                data=data,
+                source=state.receiver.ae_title,
+                calling_ae=state.calling_ae,
+                association_id=state.id,
+                receiver=state.receiver,
+            ),
+            state.cache,
+        )
+        if outcome.result is not Result.STORED:
+            log.warning(
+                "store_failed",
+                result=outcome.result.value,
+                reason=outcome.reason,
+                study_uid=outcome.study_uid,
+                sop_instance_uid=request.AffectedSOPInstanceUID,
+            )
+        return STATUS[outcome.result]
+
+
+def event_handlers(
+    intake: Intake,
+    associations: Associations,
+    receivers: Callable[[], Mapping[str, Receiver]],
+    metrics: Metrics,
+) -> list[tuple]:
+    """The handler table one listening port is started with."""
+    return [
+        (evt.EVT_REQUESTED, handle_requested, [receivers, metrics]),
+        (evt.EVT_ACCEPTED, handle_established, [receivers, associations]),
+        (evt.EVT_RELEASED, handle_released, [associations]),
+        (evt.EVT_ABORTED, handle_aborted, [associations]),
+        (evt.EVT_CONN_CLOSE, handle_closed, [associations, metrics]),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, handle_store, [intake, associations]),
+    ]

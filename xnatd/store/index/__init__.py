@@ -1,0 +1,30 @@
+"""Index backends, picked by name from the configuration's ``index`` key.
+
+Like uvicorn's implementation table, only the chosen backend's module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from xnatd.store.index.base import Index
+
+BACKENDS = {
+    "sqlite": "xnatd.store.index.sqlite:SqliteIndex",
+}
+
+
+def open_index(spec: str, data_dir: Path) -> Index:
+    """Open the index named by the configuration (``sqlite`` or a PostgreSQL URL).
+
+    Raises:
+        ValueError: no backend of that name is built.
+    """
+    name = "postgresql" if spec.startswith(("postgresql://", "postgres://")) else spec
+    target = BACKENDS.get(name)
+    if target is None:
+        raise ValueError(f"index {name!r} is not supported by this build (have: sqlite)")
+    module_name, _, attribute = target.partition(":")
+    backend = getattr(importlib.import_module(module_name), attribute)
+    return backend.open(spec, data_dir)

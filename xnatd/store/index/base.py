@@ -1,0 +1,230 @@
+"""The index interface: one set of calls that SQLite (and later PostgreSQL) satisfy.
+
+Every status change is a compare-and-set: it happens, or it is refused because the
+session is no longer in a state that allows it. That is what lets the daemon, the
+command line and another node act on one store.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from xnatd.store.layout import PrearchiveName
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    RECEIVING = "RECEIVING"
+    BUILDING = "BUILDING"
+    READY = "READY"
+    ARCHIVING = "ARCHIVING"
+    MOVING = "MOVING"
+    DELETING = "DELETING"
+    CONFLICT = "CONFLICT"
+    ERROR = "ERROR"
+
+
+# New files join a session in these states (reopening it); in any other state
+# (ARCHIVING, MOVING, DELETING) they start a new prearchive session.
+ACCEPTS_FILES = frozenset(
+    {Status.RECEIVING, Status.BUILDING, Status.READY, Status.CONFLICT, Status.ERROR}
+)
+
+
+class SessionClosed(Exception):
+    """The session stopped accepting files between lookup and record; open another."""
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    """Files are grouped by (project, Study Instance UID, session label)."""
+
+    project: str
+    study_uid: str
+    label: str
+
+
+@dataclass(frozen=True)
+class PrearchiveSession:
+    id: int
+    project: str
+    timestamp: str
+    label: str
+    subject: str
+    study_uid: str
+    status: Status
+    reason: str | None
+    auto_archive: bool | None
+    source: str | None
+    scans: int
+    files: int
+    bytes: int
+    created: float
+    last_modified: float
+    xsi_type: str | None = None
+
+    @property
+    def name(self) -> PrearchiveName:
+        return PrearchiveName(self.project, self.timestamp, self.label)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One stored file of a prearchive session."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    series_number: str
+    instance_number: str
+    modality: str
+    scan: str
+    file_name: str
+    size: int
+    md5: str
+    received: float
+    calling_ae: str | None = None
+
+    @property
+    def relative_path(self) -> str:
+        return f"SCANS/{self.scan}/DICOM/{self.file_name}"
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What recording an instance changed."""
+
+    new_instance: bool
+    replaced_path: str | None  # an earlier file of the same SOP instance, now unused
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    time: float
+    event: str
+    actor: str | None
+    session: str | None
+    details: dict[str, Any]
+
+
+class Index(abc.ABC):
+    """The calls every index backend implements."""
+
+    # -- prearchive sessions -------------------------------------------------
+    @abc.abstractmethod
+    def open_session(
+        self,
+        key: SessionKey,
+        *,
+        subject: str,
+        auto_archive: bool | None,
+        source: str | None,
+        timestamp: str,
+        now: float,
+    ) -> PrearchiveSession:
+        """Find the session that accepts files for key and mark it RECEIVING, or create one."""
+
+    @abc.abstractmethod
+    def record_instance(
+        self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
+    ) -> RecordResult:
+        """Record a durably written file.
+
+        Raises:
+            SessionClosed: the session no longer accepts files.
+        """
+
+    @abc.abstractmethod
+    def claim_idle_sessions(
+        self, *, now: float, idle_timeout: float, node: str, lease: float, limit: int = 16
+    ) -> list[PrearchiveSession]:
+        """Move idle sessions with no open delivering association to BUILDING, for node."""
+
+    @abc.abstractmethod
+    def finish_build(
+        self,
+        session_id: int,
+        *,
+        node: str,
+        status: Status,
+        reason: str | None,
+        xsi_type: str | None,
+    ) -> bool:
+        """BUILDING (claimed by node) -> READY or ERROR; False when files reopened it."""
+
+    @abc.abstractmethod
+    def release_claims(self, node: str) -> int:
+        """Return sessions node was building to RECEIVING (shutdown); their timers resume."""
+
+    @abc.abstractmethod
+    def delete_session_if_empty(self, session_id: int) -> bool:
+        """Remove a session row that never received a file."""
+
+    @abc.abstractmethod
+    def instances(self, session_id: int) -> list[InstanceRecord]:
+        """Every recorded file of the session."""
+
+    @abc.abstractmethod
+    def move_instances_to_scan(self, session_id: int, sop_uids: list[str], scan: str) -> None:
+        """Record that these instances now live under another scan folder."""
+
+    @abc.abstractmethod
+    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None: ...
+
+    @abc.abstractmethod
+    def list_sessions(
+        self, *, project: str | None = None, status: str | None = None
+    ) -> list[PrearchiveSession]: ...
+
+    @abc.abstractmethod
+    def count_by_status(self) -> dict[str, int]: ...
+
+    # -- associations (the idle timer waits while one is open) ---------------
+    @abc.abstractmethod
+    def open_association(
+        self,
+        association_id: str,
+        *,
+        node: str,
+        called_ae: str,
+        calling_ae: str,
+        peer: str,
+        lease_until: float,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def close_association(self, association_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def renew_leases(self, node: str, lease_until: float) -> None: ...
+
+    @abc.abstractmethod
+    def drop_node_associations(self, node: str) -> int:
+        """Forget a node's associations (they died with its previous process)."""
+
+    # -- audit -------------------------------------------------------------------
+    @abc.abstractmethod
+    def audit(
+        self,
+        event: str,
+        *,
+        actor: str | None,
+        session: str | None,
+        details: dict[str, Any],
+        now: float,
+    ) -> None:
+        """Append an event; the trail is never edited."""
+
+    @abc.abstractmethod
+    def audit_events(self, session: str | None = None) -> list[AuditEvent]: ...
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,486 @@
+"""The embedded SQLite index (sqlite-utils over one WAL-mode connection).
+
+Writes run inside ``BEGIN IMMEDIATE`` so a compare-and-set is atomic across threads,
+the command line and other processes. ``synchronous=FULL``: a committed row (the
+C-STORE acknowledgement depends on it) survives power loss, not only a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from xnatd.store.index.base import (
+    ACCEPTS_FILES,
+    SCHEMA_VERSION,
+    AuditEvent,
+    Index,
+    InstanceRecord,
+    PrearchiveSession,
+    RecordResult,
+    SessionClosed,
+    SessionKey,
+    Status,
+)
+from xnatd.store.layout import INDEX_FILE, PrearchiveName, next_timestamp
+
+# Each entry moves the schema from version N to N+1; never edit a released one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE prearchive (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        label TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        study_uid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        auto_archive INTEGER,
+        source TEXT,
+        files INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_modified REAL NOT NULL,
+        claimed_by TEXT,
+        claim_until REAL,
+        xsi_type TEXT,
+        UNIQUE (project, timestamp, label)
+    );
+    CREATE INDEX prearchive_key ON prearchive (project, study_uid, label);
+    CREATE INDEX prearchive_status ON prearchive (status, last_modified);
+    CREATE TABLE instances (
+        session_id INTEGER NOT NULL REFERENCES prearchive (id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        series_number TEXT NOT NULL,
+        instance_number TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        scan TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        md5 TEXT NOT NULL,
+        received REAL NOT NULL,
+        calling_ae TEXT,
+        PRIMARY KEY (session_id, sop_instance_uid)
+    );
+    CREATE TABLE associations (
+        id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        called_ae TEXT,
+        calling_ae TEXT,
+        peer TEXT,
+        opened REAL NOT NULL,
+        lease_until REAL NOT NULL
+    );
+    CREATE TABLE association_sessions (
+        association_id TEXT NOT NULL REFERENCES associations (id) ON DELETE CASCADE,
+        session_id INTEGER NOT NULL REFERENCES prearchive (id) ON DELETE CASCADE,
+        PRIMARY KEY (association_id, session_id)
+    );
+    CREATE INDEX association_sessions_session ON association_sessions (session_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT,
+        session TEXT,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX audit_session ON audit (session);
+    """,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+_SESSION_COLUMNS = (
+    "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
+    " (SELECT COUNT(DISTINCT scan) FROM instances i WHERE i.session_id = p.id) AS scans,"
+    " files, bytes, created, last_modified, xsi_type"
+)
+
+
+def _session(row: dict[str, Any]) -> PrearchiveSession:
+    auto = row["auto_archive"]
+    return PrearchiveSession(
+        id=row["id"],
+        project=row["project"],
+        timestamp=row["timestamp"],
+        label=row["label"],
+        subject=row["subject"],
+        study_uid=row["study_uid"],
+        status=Status(row["status"]),
+        reason=row["reason"],
+        auto_archive=None if auto is None else bool(auto),
+        source=row["source"],
+        scans=row["scans"],
+        files=row["files"],
+        bytes=row["bytes"],
+        created=row["created"],
+        last_modified=row["last_modified"],
+        xsi_type=row["xsi_type"],
+    )
+
+
+class SqliteIndex(Index):
+    """One connection shared by the process's threads, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA busy_timeout=30000")
+        self.db = sqlite_utils.Database(connection)
+        self._lock = threading.RLock()
+        self._migrate()
+
+    @classmethod
+    def open(cls, spec: str, data_dir: Path) -> SqliteIndex:
+        return cls(data_dir / INDEX_FILE)
+
+    # -- plumbing ----------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken at once, so reads inside it see a stable state."""
+        with self._lock:
+            connection = self.db.conn
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    def _migrate(self) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"index {self.path} has schema version {version}, newer than this "
+                    f"xnatd ({SCHEMA_VERSION}); upgrade xnatd"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            connection.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def schema_version(self) -> int:
+        rows = self._rows("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0]["value"])
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    # -- prearchive sessions ----------------------------------------------------
+    def open_session(
+        self,
+        key: SessionKey,
+        *,
+        subject: str,
+        auto_archive: bool | None,
+        source: str | None,
+        timestamp: str,
+        now: float,
+    ) -> PrearchiveSession:
+        accepting = tuple(status.value for status in ACCEPTS_FILES)
+        marks = ",".join("?" * len(accepting))
+        with self._write() as connection:
+            row = connection.execute(
+                f"SELECT id, status FROM prearchive WHERE project = ? AND study_uid = ?"
+                f" AND label = ? AND status IN ({marks}) ORDER BY id DESC LIMIT 1",
+                (key.project, key.study_uid, key.label, *accepting),
+            ).fetchone()
+            if row is not None:
+                connection.execute(
+                    "UPDATE prearchive SET status = 'RECEIVING', reason = NULL,"
+                    " claimed_by = NULL, claim_until = NULL, last_modified = ? WHERE id = ?",
+                    (now, row[0]),
+                )
+                session_id = row[0]
+            else:
+                while True:
+                    try:
+                        cursor = connection.execute(
+                            "INSERT INTO prearchive (project, timestamp, label, subject,"
+                            " study_uid, status, auto_archive, source, created, last_modified)"
+                            " VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?, ?)",
+                            (
+                                key.project,
+                                timestamp,
+                                key.label,
+                                subject,
+                                key.study_uid,
+                                None if auto_archive is None else int(auto_archive),
+                                source,
+                                now,
+                                now,
+                            ),
+                        )
+                        break
+                    except sqlite3.IntegrityError:
+                        timestamp = next_timestamp(timestamp)
+                session_id = cursor.lastrowid
+            found = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM prearchive p WHERE id = ?", (session_id,)
+            )
+            columns = [c[0] for c in found.description]
+            return _session(dict(zip(columns, found.fetchone(), strict=True)))
+
+    def record_instance(
+        self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
+    ) -> RecordResult:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT status FROM prearchive WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None or Status(row[0]) not in ACCEPTS_FILES:
+                raise SessionClosed(f"session {session_id} no longer accepts files")
+            old = connection.execute(
+                "SELECT scan, file_name, size FROM instances"
+                " WHERE session_id = ? AND sop_instance_uid = ?",
+                (session_id, record.sop_instance_uid),
+            ).fetchone()
+            connection.execute(
+                "INSERT OR REPLACE INTO instances (session_id, sop_instance_uid, sop_class_uid,"
+                " series_uid, series_number, instance_number, modality, scan, file_name, size,"
+                " md5, received, calling_ae) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    record.sop_instance_uid,
+                    record.sop_class_uid,
+                    record.series_uid,
+                    record.series_number,
+                    record.instance_number,
+                    record.modality,
+                    record.scan,
+                    record.file_name,
+                    record.size,
+                    record.md5,
+                    record.received,
+                    record.calling_ae,
+                ),
+            )
+            added_files = 0 if old else 1
+            added_bytes = record.size - (old[2] if old else 0)
+            connection.execute(
+                "UPDATE prearchive SET status = 'RECEIVING', reason = NULL, claimed_by = NULL,"
+                " claim_until = NULL, last_modified = ?, files = files + ?, bytes = bytes + ?"
+                " WHERE id = ?",
+                (now, added_files, added_bytes, session_id),
+            )
+            if association_id is not None:
+                connection.execute(
+                    "INSERT OR IGNORE INTO association_sessions (association_id, session_id)"
+                    " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM associations WHERE id = ?)",
+                    (association_id, session_id, association_id),
+                )
+        replaced = None
+        if old and (old[0], old[1]) != (record.scan, record.file_name):
+            replaced = f"SCANS/{old[0]}/DICOM/{old[1]}"
+        return RecordResult(new_instance=old is None, replaced_path=replaced)
+
+    def claim_idle_sessions(
+        self, *, now: float, idle_timeout: float, node: str, lease: float, limit: int = 16
+    ) -> list[PrearchiveSession]:
+        with self._write() as connection:
+            ids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM prearchive p WHERE"
+                    " ((status = 'RECEIVING' AND last_modified <= ?)"
+                    "  OR (status = 'BUILDING' AND claim_until < ?))"
+                    " AND NOT EXISTS (SELECT 1 FROM association_sessions s"
+                    "   JOIN associations a ON a.id = s.association_id"
+                    "   WHERE s.session_id = p.id AND a.lease_until > ?)"
+                    " ORDER BY last_modified LIMIT ?",
+                    (now - idle_timeout, now, now, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            connection.execute(
+                f"UPDATE prearchive SET status = 'BUILDING', claimed_by = ?, claim_until = ?"
+                f" WHERE id IN ({marks})",
+                (node, now + lease, *ids),
+            )
+            cursor = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM prearchive p WHERE id IN ({marks})", ids
+            )
+            columns = [c[0] for c in cursor.description]
+            return [_session(dict(zip(columns, r, strict=True))) for r in cursor.fetchall()]
+
+    def finish_build(
+        self,
+        session_id: int,
+        *,
+        node: str,
+        status: Status,
+        reason: str | None,
+        xsi_type: str | None,
+    ) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = ?, reason = ?, xsi_type = ?,"
+                " claimed_by = NULL, claim_until = NULL"
+                " WHERE id = ? AND status = 'BUILDING' AND claimed_by = ?",
+                (status.value, reason, xsi_type, session_id, node),
+            )
+            return cursor.rowcount == 1
+
+    def release_claims(self, node: str) -> int:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = 'RECEIVING', claimed_by = NULL,"
+                " claim_until = NULL WHERE status = 'BUILDING' AND claimed_by = ?",
+                (node,),
+            )
+            return cursor.rowcount
+
+    def delete_session_if_empty(self, session_id: int) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "DELETE FROM prearchive WHERE id = ? AND files = 0"
+                " AND NOT EXISTS (SELECT 1 FROM instances WHERE session_id = ?)",
+                (session_id, session_id),
+            )
+            return cursor.rowcount == 1
+
+    def instances(self, session_id: int) -> list[InstanceRecord]:
+        rows = self._rows(
+            "SELECT sop_instance_uid, sop_class_uid, series_uid, series_number, instance_number,"
+            " modality, scan, file_name, size, md5, received, calling_ae FROM instances"
+            " WHERE session_id = ? ORDER BY received",
+            (session_id,),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def move_instances_to_scan(self, session_id: int, sop_uids: list[str], scan: str) -> None:
+        with self._write() as connection:
+            connection.executemany(
+                "UPDATE instances SET scan = ? WHERE session_id = ? AND sop_instance_uid = ?",
+                [(scan, session_id, uid) for uid in sop_uids],
+            )
+
+    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None:
+        rows = self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM prearchive p"
+            " WHERE project = ? AND timestamp = ? AND label = ?",
+            (name.project, name.timestamp, name.label),
+        )
+        return _session(rows[0]) if rows else None
+
+    def list_sessions(
+        self, *, project: str | None = None, status: str | None = None
+    ) -> list[PrearchiveSession]:
+        where, params = [], []
+        if project is not None:
+            where.append("project = ?")
+            params.append(project)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.upper())
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM prearchive p{clause}"
+            " ORDER BY project, timestamp, label",
+            tuple(params),
+        )
+        return [_session(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._rows("SELECT status, COUNT(*) AS n FROM prearchive GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
+
+    # -- associations ------------------------------------------------------------
+    def open_association(
+        self,
+        association_id: str,
+        *,
+        node: str,
+        called_ae: str,
+        calling_ae: str,
+        peer: str,
+        lease_until: float,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO associations (id, node, called_ae, calling_ae, peer,"
+                " opened, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (association_id, node, called_ae, calling_ae, peer, lease_until, lease_until),
+            )
+
+    def close_association(self, association_id: str) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM associations WHERE id = ?", (association_id,))
+
+    def renew_leases(self, node: str, lease_until: float) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE associations SET lease_until = ? WHERE node = ?", (lease_until, node)
+            )
+
+    def drop_node_associations(self, node: str) -> int:
+        with self._write() as connection:
+            return connection.execute("DELETE FROM associations WHERE node = ?", (node,)).rowcount
+
+    # -- audit ---------------------------------------------------------------------
+    def audit(
+        self,
+        event: str,
+        *,
+        actor: str | None,
+        session: str | None,
+        details: dict[str, Any],
+        now: float,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO audit (time, event, actor, session, details) VALUES (?, ?, ?, ?, ?)",
+                (now, event, actor, session, json.dumps(details, sort_keys=True)),
+            )
+
+    def audit_events(self, session: str | None = None) -> list[AuditEvent]:
+        if session is None:
+            rows = self._rows("SELECT * FROM audit ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM audit WHERE session = ? ORDER BY id", (session,))
+        return [
+            AuditEvent(
+                id=row["id"],
+                time=row["time"],
+                event=row["event"],
+                actor=row["actor"],
+                session=row["session"],
+                details=json.loads(row["details"]),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,169 @@
+"""Where things live in the data directory (SPEC 4.1 and 5.1).
+
+Every name built here from header values is reduced to a safe character set, and
+every path is checked to stay inside its root, so no header can name a path
+outside the data directory.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from xnatd.dicom import Header, Tag
+
+PREARCHIVE = "prearchive"
+ARCHIVE = "archive"
+INBOX = "inbox"
+DELETED = "deleted"
+INDEX_FILE = "index.sqlite"
+
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
+_VALID_SCAN_NAME = re.compile(r"^[\w.-]+$", re.ASCII)
+_NOT_SCAN_CHAR = re.compile(r"[^\w-]", re.ASCII)
+_NOT_FILE_CHAR = re.compile(r"[^\w.-]", re.ASCII)
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class UnsafePath(ValueError):
+    """A computed path would leave its root."""
+
+
+def timestamp(now: float | None = None) -> str:
+    """XNAT's prearchive timestamp, ``yyyyMMdd_HHmmssSSS`` (local time, as XNAT)."""
+    total_millis = round((time.time() if now is None else now) * 1000)
+    seconds, millis = divmod(total_millis, 1000)
+    return time.strftime(TIMESTAMP_FORMAT, time.localtime(seconds)) + f"{millis:03d}"
+
+
+def next_timestamp(stamp: str) -> str:
+    """The timestamp one millisecond later: a second session with the same name."""
+    seconds = time.mktime(time.strptime(stamp[:15], TIMESTAMP_FORMAT))
+    return timestamp(seconds + (int(stamp[15:18]) + 1) / 1000)
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode()`` over UTF-16 code units, as an unsigned 32-bit int."""
+    value = 0
+    encoded = text.encode("utf-16-be")
+    for i in range(0, len(encoded), 2):
+        value = (31 * value + ((encoded[i] << 8) | encoded[i + 1])) & 0xFFFFFFFF
+    return value
+
+
+def java_list_hash(items: list[str | None]) -> int:
+    """Java's ``List.hashCode()`` of strings, as an unsigned 32-bit int."""
+    value = 1
+    for item in items:
+        value = (31 * value + (0 if item is None else java_string_hash(item))) & 0xFFFFFFFF
+    return value
+
+
+def base36(number: int) -> str:
+    if number == 0:
+        return "0"
+    digits = []
+    while number:
+        number, remainder = divmod(number, 36)
+        digits.append(_BASE36[remainder])
+    return "".join(reversed(digits))
+
+
+def scan_name(header: Header) -> str:
+    """The scan folder: Series Number when a valid name, else the Series Instance UID."""
+    number = header.get(Tag.SeriesNumber, "").strip().lstrip("+")
+    if number and _VALID_SCAN_NAME.match(number) and set(number) != {"."}:
+        return number
+    uid = header.get(Tag.SeriesInstanceUID, "").strip()
+    if uid:
+        return _NOT_SCAN_CHAR.sub("_", uid)[:64]
+    return "unknown"
+
+
+def _template_value(header: Header, tag: int, keyword: str) -> str:
+    value = header.get(tag, "").strip()
+    return value if value else f"no-value-for-{keyword}"
+
+
+def instance_file_name(header: Header) -> str:
+    """``${StudyInstanceUID}-${SeriesNumber}-${InstanceNumber}-${HashSOPClassUIDWithSOPInstanceUID}.dcm``."""
+    digest = base36(java_list_hash([header.get(Tag.SOPClassUID), header.get(Tag.SOPInstanceUID)]))
+    parts = [
+        _template_value(header, Tag.StudyInstanceUID, "StudyInstanceUID"),
+        _template_value(header, Tag.SeriesNumber, "SeriesNumber"),
+        _template_value(header, Tag.InstanceNumber, "InstanceNumber"),
+        digest,
+    ]
+    name = _NOT_FILE_CHAR.sub("_", "-".join(parts))[:200]
+    return name.lstrip(".") + ".dcm"
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """Join parts under root, refusing anything that would leave it.
+
+    Raises:
+        UnsafePath: a part is empty, absolute, or walks out of root.
+    """
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise UnsafePath(f"refusing path component {part!r}")
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UnsafePath(f"{path} is outside {root}")
+    return path
+
+
+@dataclass(frozen=True)
+class PrearchiveName:
+    """A prearchive session's name, ``PROJECT/TIMESTAMP/LABEL``."""
+
+    project: str
+    timestamp: str
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.timestamp}/{self.label}"
+
+    @classmethod
+    def parse(cls, text: str) -> PrearchiveName:
+        """Raises: ValueError: not of the form PROJECT/TIMESTAMP/LABEL."""
+        parts = text.strip("/").split("/")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{text!r} is not PROJECT/TIMESTAMP/LABEL")
+        return cls(*parts)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """The data directory: prearchive/, archive/, inbox/, deleted/ and the SQLite index."""
+
+    root: Path
+
+    @property
+    def prearchive(self) -> Path:
+        return self.root / PREARCHIVE
+
+    @property
+    def index_file(self) -> Path:
+        return self.root / INDEX_FILE
+
+    def create(self) -> None:
+        for folder in (PREARCHIVE, ARCHIVE, INBOX, DELETED):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def session_dir(self, name: PrearchiveName) -> Path:
+        """``prearchive/PROJECT/TIMESTAMP/LABEL``."""
+        return inside(self.prearchive, name.project, name.timestamp, name.label)
+
+    def session_document(self, name: PrearchiveName) -> Path:
+        """``prearchive/PROJECT/TIMESTAMP/LABEL.xml``."""
+        return inside(self.prearchive, name.project, name.timestamp, name.label + ".xml")
+
+    def scan_dir(self, name: PrearchiveName, scan: str) -> Path:
+        """``prearchive/PROJECT/TIMESTAMP/LABEL/SCANS/SCAN/DICOM``."""
+        return inside(self.session_dir(name), "SCANS", scan, "DICOM")
+
+    def instance_path(self, name: PrearchiveName, scan: str, file_name: str) -> Path:
+        return inside(self.scan_dir(name, scan), file_name)

@@ -1,0 +1,289 @@
+"""The durable write into the prearchive, and the prearchive's sessions.
+
+A file is written to a temporary name beside its final one, flushed, renamed and its
+folder flushed; only then is it recorded in the index. When this returns, the
+instance survives a crash or power loss: that is when a C-STORE may say success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from xnatd.dicom import Header, Tag, read_header
+from xnatd.routing import Route
+from xnatd.store import layout
+from xnatd.store.index.base import (
+    Index,
+    InstanceRecord,
+    PrearchiveSession,
+    SessionClosed,
+    SessionKey,
+    Status,
+)
+from xnatd.store.layout import DataDir, PrearchiveName
+from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
+
+log = structlog.get_logger(__name__)
+
+
+class StoreRefused(Exception):
+    """The file was not stored and the sender may retry (disk full, write failed)."""
+
+
+@dataclass(frozen=True)
+class IncomingInstance:
+    """One routed file, framed as Part 10 bytes, on its way into the prearchive."""
+
+    header: Header
+    route: Route
+    data: bytes
+    source: str  # receiving AE title, or "import"
+    calling_ae: str | None = None
+    association_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    session: PrearchiveSession
+    path: Path
+    new_instance: bool
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: Path, stop: Path) -> None:
+    """Create path and flush each new folder's parent, so the folders survive power loss."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != stop:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        _fsync_dir(folder.parent)
+
+
+def write_durably(path: Path, data: bytes, root: Path) -> None:
+    """Write data at path atomically: temp file, fsync, rename, fsync the folder.
+
+    No partial file remains if anything fails.
+    """
+    _makedirs_durable(path.parent, root)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class Prearchive:
+    """Sessions waiting for review: the durable write and the session rows behind it."""
+
+    def __init__(self, data: DataDir, index: Index, *, min_free_disk: int) -> None:
+        self.data = data
+        self.index = index
+        self.min_free_disk = min_free_disk
+
+    def free_disk(self) -> int:
+        stats = os.statvfs(self.data.root)
+        return stats.f_bavail * stats.f_frsize
+
+    def store(
+        self, item: IncomingInstance, *, session: PrearchiveSession | None = None
+    ) -> StoredInstance:
+        """Write one instance durably and record it; ``session`` is a cached guess.
+
+        Raises:
+            StoreRefused: low disk or a failed write; nothing was kept.
+        """
+        if self.free_disk() - len(item.data) < self.min_free_disk:
+            raise StoreRefused(
+                f"free disk below site.min_free_disk ({self.min_free_disk} bytes) in "
+                f"{self.data.root}"
+            )
+        header = item.header
+        scan = layout.scan_name(header)
+        file_name = layout.instance_file_name(header)
+        md5 = hashlib.md5(item.data).hexdigest()
+        for _attempt in range(3):
+            if session is None:
+                session = self.open_session(item)
+            path = self.data.instance_path(session.name, scan, file_name)
+            existed = path.exists()
+            try:
+                write_durably(path, item.data, self.data.prearchive)
+            except OSError as exc:
+                raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
+            record = InstanceRecord(
+                sop_instance_uid=header[Tag.SOPInstanceUID],
+                sop_class_uid=header[Tag.SOPClassUID],
+                series_uid=header.get(Tag.SeriesInstanceUID, ""),
+                series_number=header.get(Tag.SeriesNumber, ""),
+                instance_number=header.get(Tag.InstanceNumber, ""),
+                modality=header.get(Tag.Modality, ""),
+                scan=scan,
+                file_name=file_name,
+                size=len(item.data),
+                md5=md5,
+                received=time.time(),
+                calling_ae=item.calling_ae,
+            )
+            try:
+                result = self.index.record_instance(
+                    session.id, record, item.association_id, time.time()
+                )
+            except SessionClosed:
+                # Archiving or moving began meanwhile: this file starts a new session.
+                if not existed:
+                    path.unlink(missing_ok=True)
+                session = None
+                continue
+            except Exception:
+                if not existed:
+                    path.unlink(missing_ok=True)
+                raise
+            if result.replaced_path:
+                # Same SOP instance sent again with another series/instance number.
+                (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)
+            return StoredInstance(session=session, path=path, new_instance=result.new_instance)
+        raise StoreRefused("the session kept closing while the file was being stored")
+
+    def open_session(self, item: IncomingInstance) -> PrearchiveSession:
+        route = item.route
+        return self.index.open_session(
+            SessionKey(route.project, item.header.get(Tag.StudyInstanceUID, ""), route.session),
+            subject=route.subject,
+            auto_archive=route.auto_archive,
+            source=item.source,
+            timestamp=layout.timestamp(),
+            now=time.time(),
+        )
+
+    def session_dir(self, name: PrearchiveName) -> Path:
+        return self.data.session_dir(name)
+
+    # -- what the assembler uses ---------------------------------------------------
+    def claim_idle_sessions(
+        self, *, idle_timeout: float, node: str, lease: float
+    ) -> list[PrearchiveSession]:
+        return self.index.claim_idle_sessions(
+            now=time.time(), idle_timeout=idle_timeout, node=node, lease=lease
+        )
+
+    def instances(self, session: PrearchiveSession) -> list[InstanceRecord]:
+        return self.index.instances(session.id)
+
+    def read_instance_header(
+        self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]
+    ) -> dict[int, str]:
+        """Header of one stored file (UnparsableDicom if it was damaged on disk)."""
+        return read_header(str(self.data.session_dir(session.name) / record.relative_path), tags)
+
+    def move_to_scan(
+        self, session: PrearchiveSession, records: list[InstanceRecord], scan: str
+    ) -> None:
+        """Move files to another scan folder (a duplicate series number got ``N-MR1``)."""
+        target = self.data.scan_dir(session.name, scan)
+        _makedirs_durable(target, self.data.prearchive)
+        session_dir = self.data.session_dir(session.name)
+        moved = []
+        for record in records:
+            source = session_dir / record.relative_path
+            if source.exists():
+                os.replace(source, target / record.file_name)
+                moved.append(record.sop_instance_uid)
+        _fsync_dir(target)
+        self.index.move_instances_to_scan(session.id, moved, scan)
+
+    def write_documents(self, session: PrearchiveSession, document: SessionDocument) -> None:
+        """Write each scan's catalog, then ``LABEL.xml`` beside the session folder."""
+        for scan in document.scans:
+            path = self.data.session_dir(session.name) / scan.catalog_uri
+            write_durably(path, catalog_xml(scan), self.data.prearchive)
+        write_durably(
+            self.data.session_document(session.name), session_xml(document), self.data.prearchive
+        )
+
+    def finish_build(
+        self,
+        session: PrearchiveSession,
+        *,
+        node: str,
+        status: Status,
+        reason: str | None = None,
+        xsi_type: str | None = None,
+    ) -> bool:
+        return self.index.finish_build(
+            session.id, node=node, status=status, reason=reason, xsi_type=xsi_type
+        )
+
+    def discard_if_empty(self, session: PrearchiveSession) -> bool:
+        """Drop a session that never kept a file (e.g. its only write failed)."""
+        if not self.index.delete_session_if_empty(session.id):
+            return False
+        for folder in (
+            self.data.session_dir(session.name),
+            self.data.session_dir(session.name).parent,
+        ):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return True
+
+    # -- associations: while one is open, its sessions' idle timers wait ---------
+    def association_opened(
+        self,
+        association_id: str,
+        *,
+        node: str,
+        called_ae: str,
+        calling_ae: str,
+        peer: str,
+        lease: float,
+    ) -> None:
+        self.index.open_association(
+            association_id,
+            node=node,
+            called_ae=called_ae,
+            calling_ae=calling_ae,
+            peer=peer,
+            lease_until=time.time() + lease,
+        )
+
+    def association_closed(self, association_id: str) -> None:
+        self.index.close_association(association_id)
+
+    def renew_leases(self, node: str, lease: float) -> None:
+        self.index.renew_leases(node, time.time() + lease)
+
+    def forget_node(self, node: str) -> None:
+        """At start: this node's associations and builds died with its last process."""
+        self.index.drop_node_associations(node)
+        self.index.release_claims(node)
+
+    def audit(
+        self, event: str, *, actor: str | None, session: str | None, **details: object
+    ) -> None:
+        self.index.audit(event, actor=actor, session=session, details=details, now=time.time())

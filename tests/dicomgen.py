@@ -32,7 +32,9 @@ from pydicom.uid import (
 
 ENCAPSULATED = {JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, RLELossless}
 UNCOMPRESSED = {
-    ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     DeflatedExplicitVRLittleEndian,
 }
 SOP_BY_MODALITY = {
@@ -92,7 +94,9 @@ def _pixels(spec: SeriesSpec, index: int) -> bytes:
 
 def instance(study: StudySpec, series: SeriesSpec, index: int) -> Dataset:
     """One instance (index from 1) of a series, with file meta for its transfer syntax."""
-    sop_class = UID(series.sop_class or SOP_BY_MODALITY.get(series.modality, SecondaryCaptureImageStorage))
+    sop_class = UID(
+        series.sop_class or SOP_BY_MODALITY.get(series.modality, SecondaryCaptureImageStorage)
+    )
     ds = Dataset()
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = uid(study.seed, "instance", series.uid_seed or series.number, index)
@@ -167,7 +171,7 @@ def write(datasets: Iterable[Dataset], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for ds in datasets:
-        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        path = folder / f"{ds.get('SOPInstanceUID') or ds.file_meta.MediaStorageSOPInstanceUID}.dcm"
         syntax = UID(ds.file_meta.TransferSyntaxUID)
         ds.save_as(
             path,

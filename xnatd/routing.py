@@ -44,17 +44,25 @@ def _comment_pattern(key: str) -> re.Pattern[str]:
 _COMMENT_KEYS = {key: _comment_pattern(key) for key in ("Project", "Subject", "Session", "AA")}
 
 
-def comment_value(header: Header, key: str) -> str | None:
-    """The first non-empty ``key: value`` found in the comment fields, in XNAT's order."""
+def comment_values(header: Header, key: str) -> list[str]:
+    """``key: value`` from each comment field that has one, in XNAT's order.
+
+    Each field is a rule of its own: a project named in Patient Comments that does not
+    exist lets Study Comments try.
+    """
     pattern = _COMMENT_KEYS[key]
+    values = []
     for tag in COMMENT_FIELDS:
-        text = header.get(tag)
-        if not text:
-            continue
-        match = pattern.search(text)
+        match = pattern.search(header.get(tag) or "")
         if match and match.group(1):
-            return match.group(1)
-    return None
+            values.append(match.group(1))
+    return values
+
+
+def comment_value(header: Header, key: str) -> str | None:
+    """The first non-empty ``key: value`` in the comment fields."""
+    values = comment_values(header, key)
+    return values[0] if values else None
 
 
 def _java_replacement(template: str) -> Callable[[re.Match[str]], str]:
@@ -182,14 +190,13 @@ def _first(candidates: Sequence[str | None]) -> str | None:
 
 
 def _auto_archive(header: Header) -> bool | None:
-    value = comment_value(header, "AA")
-    if value is None:
-        return None
-    lowered = value.lower()
-    if lowered in ("t", "true"):
-        return True
-    if lowered in ("f", "false"):
-        return False
+    """The first ``AA:`` that says true/t or false/f; other values have no opinion."""
+    for value in comment_values(header, "AA"):
+        lowered = value.lower()
+        if lowered in ("t", "true"):
+            return True
+        if lowered in ("f", "false"):
+            return False
     return None
 
 
@@ -215,7 +222,7 @@ def route(
         resolve_project,
         [explicit.project]
         + [rule.extract(header) for rules in rule_sets for rule in rules.project]
-        + [comment_value(header, "Project")]
+        + comment_values(header, "Project")
         + [header.get(Tag.StudyDescription), header.get(Tag.AccessionNumber)],
     )
     if project is None and default_project:

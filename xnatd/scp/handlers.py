@@ -112,6 +112,9 @@ def handle_requested(
     log.warning("association_rejected", ae=called, calling_ae=calling, peer=peer, reason=reason)
     metrics.associations.labels(called, calling, "rejected").inc()
     event.assoc.acse.send_reject(*reject)
+    # As pynetdicom's own reject path: wait until the DUL has sent the A-ASSOCIATE-RJ,
+    # otherwise the socket is closed first and the caller sees an abort, not a reject.
+    event.assoc.kill()
 
 
 def handle_established(

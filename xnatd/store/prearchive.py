@@ -130,7 +130,10 @@ class Prearchive:
         md5 = hashlib.md5(item.data).hexdigest()
         for _attempt in range(3):
             if session is None:
-                session = self.open_session(item)
+                try:
+                    session = self.open_session(item)
+                except Exception as exc:
+                    raise StoreRefused(f"index unavailable: {exc}") from exc
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
@@ -161,10 +164,11 @@ class Prearchive:
                     path.unlink(missing_ok=True)
                 session = None
                 continue
-            except Exception:
+            except Exception as exc:
+                # Not recorded means not acknowledged: leave no file the index does not know.
                 if not existed:
                     path.unlink(missing_ok=True)
-                raise
+                raise StoreRefused(f"index write failed: {exc}") from exc
             if result.replaced_path:
                 # Same SOP instance sent again with another series/instance number.
                 (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)

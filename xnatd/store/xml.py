@@ -174,13 +174,13 @@ class SessionDocument:
         return SESSION_ELEMENTS.get(self.xsi_type, "OtherDicomSession")
 
 
-def _child(parent: ET.Element, ns: str, name: str, text: str | None, **attrs: str | None) -> None:
+def _child(parent: ET.Element, ns: str, tag: str, text: str | None, **attrs: str | None) -> None:
     """Append an element only when it has a value or an attribute."""
     kept = {k: v for k, v in ((k, _xml_text(v)) for k, v in attrs.items()) if v}
     text = _xml_text(text)
     if not text and not kept:
         return
-    element = ET.SubElement(parent, f"{{{ns}}}{name}", kept)
+    element = ET.SubElement(parent, f"{{{ns}}}{tag}", kept)
     if text:
         element.text = text
 
@@ -204,7 +204,7 @@ def _scan(parent: ET.Element, scan: ScanDocument) -> None:
             "ID": scan.id,
             f"{{{XSI}}}type": f"xnat:{scan.xsi_type}",
             **({"type": t} if (t := _xml_text(scan.series_description)) else {}),
-            "UID": scan.uid,
+            "UID": _xml_text(scan.uid) or "",
         },
     )
     _child(element, XNAT, "series_description", scan.series_description)
@@ -255,7 +255,7 @@ def session_xml(doc: SessionDocument) -> bytes:
         "label": doc.label,
         **({"session_type": t[:255]} if (t := _xml_text(doc.session_type)) else {}),
         **({"modality": doc.modality} if doc.modality else {}),
-        "UID": doc.uid,
+        "UID": _xml_text(doc.uid) or "",
     }
     root = ET.Element(f"{{{XNAT}}}{doc.element}", attributes)
     # experimentData
@@ -295,7 +295,7 @@ def catalog_xml(scan: ScanDocument) -> bytes:
             "URI": entry.file_name,
             "format": "DICOM",
             "digest": entry.md5,
-            "UID": entry.sop_instance_uid,
+            "UID": _xml_text(entry.sop_instance_uid) or "",
         }
         number = xs_integer(entry.instance_number)
         if number is not None:

@@ -1,0 +1,285 @@
+"""Helpers shared by tests: bounded waits, free ports, xnatd as a subprocess, DCMTK peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCHEMAS = Path(os.environ.get("XNATD_SCHEMAS", ROOT.parent / "shared" / "reference" / "schemas"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until predicate returns something truthy; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def dcmtk_tool(name: str) -> str:
+    """A DCMTK binary; pynetdicom installs same-named Python apps earlier on PATH."""
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True)
+            if "dcmtk" in (out.stdout + out.stderr).lower():
+                return str(candidate)
+    pytest.fail(f"DCMTK {name} is not installed (apt-get install dcmtk; .ci/run does this)")
+
+
+def assert_valid(schema: Any, path: Path) -> None:
+    from lxml import etree
+
+    document = etree.parse(str(path))
+    if not schema.validate(document):
+        errors = "; ".join(f"line {e.line}: {e.message}" for e in schema.error_log)
+        raise AssertionError(f"{path} does not validate: {errors}")
+
+
+class Xnatd:
+    """One ``xnatd run`` subprocess with its own configuration and data directory."""
+
+    def __init__(self, workdir: Path, settings: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.settings = settings
+        self.config_path = workdir / "xnatd.yaml"
+        self.log_path = workdir / "xnatd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.write_config()
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.workdir / self.settings["site"]["data_dir"]).resolve()
+
+    @property
+    def port(self) -> int:
+        return self.settings["receivers"][0]["port"]
+
+    @property
+    def http_port(self) -> int:
+        return int(self.settings["http"]["listen"].rsplit(":", 1)[1])
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.settings, sort_keys=False))
+
+    def start(self) -> Xnatd:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        log.close()
+        wait_for(self._ready, timeout=20)
+        return self
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"xnatd exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 40) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                events.append(event)
+        return events
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "xnatd", *args, "-c", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"xnatd {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def prearchive(self, **filters: str) -> list[dict[str, Any]]:
+        args = ["prearchive", "list", "--json"]
+        for key, value in filters.items():
+            args += [f"--{key}", value]
+        return json.loads(self.cli(*args).stdout)
+
+    def wait_status(self, status: str, count: int = 1, timeout: float = 30) -> list[dict]:
+        def check() -> list[dict] | None:
+            rows = self.prearchive()
+            matching = [row for row in rows if row["status"] == status]
+            return matching if len(matching) >= count else None
+
+        return wait_for(check, timeout=timeout, interval=0.2)
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+
+
+def base_settings(port: int, http_port: int, **site: Any) -> dict[str, Any]:
+    return {
+        "site": {
+            "id": "XNATD",
+            "data_dir": "data",
+            "session_idle_timeout": "1s",
+            "min_free_disk": "1MiB",
+            **site,
+        },
+        "index": "sqlite",
+        "receivers": [{"ae_title": "XNAT", "port": port, "host": "127.0.0.1"}],
+        "projects": {
+            "DEMO": {"aliases": ["DemoStudy"]},
+            "PETMR": {},
+            "OTHER": {},
+        },
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "logging": {"format": "json", "level": "info"},
+    }
+
+
+def storescu_send(
+    storescu: str,
+    port: int,
+    paths: list[Path],
+    *,
+    aec: str = "XNAT",
+    aet: str = "SCANNER",
+    extra: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            storescu,
+            "-aet",
+            aet,
+            "-aec",
+            aec,
+            *(extra or []),
+            "127.0.0.1",
+            str(port),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+
+
+def pynetdicom_send(
+    port: int,
+    paths: list[Path],
+    *,
+    aet: str = "PYSCU",
+    aec: str = "XNAT",
+    hold_open: float = 0.0,
+    on_status: Callable[[Path, int], None] | None = None,
+) -> list[int]:
+    """Send files as they are (raw, not re-encoded) over one association; returns statuses.
+
+    Each file's own transfer syntax is proposed for its SOP class, and the bytes after
+    its file meta group go on the wire untouched.
+    """
+    from pydicom import dcmread
+    from pynetdicom import AE, _config
+
+    metas = [dcmread(path, stop_before_pixels=True).file_meta for path in paths]
+    ae = AE(ae_title=aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for pair in sorted({(m.MediaStorageSOPClassUID, m.TransferSyntaxUID) for m in metas}):
+        ae.add_requested_context(pair[0], [pair[1]])
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        assoc = ae.associate("127.0.0.1", port, ae_title=aec)
+        if not assoc.is_established:
+            raise ConnectionError(f"association to {aec} on {port} not established")
+        statuses = []
+        for path in paths:
+            status = assoc.send_c_store(path)
+            code = int(status.Status) if "Status" in status else -1
+            statuses.append(code)
+            if on_status is not None:
+                on_status(path, code)
+        if hold_open:
+            time.sleep(hold_open)
+        assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+        ae.shutdown()
+    return statuses
+
+
+def associate_result(port: int, *, aet: str, aec: str = "XNAT") -> tuple[bool, tuple | None]:
+    """Try an association; returns (established, (result, source, diagnostic) if rejected)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title=aec)
+    try:
+        if assoc.is_established:
+            assoc.release()
+            return True, None
+        rejection = None
+        if assoc.is_rejected and assoc.acceptor.primitive is not None:
+            primitive = assoc.acceptor.primitive
+            rejection = (primitive.result, primitive.result_source, primitive.diagnostic)
+        return False, rejection
+    finally:
+        ae.shutdown()
+
+
+def dicom_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*.dcm"))

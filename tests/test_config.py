@@ -1,0 +1,127 @@
+"""Configuration (SPEC section 2): every problem reported with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xnatd import config
+from xnatd.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_text(tmp_path: Path, text: str) -> config.Config:
+    path = tmp_path / "xnatd.yaml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def problems(tmp_path: Path, settings: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, yaml.safe_dump(settings))
+    return caught.value.problems
+
+
+def test_embedded_default_loads() -> None:
+    """etc/xnatd.yaml runs out of the box: SQLite, var/, AE XNAT on 8104, HTTP on 8080."""
+    loaded = config.load(ROOT / "etc" / "xnatd.yaml")
+    assert loaded.index == "sqlite"
+    assert loaded.site.data_dir == (ROOT / "var").resolve()
+    assert [(r.ae_title, r.port) for r in loaded.receivers] == [("XNAT", 8104)]
+    assert (loaded.http.host, loaded.http.port) == ("127.0.0.1", 8080)
+    assert loaded.site.session_idle_timeout == 300
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, "site: {data_dir: ./d}\n")
+    assert loaded.site.data_dir == (tmp_path / "d").resolve()
+
+
+def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        {
+            "site": {"session_idle_timeout": "5 minutes", "min_free_disk": "lots"},
+            "receivers": [
+                {"ae_title": "XNAT", "port": 8104},
+                {"ae_title": "XNAT", "port": 8104, "default_project": "NOPE"},
+                {"ae_title": "A" * 17, "port": 70000, "allow": ["bad@999.1.1.1"]},
+            ],
+            "routing": {"project": ["(0008,0050):([a-z"]},
+            "projects": {"P1": {"prearchive": "sometimes"}},
+            "colour": "blue",
+        },
+    )
+    expected_keys = [
+        "site.session_idle_timeout:",
+        "site.min_free_disk:",
+        "receivers[1].port: AE title XNAT on port 8104 is already used by receivers[0]",
+        "receivers[1].default_project:",
+        "receivers[2].ae_title:",
+        "receivers[2].port:",
+        "receivers[2].allow[0]:",
+        "routing.project[0]:",
+        "projects.P1.prearchive:",
+        "colour: unknown key",
+    ]
+    for key in expected_keys:
+        assert any(problem.startswith(key) for problem in found), (key, found)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(tmp_path / "missing.yaml")
+    assert "cannot read the file" in caught.value.problems[0]
+    assert "missing.yaml" in str(caught.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, "site:\n  id: [unclosed\n")
+    assert "line" in caught.value.problems[0]
+
+
+def test_missing_script_is_named(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"site": {"anonymization": "anon/site.das"}})
+    assert any(p.startswith("site.anonymization:") and "site.das" in p for p in found)
+
+
+def test_ae_titles_may_share_a_port(tmp_path: Path) -> None:
+    loaded = load_text(
+        tmp_path,
+        yaml.safe_dump(
+            {
+                "receivers": [
+                    {"ae_title": "XNAT", "port": 8104},
+                    {"ae_title": "RESEARCH", "port": 8104, "allow": ["CT1@10.0.0.0/8"]},
+                ]
+            }
+        ),
+    )
+    assert [r.ae_title for r in loaded.receivers] == ["XNAT", "RESEARCH"]
+
+
+def test_alias_clash_between_projects(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path, {"projects": {"P1": {"aliases": ["Shared"]}, "P2": {"aliases": ["shared"]}}}
+    )
+    assert any(p.startswith("projects.P2:") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), (12, 12)]
+)
+def test_durations(tmp_path: Path, text: object, seconds: float) -> None:
+    loaded = load_text(tmp_path, yaml.safe_dump({"site": {"session_idle_timeout": text}}))
+    assert loaded.site.session_idle_timeout == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("512MiB", 512 * 2**20), ("2GiB", 2 * 2**30), ("1GB", 10**9)]
+)
+def test_sizes(tmp_path: Path, text: str, size: int) -> None:
+    loaded = load_text(tmp_path, yaml.safe_dump({"site": {"min_free_disk": text}}))
+    assert loaded.site.min_free_disk == size

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +105,8 @@ class Xnatd:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1):
                 return True
+        except urllib.error.HTTPError:
+            return True  # up, but degraded (503): a receiver failed to start
         except OSError:
             return False
 
@@ -240,6 +243,7 @@ def pynetdicom_send(
         ae.add_requested_context(pair[0], [pair[1]])
     previous = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True
+    assoc = None
     try:
         assoc = ae.associate("127.0.0.1", port, ae_title=aec)
         if not assoc.is_established:
@@ -257,6 +261,10 @@ def pynetdicom_send(
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
         ae.shutdown()
+        # pynetdicom leaves the socket open when the peer vanishes mid-association.
+        transport = assoc.dul.socket if assoc is not None else None
+        if transport is not None and transport.socket is not None:
+            transport.socket.close()
     return statuses
 
 
@@ -283,3 +291,16 @@ def associate_result(port: int, *, aet: str, aec: str = "XNAT") -> tuple[bool, t
 
 def dicom_files(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*.dcm"))
+
+
+def port_accepts(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port (a plain TCP connect).
+
+    pynetdicom's own associate() leaks its socket when the connection is refused, so
+    tests probe with this before associating with a port that may be closed.
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,16 @@
+# The two commands the README promises.
+CONFIG ?= etc/xnatd.yaml
+
+.PHONY: run test lint bench
+
+run:            ## run the daemon on the embedded default (SQLite, var/, AE XNAT on 8104)
+	python3 -m xnatd run -c $(CONFIG)
+
+test:           ## every test: unit tests and real DCMTK / pynetdicom peers
+	python3 -m pytest
+
+lint:
+	ruff check xnatd tests bench && ruff format --check xnatd tests bench
+
+bench:          ## time from last file to READY for one 1,000-instance session
+	python3 bench/last_file_to_ready.py

@@ -6,34 +6,23 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dicomgen import SeriesSpec, StudySpec, dataset_bytes, instance, write, write_study
-from helpers import Xnatd, associate_result, dicom_files, pynetdicom_send, storescu_send, wait_for
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    RLELossless,
+from dicomgen import (
+    ENCAPSULATED,
+    UNCOMPRESSED,
+    SeriesSpec,
+    StudySpec,
+    dataset_bytes,
+    instance,
+    write,
+    write_study,
 )
+from helpers import Xnatd, associate_result, dicom_files, pynetdicom_send, storescu_send, wait_for
+from pydicom.uid import ExplicitVRBigEndian, JPEGLosslessSV1
 
 from xnatd.dicom import read_header
 from xnatd.store.layout import instance_file_name
 
-SYNTAXES = [
-    ImplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    DeflatedExplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEG2000Lossless,
-    RLELossless,
-]
+SYNTAXES = sorted(UNCOMPRESSED) + sorted(ENCAPSULATED)
 
 
 def stored_path(xnatd: Xnatd, original: Path) -> Path:

@@ -92,6 +92,7 @@ def run_storescp(work: Path, folder: Path, storescu: str) -> float:
         [dcmtk_tool("storescp"), "--fork", "-od", str(out), "-aet", "PEER", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "TCP_NODELAY": "1"},  # the peer at its best: Nagle off
     )
     try:
         wait_for(lambda: port_accepts(port), timeout=30)

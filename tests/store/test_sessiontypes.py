@@ -12,7 +12,7 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 
-from xnatd.assembler.sessiontypes import lead_modality, scan_type, session_type
+from xnatd.store.sessiontypes import lead_modality, scan_type, session_type
 
 PET = PositronEmissionTomographyImageStorage
 

@@ -12,5 +12,6 @@ test:           ## every test: unit tests and real DCMTK / pynetdicom peers
 lint:
 	ruff check xnatd tests bench && ruff format --check xnatd tests bench
 
-bench:          ## time from last file to READY for one 1,000-instance session
+bench:          ## last file to READY, and archive time, for 1,000-instance sessions
 	python3 bench/last_file_to_ready.py
+	python3 bench/archive_time.py

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import SCHEMAS, Xnatd, base_settings, dcmtk_tool, free_port
+from helpers import SCHEMAS, Site, Xnatd, base_settings, dcmtk_tool, free_port
 
 
 @pytest.fixture
@@ -100,3 +100,19 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[Path, str], Path]]:
     yield mount
     for path in mounted:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Iterator[Callable[..., Site]]:
+    sites: list[Site] = []
+
+    def make(projects: dict[str, Any] | None = None, **site: Any) -> Site:
+        folder = tmp_path / f"site{len(sites)}"
+        folder.mkdir()
+        made = Site(folder, projects if projects is not None else {"DEMO": {}}, **site)
+        sites.append(made)
+        return made
+
+    yield make
+    for made in sites:
+        made.close()

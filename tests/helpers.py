@@ -304,3 +304,78 @@ def port_accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class Site:
+    """The daemon's stages wired in-process, with builds run on demand instead of timers."""
+
+    def __init__(self, workdir: Path, projects: dict[str, Any], **site: Any) -> None:
+        from xnatd import config as config_module
+        from xnatd.archive.archiver import Archiver
+        from xnatd.assembler.builder import Builder
+        from xnatd.intake.intake import Intake
+        from xnatd.metrics import Metrics
+        from xnatd.operations import Operations
+        from xnatd.store import Store
+
+        self.workdir = workdir
+        self.config_path = workdir / "xnatd.yaml"
+        self.config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "site": {"id": "XNATD", "data_dir": "data", "min_free_disk": 0, **site},
+                    "projects": projects,
+                }
+            )
+        )
+        self.config = config_module.load(self.config_path)
+        self.store = Store.open(self.config)
+        self.metrics = Metrics()
+        self.intake = Intake(lambda: self.config, self.store.prearchive, self.metrics)
+        self.archiver = Archiver(self.store, lambda: self.config, self.metrics, "test-node")
+        self.builder = Builder(self.store.prearchive, self.metrics, "test-node")
+        self.operations = Operations(
+            self.store, lambda: self.config, self.metrics, "test-node", self.archiver
+        )
+
+    def receive(self, paths: list[Path], **explicit: str) -> list[str]:
+        from xnatd.intake.intake import Received
+        from xnatd.routing import Explicit
+
+        outcomes = [
+            self.intake.receive(
+                Received(
+                    path.read_bytes(),
+                    source="TEST",
+                    calling_ae="SENDER",
+                    explicit=Explicit(**explicit),
+                )
+            )
+            for path in paths
+        ]
+        return [outcome.result.value for outcome in outcomes]
+
+    def build_all(self) -> list[Any]:
+        """Build every session now, then apply the archive policy, as the sweeper does."""
+        from xnatd.store.index.base import Status
+
+        built = []
+        for session in self.store.prearchive.claim_idle_sessions(
+            idle_timeout=-1, node="test-node", lease=60
+        ):
+            if self.builder.build(session) is Status.READY:
+                self.archiver.after_build(session)
+            built.append(session)
+        return built
+
+    def prearchive(self) -> list[Any]:
+        return self.store.index.list_sessions()
+
+    def archived(self, *statuses: str) -> list[Any]:
+        from xnatd.store.index.base import ArchiveStatus, SessionFilter
+
+        wanted = tuple(ArchiveStatus(s) for s in statuses) or tuple(ArchiveStatus)
+        return self.store.index.list_archived(SessionFilter(statuses=wanted))
+
+    def close(self) -> None:
+        self.store.close()

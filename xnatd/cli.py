@@ -7,19 +7,30 @@ configuration. Errors go to stderr; ``--json`` gives machine output.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xnatd import __version__
+from xnatd import __version__, logs
 from xnatd import config as config_module
+from xnatd.archive.archiver import Refused
+from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
-from xnatd.store.index import open_index
-from xnatd.store.index.base import Index, PrearchiveSession, Status
-from xnatd.store.layout import DataDir, PrearchiveName
+from xnatd.store import Store
+from xnatd.store.index.base import (
+    ArchivedSession,
+    ArchiveStatus,
+    PrearchiveSession,
+    SessionFilter,
+    Status,
+)
+from xnatd.store.layout import PrearchiveName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,10 +60,51 @@ def _load_config(args: argparse.Namespace) -> Config:
     return config_module.load(args.config or config_module.default_config_path())
 
 
-def _open_index(config: Config) -> Index:
-    data = DataDir(config.site.data_dir)
-    data.root.mkdir(parents=True, exist_ok=True)
-    return open_index(config.index, data.root)
+def archived_row(session: ArchivedSession, store: Store) -> dict[str, Any]:
+    """The fields of ``sessions list --json`` (SPEC 7)."""
+    return {
+        "id": session.id,
+        "project": session.project,
+        "subject": session.subject,
+        "subject_id": session.subject_id,
+        "label": session.label,
+        "date": session.date,
+        "modality": session.modality,
+        "xsi_type": f"xnat:{session.xsi_type}",
+        "study_uid": session.study_uid,
+        "scans": session.scans,
+        "files": session.files,
+        "status": session.status.value,
+        "path": str(store.data.root / session.path),
+    }
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _operations(config: Config, store: Store):
+    from xnatd.metrics import Metrics
+    from xnatd.operations import Operations
+
+    node = f"{socket.gethostname()}:cli:{os.getpid()}"
+    return Operations(store, lambda: config, Metrics(), node)
+
+
+def _name(text: str) -> PrearchiveName:
+    try:
+        return PrearchiveName.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _date(text: str | None) -> str | None:
+    if text is None:
+        return None
+    digits = text.replace("-", "")
+    if len(digits) != 8 or not digits.isdigit():
+        raise UsageError(f"{text!r} is not a date (YYYY-MM-DD)")
+    return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
 
 
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -86,13 +138,14 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if args.status and args.status.upper() not in Status.__members__:
         raise UsageError(f"--status {args.status!r} is not one of {', '.join(Status)}")
-    index = _open_index(config)
+    store = Store.open(config)
     try:
         rows = [
-            prearchive_row(s) for s in index.list_sessions(project=args.project, status=args.status)
+            prearchive_row(s)
+            for s in store.index.list_sessions(project=args.project, status=args.status)
         ]
     finally:
-        index.close()
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -104,11 +157,9 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
 
 def cmd_prearchive_show(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    try:
-        name = PrearchiveName.parse(args.name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    index = _open_index(config)
+    name = _name(args.name)
+    store = Store.open(config)
+    index = store.index
     try:
         session = index.get_session(name)
         if session is None:
@@ -129,8 +180,8 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
             scan["files"] += 1
             scan["bytes"] += record.size
     finally:
-        index.close()
-    data = DataDir(config.site.data_dir)
+        store.close()
+    data = store.data
     detail = {
         **prearchive_row(session),
         "auto_archive": session.auto_archive,
@@ -149,6 +200,159 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
     print()
     _print_table(detail["scan_list"], ("id", "modality", "files", "bytes", "series_uid"))
     return EXIT_OK
+
+
+def cmd_prearchive_operation(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    name = _name(args.name)
+    store = Store.open(config)
+    try:
+        operations = _operations(config, store)
+        if args.action == "archive":
+            outcome = operations.archive(name, args.overwrite, _actor())
+            if outcome.result in ("conflict", "error"):
+                print(f"xnatd: {name}: {outcome.result.upper()}: {outcome.reason}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"{name} {outcome.result} as {outcome.session_id} ({outcome.files} files)")
+        elif args.action == "rebuild":
+            status = operations.rebuild(name, _actor())
+            print(f"{name} rebuilt: {status.value if status else 'reopened by new files'}")
+        elif args.action == "move":
+            print(f"{name} moved to {operations.move(name, args.to, _actor())}")
+        else:
+            print(f"{name} deleted; files kept in {operations.delete(name, _actor())}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    statuses = (
+        tuple(ArchiveStatus)
+        if args.status == "all"
+        else (ArchiveStatus(args.status),)
+        if args.status
+        else (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
+    )
+    query = SessionFilter(
+        project=args.project,
+        subject=args.subject,
+        label=args.label,
+        modality=args.modality,
+        since=_date(args.since),
+        until=_date(args.until),
+        study_uid=args.study_uid,
+        scan_type=args.scan_type,
+        statuses=statuses,
+    )
+    store = Store.open(config)
+    try:
+        rows = [archived_row(s, store) for s in store.index.list_archived(query)]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(
+            rows,
+            ("id", "project", "subject", "label", "date", "modality", "scans", "files", "status"),
+        )
+    return EXIT_OK
+
+
+def cmd_sessions_show(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    store = Store.open(config)
+    try:
+        session = store.index.get_archived(args.id)
+        if session is None:
+            print(f"xnatd: no archived session {args.id}", file=sys.stderr)
+            return EXIT_FAILED
+        scans = store.index.archived_scans(session.id)
+        detail = {
+            **archived_row(session, store),
+            "bytes": session.bytes,
+            "archived": _iso(session.archived),
+            "modified": _iso(session.modified),
+            "scan_list": [scan.__dict__ for scan in scans],
+            "autorun": list(session.autorun),
+        }
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(detail, indent=2))
+        return EXIT_OK
+    for key, value in detail.items():
+        if key not in ("scan_list", "autorun"):
+            print(f"{key:>12}: {'' if value is None else value}")
+    print()
+    _print_table(detail["scan_list"], ("scan", "type", "modality", "files", "series_uid"))
+    for result in detail["autorun"]:
+        print(f"autorun {result['step']}: {result['result']}")
+    return EXIT_OK
+
+
+def cmd_sessions_change(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    store = Store.open(config)
+    try:
+        operations = _operations(config, store)
+        if args.action == "release":
+            changed = operations.release(args.id, _actor())
+        else:
+            changed = operations.delete_archived(args.id, purge=args.purge_files, actor=_actor())
+    finally:
+        store.close()
+    print(f"{changed.id}: {changed.status.value} ({store.data.root / changed.path})")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    store = Store.open(config)
+    try:
+        events = store.audit.events(args.session)
+    finally:
+        store.close()
+    rows = [
+        {
+            "time": _iso(e.time),
+            "event": e.event,
+            "actor": e.actor,
+            "session": e.session,
+            "details": e.details,
+        }
+        for e in events
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            details = " ".join(f"{k}={v}" for k, v in sorted(row["details"].items()))
+            print(
+                f"{row['time']}  {row['event']:<15} {row['actor'] or '':<16} "
+                f"{row['session'] or '':<40} {details}"
+            )
+    return EXIT_OK
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from xnatd.store.reindex import reindex
+
+    config = _load_config(args)
+    store = Store.open(config)
+    try:
+        report = reindex(store)
+    finally:
+        store.close()
+    print(
+        f"reindexed {report.archived} archived and {report.prearchive} prearchive sessions, "
+        f"{report.instances} instances, {report.audit_events} audit events"
+    )
+    for problem in report.skipped:
+        print(f"xnatd: skipped {problem}", file=sys.stderr)
+    return EXIT_FAILED if report.skipped else EXIT_OK
 
 
 class UsageError(Exception):
@@ -185,11 +389,60 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", metavar="PROJECT/TIMESTAMP/LABEL")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_prearchive_show)
+    for action, summary in (
+        ("archive", "archive a session"),
+        ("rebuild", "build a session now"),
+        ("delete", "delete a session (files kept under deleted/)"),
+        ("move", "move a session to another project"),
+    ):
+        operation = actions.add_parser(action, parents=[common], help=summary)
+        operation.add_argument("name", metavar="PROJECT/TIMESTAMP/LABEL")
+        if action == "archive":
+            operation.add_argument("--overwrite", choices=OVERWRITE_MODES, default="none")
+        if action == "move":
+            operation.add_argument("--to", required=True, metavar="PROJECT")
+        operation.set_defaults(func=cmd_prearchive_operation)
+
+    sessions = commands.add_parser("sessions", help="archived sessions")
+    verbs = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = verbs.add_parser("list", parents=[common], help="search archived sessions")
+    for option in ("project", "subject", "label", "modality", "study-uid", "scan-type"):
+        listing.add_argument(f"--{option}")
+    listing.add_argument("--since", metavar="DATE")
+    listing.add_argument("--until", metavar="DATE")
+    listing.add_argument("--status", choices=[*ArchiveStatus, "all"])
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_sessions_list)
+    show = verbs.add_parser("show", parents=[common], help="one archived session")
+    show.add_argument("id", metavar="SESSION_ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_sessions_show)
+    release = verbs.add_parser("release", parents=[common], help="quarantine to active")
+    release.add_argument("id", metavar="SESSION_ID")
+    release.set_defaults(func=cmd_sessions_change)
+    delete = verbs.add_parser("delete", parents=[common], help="mark deleted")
+    delete.add_argument("id", metavar="SESSION_ID")
+    delete.add_argument("--purge-files", action="store_true", help="move files under deleted/")
+    delete.set_defaults(func=cmd_sessions_change)
+
+    audit = commands.add_parser("audit", parents=[common], help="the audit trail")
+    audit.add_argument("--session", metavar="SESSION_ID")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
+    reindex = commands.add_parser(
+        "reindex",
+        parents=[common],
+        help="rebuild the index from the data directory (stop the daemon first)",
+    )
+    reindex.set_defaults(func=cmd_reindex)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        # Commands print their results on stdout; events (warnings up) go to stderr.
+        logs.configure("console", "warning")
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -200,5 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"xnatd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Refused as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED

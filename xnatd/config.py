@@ -56,13 +56,38 @@ class Receiver:
 
 
 @dataclass(frozen=True)
+class CommandStep:
+    """``{run: [prog, args], timeout: 10m}``: run after each archive."""
+
+    run: tuple[str, ...]
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class ProtocolRule:
+    type: str  # matched against scan type and series description, any case
+    min: int = 1
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class ProtocolStep:
+    """``{protocol: [{type: T1, min: 1}, ...]}``: the built-in protocol check."""
+
+    rules: tuple[ProtocolRule, ...]
+
+
+AutorunStep = CommandStep | ProtocolStep
+
+
+@dataclass(frozen=True)
 class Project:
     id: str
     aliases: tuple[str, ...] = ()
     prearchive: str = "manual"
     quarantine: bool = False
     anonymization: Path | None = None
-    autorun: tuple[Any, ...] = ()
+    autorun: tuple[AutorunStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -318,10 +343,7 @@ class _Parser:
                     f"{key}.prearchive",
                     f"{policy!r} is not one of {', '.join(PREARCHIVE_POLICIES)}",
                 )
-            autorun = body.get("autorun") or []
-            if not isinstance(autorun, list):
-                self.problem(f"{key}.autorun", "must be a list of steps")
-                autorun = []
+            autorun = self.autorun(body.get("autorun"), f"{key}.autorun")
             projects[project_id] = Project(
                 id=project_id,
                 aliases=aliases,
@@ -331,6 +353,43 @@ class _Parser:
                 autorun=tuple(autorun),
             )
         return projects
+
+    def autorun(self, value: Any, key: str) -> tuple[AutorunStep, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(key, "must be a list of steps ({run: [...]} or {protocol: [...]})")
+            return ()
+        steps: list[AutorunStep] = []
+        for position, item in enumerate(value):
+            where = f"{key}[{position}]"
+            raw = self.mapping(item, where, ("run", "timeout", "protocol"))
+            if "run" in raw:
+                command = raw["run"]
+                if isinstance(command, str):
+                    command = [command]
+                if not isinstance(command, list) or not command:
+                    self.problem(f"{where}.run", "must be a program and its arguments")
+                    continue
+                timeout = self.duration(raw.get("timeout"), f"{where}.timeout", 600.0)
+                steps.append(CommandStep(tuple(str(part) for part in command), timeout))
+            elif "protocol" in raw:
+                rules = []
+                for index, rule in enumerate(raw["protocol"] or []):
+                    body = self.mapping(rule, f"{where}.protocol[{index}]", ("type", "min", "max"))
+                    scan_type = self.string(body.get("type"), f"{where}.protocol[{index}].type")
+                    if not scan_type:
+                        self.problem(f"{where}.protocol[{index}].type", "is required")
+                        continue
+                    low, high = body.get("min", 1), body.get("max")
+                    if not isinstance(low, int) or (high is not None and not isinstance(high, int)):
+                        self.problem(f"{where}.protocol[{index}]", "min and max are counts")
+                        continue
+                    rules.append(ProtocolRule(scan_type, low, high))
+                steps.append(ProtocolStep(tuple(rules)))
+            else:
+                self.problem(where, "a step has run: or protocol:")
+        return tuple(steps)
 
     def receivers(self, value: Any, projects: Mapping[str, Project]) -> tuple[Receiver, ...]:
         if value is None:

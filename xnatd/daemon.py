@@ -18,6 +18,7 @@ import structlog
 
 from xnatd import config as config_module
 from xnatd import logs, systemd
+from xnatd.archive.archiver import Archiver
 from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError
@@ -26,13 +27,12 @@ from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.server import Listeners
-from xnatd.store.index import open_index
-from xnatd.store.layout import DataDir
-from xnatd.store.prearchive import Prearchive
+from xnatd.store import Store
 
 log = structlog.get_logger(__name__)
 
 LEASE_RENEWAL = 20.0  # seconds between renewals of this node's association leases
+HOUSEKEEPING = 60.0  # seconds between looks for archives left half done by a dead process
 DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
 
 
@@ -48,20 +48,22 @@ class Daemon:
     def startup(self) -> None:
         config = self.config
         logs.configure(config.logging.format, config.logging.level)
-        data = DataDir(config.site.data_dir)
-        data.create()
-        self.index = open_index(config.index, data.root)
-        self.prearchive = Prearchive(data, self.index, min_free_disk=config.site.min_free_disk)
+        self.store = Store.open(config)
+        data = self.store.data
+        self.index = self.store.index
+        self.prearchive = self.store.prearchive
         # Whatever this node had open or was building died with its previous process.
         self.prearchive.forget_node(self.node)
         self.metrics = Metrics()
         self.metrics.watch_state(self.index.count_by_status, data.root)
         self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)
+        self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
             self.prearchive,
             Builder(self.prearchive, self.metrics, self.node),
             idle_timeout=config.site.session_idle_timeout,
             node=self.node,
+            on_ready=self.archiver.after_build,
         )
         self.associations = Associations(self.prearchive, self.metrics, self.node)
         self.listeners = Listeners(
@@ -94,6 +96,7 @@ class Daemon:
         watchdog = systemd.watchdog_interval()
         tick = min(1.0, watchdog or 1.0)
         next_renewal = time.monotonic() + LEASE_RENEWAL
+        next_housekeeping = time.monotonic()
         while not self.should_exit.wait(tick):
             if watchdog:
                 systemd.notify("WATCHDOG=1")
@@ -106,6 +109,12 @@ class Daemon:
                     self.associations.renew_leases()
                 except Exception:
                     log.exception("lease_renewal_failed")
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + HOUSEKEEPING
+                try:
+                    self.archiver.resume_stale()
+                except Exception:
+                    log.exception("resume_archives_failed")
 
     def reload(self) -> None:
         """Swap in the file's new contents; a file that does not validate changes nothing."""
@@ -133,7 +142,7 @@ class Daemon:
         if self.http is not None:
             self.http.shutdown()
         self.index.release_claims(self.node)
-        self.index.close()
+        self.store.close()
         log.info("daemon_stopped")
 
     def run(self) -> None:

@@ -8,12 +8,13 @@ index, so timers resume after a restart and another node can take over.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import structlog
 
 from xnatd.assembler.builder import Builder
-from xnatd.store.index.base import PrearchiveSession
+from xnatd.store.index.base import PrearchiveSession, Status
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
@@ -37,11 +38,13 @@ class Sweeper:
         idle_timeout: float,
         node: str,
         workers: int = 2,
+        on_ready: Callable[[PrearchiveSession], None] | None = None,
     ) -> None:
         self.prearchive = prearchive
         self.builder = builder
         self.idle_timeout = idle_timeout
         self.node = node
+        self.on_ready = on_ready  # the next stage: the project's archive policy
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,7 +67,8 @@ class Sweeper:
 
     def _build(self, session: PrearchiveSession) -> None:
         try:
-            self.builder.build(session)
+            if self.builder.build(session) is Status.READY and self.on_ready is not None:
+                self.on_ready(session)
         except Exception:
             # A bug must not kill the pool; the claim expires and the build is retried.
             log.exception("build_crashed", session=str(session.name))

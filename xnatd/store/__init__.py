@@ -1,0 +1,45 @@
+"""The store: the only code that knows the data directory's layout and the index.
+
+``Store.open`` gives every part at once: the prearchive (durable write, sessions
+waiting for review), the archive, the audit trail and the index behind them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xnatd.config import Config
+from xnatd.store.archive import ArchiveStore
+from xnatd.store.audit import AuditTrail
+from xnatd.store.index import open_index
+from xnatd.store.index.base import Index
+from xnatd.store.layout import DataDir
+from xnatd.store.prearchive import Prearchive
+
+
+@dataclass
+class Store:
+    data: DataDir
+    index: Index
+    audit: AuditTrail
+    prearchive: Prearchive
+    archive: ArchiveStore
+    site_id: str
+
+    @classmethod
+    def open(cls, config: Config) -> Store:
+        data = DataDir(config.site.data_dir)
+        data.create()
+        index = open_index(config.index, data.root)
+        audit = AuditTrail(data.root, index)
+        return cls(
+            data=data,
+            index=index,
+            audit=audit,
+            prearchive=Prearchive(data, index, audit, min_free_disk=config.site.min_free_disk),
+            archive=ArchiveStore(data, index),
+            site_id=config.site.id,
+        )
+
+    def close(self) -> None:
+        self.index.close()

@@ -7,11 +7,10 @@ instance survives a crash or power loss: that is when a C-STORE may say success.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
+import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,14 @@ import structlog
 
 from xnatd.dicom import Header, Tag, read_header
 from xnatd.routing import Route
-from xnatd.store import layout
+from xnatd.store import layout, sidecar
+from xnatd.store.audit import AuditTrail
+from xnatd.store.durable import (
+    fsync_dir,
+    makedirs_durable,
+    remove_empty_parents,
+    write_durably,
+)
 from xnatd.store.index.base import (
     Index,
     InstanceRecord,
@@ -28,7 +34,7 @@ from xnatd.store.index.base import (
     SessionKey,
     Status,
 )
-from xnatd.store.layout import DataDir, PrearchiveName
+from xnatd.store.layout import DataDir, PrearchiveName, inside
 from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
 
 log = structlog.get_logger(__name__)
@@ -57,54 +63,15 @@ class StoredInstance:
     new_instance: bool
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _makedirs_durable(path: Path, stop: Path) -> None:
-    """Create path and flush each new folder's parent, so the folders survive power loss."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists() and current != stop:
-        missing.append(current)
-        current = current.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        _fsync_dir(folder.parent)
-
-
-def write_durably(path: Path, data: bytes, root: Path) -> None:
-    """Write data at path atomically: temp file, fsync, rename, fsync the folder.
-
-    No partial file remains if anything fails.
-    """
-    _makedirs_durable(path.parent, root)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 class Prearchive:
     """Sessions waiting for review: the durable write and the session rows behind it."""
 
-    def __init__(self, data: DataDir, index: Index, *, min_free_disk: int) -> None:
+    def __init__(
+        self, data: DataDir, index: Index, audit: AuditTrail, *, min_free_disk: int
+    ) -> None:
         self.data = data
         self.index = index
+        self.audit_trail = audit
         self.min_free_disk = min_free_disk
 
     def free_disk(self) -> int:
@@ -177,7 +144,7 @@ class Prearchive:
 
     def open_session(self, item: IncomingInstance) -> PrearchiveSession:
         route = item.route
-        return self.index.open_session(
+        session = self.index.open_session(
             SessionKey(route.project, item.header.get(Tag.StudyInstanceUID, ""), route.session),
             subject=route.subject,
             auto_archive=route.auto_archive,
@@ -185,6 +152,10 @@ class Prearchive:
             timestamp=layout.timestamp(),
             now=time.time(),
         )
+        if session.files == 0:
+            # New (or still empty): record the routing decisions reindex cannot re-derive.
+            sidecar.write(self.data.session_dir(session.name), _sidecar(session), self.data.root)
+        return session
 
     def session_dir(self, name: PrearchiveName) -> Path:
         return self.data.session_dir(name)
@@ -211,7 +182,7 @@ class Prearchive:
     ) -> None:
         """Move files to another scan folder (a duplicate series number got ``N-MR1``)."""
         target = self.data.scan_dir(session.name, scan)
-        _makedirs_durable(target, self.data.prearchive)
+        makedirs_durable(target, self.data.prearchive)
         session_dir = self.data.session_dir(session.name)
         moved = []
         for record in records:
@@ -219,7 +190,7 @@ class Prearchive:
             if source.exists():
                 os.replace(source, target / record.file_name)
                 moved.append(record.sop_instance_uid)
-        _fsync_dir(target)
+        fsync_dir(target)
         self.index.move_instances_to_scan(session.id, moved, scan)
 
     def write_documents(self, session: PrearchiveSession, document: SessionDocument) -> None:
@@ -248,12 +219,9 @@ class Prearchive:
         """Drop a session that never kept a file (e.g. its only write failed)."""
         if not self.index.delete_session_if_empty(session.id):
             return False
-        for folder in (
-            self.data.session_dir(session.name),
-            self.data.session_dir(session.name).parent,
-        ):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        folder = self.data.session_dir(session.name)
+        (folder / sidecar.NAME).unlink(missing_ok=True)
+        remove_empty_parents(folder, self.data.prearchive)
         return True
 
     # -- associations: while one is open, its sessions' idle timers wait ---------
@@ -290,4 +258,69 @@ class Prearchive:
     def audit(
         self, event: str, *, actor: str | None, session: str | None, **details: object
     ) -> None:
-        self.index.audit(event, actor=actor, session=session, details=details, now=time.time())
+        self.audit_trail.record(event, actor=actor, session=session, **details)
+
+    # -- operations ----------------------------------------------------------------
+    def relocate(self, session: PrearchiveSession, project: str) -> PrearchiveName:
+        """Move a session's folder and document under another project (status MOVING).
+
+        Raises:
+            OSError: the folders could not be moved; nothing was recorded.
+        """
+        stamp = session.timestamp
+        while self.index.get_session(PrearchiveName(project, stamp, session.label)) is not None:
+            stamp = layout.next_timestamp(stamp)
+        target = PrearchiveName(project, stamp, session.label)
+        source_dir = self.data.session_dir(session.name)
+        target_dir = self.data.session_dir(target)
+        makedirs_durable(target_dir.parent, self.data.prearchive)
+        os.replace(source_dir, target_dir)
+        document = self.data.session_document(session.name)
+        if document.exists():
+            os.replace(document, self.data.session_document(target))
+        fsync_dir(target_dir.parent)
+        self.index.relocate_session(session.id, project=project, timestamp=stamp)
+        values = sidecar.read(target_dir) or _sidecar(session)
+        sidecar.write(target_dir, {**values, "project": project}, self.data.root)
+        remove_empty_parents(source_dir.parent, self.data.prearchive)
+        return target
+
+    def remove(self, session: PrearchiveSession) -> Path:
+        """Delete a session (status DELETING): its files go under ``deleted/``, kept."""
+        source_dir = self.data.session_dir(session.name)
+        target = inside(
+            self.data.root / layout.DELETED,
+            layout.PREARCHIVE,
+            session.project,
+            session.timestamp,
+            session.label,
+        )
+        makedirs_durable(target.parent, self.data.root)
+        if source_dir.exists():
+            os.replace(source_dir, target)
+        document = self.data.session_document(session.name)
+        if document.exists():
+            os.replace(document, target.with_name(session.label + ".xml"))
+        fsync_dir(target.parent)
+        self.index.delete_session(session.id)
+        remove_empty_parents(source_dir.parent, self.data.prearchive)
+        return target
+
+    def discard_folder(self, session: PrearchiveSession) -> None:
+        """After archiving: remove what is left of the prearchive session's folder."""
+        folder = self.data.session_dir(session.name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        self.data.session_document(session.name).unlink(missing_ok=True)
+        remove_empty_parents(folder.parent, self.data.prearchive)
+
+
+def _sidecar(session: PrearchiveSession) -> dict[str, object]:
+    return {
+        "project": session.project,
+        "subject": session.subject,
+        "study_uid": session.study_uid,
+        "auto_archive": session.auto_archive,
+        "source": session.source,
+        "created": session.created,
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Status(StrEnum):
@@ -33,6 +33,12 @@ class Status(StrEnum):
 ACCEPTS_FILES = frozenset(
     {Status.RECEIVING, Status.BUILDING, Status.READY, Status.CONFLICT, Status.ERROR}
 )
+
+
+class ArchiveStatus(StrEnum):
+    ACTIVE = "active"
+    QUARANTINE = "quarantine"
+    DELETED = "deleted"
 
 
 class SessionClosed(Exception):
@@ -92,6 +98,52 @@ class InstanceRecord:
     @property
     def relative_path(self) -> str:
         return f"SCANS/{self.scan}/DICOM/{self.file_name}"
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    """One archived scan, for search by type and series description."""
+
+    scan: str
+    series_uid: str
+    type: str | None
+    series_description: str | None
+    modality: str | None
+    files: int
+
+
+@dataclass(frozen=True)
+class ArchivedSession:
+    id: str  # SITE_E00001
+    project: str
+    subject_id: str  # SITE_S00001
+    subject: str  # the subject's label
+    label: str
+    study_uid: str
+    xsi_type: str
+    modality: str | None
+    date: str | None  # YYYY-MM-DD
+    status: ArchiveStatus
+    path: str  # relative to the data directory
+    archived: float
+    modified: float
+    scans: int = 0
+    files: int = 0
+    bytes: int = 0
+    autorun: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    project: str | None = None
+    subject: str | None = None  # label or accession ID
+    label: str | None = None
+    modality: str | None = None
+    since: str | None = None  # YYYY-MM-DD, on the session date
+    until: str | None = None
+    study_uid: str | None = None
+    scan_type: str | None = None  # matches scan type or series description, any case
+    statuses: tuple[ArchiveStatus, ...] = (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
 
 
 @dataclass(frozen=True)
@@ -206,6 +258,128 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def drop_node_associations(self, node: str) -> int:
         """Forget a node's associations (they died with its previous process)."""
+
+    # -- operations on prearchive sessions (each a compare-and-set) -----------
+    @abc.abstractmethod
+    def claim_session(
+        self,
+        name: PrearchiveName,
+        *,
+        allowed: frozenset[Status],
+        to: Status,
+        node: str,
+        lease: float,
+        now: float,
+        archive_mode: str | None = None,
+    ) -> PrearchiveSession | Status | None:
+        """Move a session from one of ``allowed`` to ``to`` for node.
+
+        Returns the claimed session, or its current status when refused, or None when
+        there is no such session.
+        """
+
+    @abc.abstractmethod
+    def claim_stale_archives(
+        self, *, now: float, node: str, lease: float
+    ) -> list[PrearchiveSession]:
+        """ARCHIVING sessions whose claim expired (their process died), now claimed by node."""
+
+    @abc.abstractmethod
+    def archive_mode(self, session_id: int) -> str | None: ...
+
+    @abc.abstractmethod
+    def set_status(
+        self, session_id: int, *, expected: Status, to: Status, reason: str | None = None
+    ) -> bool:
+        """Compare-and-set a prearchive status (e.g. ARCHIVING -> CONFLICT with its reason)."""
+
+    @abc.abstractmethod
+    def relocate_session(self, session_id: int, *, project: str, timestamp: str) -> None:
+        """A moved session's new project and timestamp (its files moved with it)."""
+
+    @abc.abstractmethod
+    def delete_session(self, session_id: int) -> None:
+        """Forget a prearchive session and its instance rows."""
+
+    # -- the archive ---------------------------------------------------------------
+    @abc.abstractmethod
+    def subject_id(self, project: str, label: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def create_subject(
+        self, project: str, label: str, *, prefix: str, now: float
+    ) -> tuple[str, bool]:
+        """The subject's accession ID, allocating one the first time; (id, created)."""
+
+    @abc.abstractmethod
+    def allocate_id(self, kind: str, prefix: str) -> str:
+        """A new accession ID ``PREFIX_K00001``; never handed out twice, deleted ones included."""
+
+    @abc.abstractmethod
+    def find_archived(self, project: str, label: str) -> ArchivedSession | None:
+        """The session holding project/label (deleted ones included, newest first)."""
+
+    @abc.abstractmethod
+    def get_archived(self, session_id: str) -> ArchivedSession | None: ...
+
+    @abc.abstractmethod
+    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]: ...
+
+    @abc.abstractmethod
+    def archived_instances(self, session_id: str) -> list[InstanceRecord]: ...
+
+    @abc.abstractmethod
+    def archived_scans(self, session_id: str) -> list[ScanRow]: ...
+
+    @abc.abstractmethod
+    def commit_archive(
+        self,
+        session: ArchivedSession,
+        instances: list[InstanceRecord],
+        scans: list[ScanRow],
+        *,
+        prearchive_id: int | None,
+    ) -> None:
+        """In one transaction: the archived session's rows replace what it had, and the
+        prearchive session it came from is gone."""
+
+    @abc.abstractmethod
+    def set_archive_status(
+        self,
+        session_id: str,
+        *,
+        expected: frozenset[ArchiveStatus],
+        to: ArchiveStatus,
+        path: str | None = None,
+        now: float,
+    ) -> ArchivedSession | ArchiveStatus | None:
+        """Compare-and-set an archived session's status; the updated row, or the current
+        status when refused, or None when there is no such session."""
+
+    @abc.abstractmethod
+    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None: ...
+
+    # -- reindex ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Remove every row (reindex rebuilds them from the data directory)."""
+
+    @abc.abstractmethod
+    def restore_prearchive(
+        self, session: PrearchiveSession, instances: list[InstanceRecord]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def restore_subject(
+        self, subject_id: str, project: str, label: str, created: float
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def restore_audit(self, events: list[AuditEvent]) -> None: ...
+
+    @abc.abstractmethod
+    def raise_id_floor(self, kind: str, number: int) -> None:
+        """Make sure the next ``kind`` ID is above number."""
 
     # -- audit -------------------------------------------------------------------
     @abc.abstractmethod

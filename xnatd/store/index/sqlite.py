@@ -20,12 +20,16 @@ import sqlite_utils
 from xnatd.store.index.base import (
     ACCEPTS_FILES,
     SCHEMA_VERSION,
+    ArchivedSession,
+    ArchiveStatus,
     AuditEvent,
     Index,
     InstanceRecord,
     PrearchiveSession,
     RecordResult,
+    ScanRow,
     SessionClosed,
+    SessionFilter,
     SessionKey,
     Status,
 )
@@ -97,6 +101,62 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_session ON audit (session);
     """,
+    """
+    ALTER TABLE prearchive ADD COLUMN archive_mode TEXT;
+    CREATE TABLE subjects (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created REAL NOT NULL,
+        UNIQUE (project, label)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        subject_id TEXT NOT NULL REFERENCES subjects (id),
+        label TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        xsi_type TEXT NOT NULL,
+        modality TEXT,
+        date TEXT,
+        status TEXT NOT NULL,
+        path TEXT NOT NULL,
+        archived REAL NOT NULL,
+        modified REAL NOT NULL,
+        autorun TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE UNIQUE INDEX sessions_live_label ON sessions (project, label)
+        WHERE status != 'deleted';
+    CREATE INDEX sessions_study ON sessions (study_uid);
+    CREATE INDEX sessions_subject ON sessions (subject_id);
+    CREATE TABLE archive_instances (
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        series_number TEXT NOT NULL,
+        instance_number TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        scan TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        md5 TEXT NOT NULL,
+        received REAL NOT NULL,
+        calling_ae TEXT,
+        PRIMARY KEY (session_id, sop_instance_uid)
+    );
+    CREATE TABLE archive_scans (
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        scan TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        type TEXT,
+        series_description TEXT,
+        modality TEXT,
+        files INTEGER NOT NULL,
+        PRIMARY KEY (session_id, scan)
+    );
+    CREATE TABLE id_counters (kind TEXT PRIMARY KEY, last INTEGER NOT NULL)
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -105,6 +165,60 @@ _SESSION_COLUMNS = (
     " (SELECT COUNT(DISTINCT scan) FROM instances i WHERE i.session_id = p.id) AS scans,"
     " files, bytes, created, last_modified, xsi_type"
 )
+
+
+_ARCHIVED_COLUMNS = (
+    "s.id, s.project, s.subject_id, j.label AS subject, s.label, s.study_uid, s.xsi_type,"
+    " s.modality, s.date, s.status, s.path, s.archived, s.modified, s.autorun,"
+    " (SELECT COUNT(*) FROM archive_scans c WHERE c.session_id = s.id) AS scans,"
+    " (SELECT COUNT(*) FROM archive_instances i WHERE i.session_id = s.id) AS files,"
+    " (SELECT COALESCE(SUM(size), 0) FROM archive_instances i WHERE i.session_id = s.id)"
+    " AS bytes FROM sessions s JOIN subjects j ON j.id = s.subject_id"
+)
+_INSTANCE_COLUMNS = (
+    "sop_instance_uid, sop_class_uid, series_uid, series_number, instance_number, modality,"
+    " scan, file_name, size, md5, received, calling_ae"
+)
+
+
+def _archived(row: dict[str, Any]) -> ArchivedSession:
+    return ArchivedSession(
+        id=row["id"],
+        project=row["project"],
+        subject_id=row["subject_id"],
+        subject=row["subject"],
+        label=row["label"],
+        study_uid=row["study_uid"],
+        xsi_type=row["xsi_type"],
+        modality=row["modality"],
+        date=row["date"],
+        status=ArchiveStatus(row["status"]),
+        path=row["path"],
+        archived=row["archived"],
+        modified=row["modified"],
+        scans=row["scans"],
+        files=row["files"],
+        bytes=row["bytes"],
+        autorun=tuple(json.loads(row["autorun"] or "[]")),
+    )
+
+
+def _instance_values(owner: object, record: InstanceRecord) -> tuple[Any, ...]:
+    return (
+        owner,
+        record.sop_instance_uid,
+        record.sop_class_uid,
+        record.series_uid,
+        record.series_number,
+        record.instance_number,
+        record.modality,
+        record.scan,
+        record.file_name,
+        record.size,
+        record.md5,
+        record.received,
+        record.calling_ae,
+    )
 
 
 def _session(row: dict[str, Any]) -> PrearchiveSession:
@@ -376,9 +490,7 @@ class SqliteIndex(Index):
 
     def instances(self, session_id: int) -> list[InstanceRecord]:
         rows = self._rows(
-            "SELECT sop_instance_uid, sop_class_uid, series_uid, series_number, instance_number,"
-            " modality, scan, file_name, size, md5, received, calling_ae FROM instances"
-            " WHERE session_id = ? ORDER BY received",
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE session_id = ? ORDER BY received",
             (session_id,),
         )
         return [InstanceRecord(**row) for row in rows]
@@ -451,6 +563,331 @@ class SqliteIndex(Index):
     def drop_node_associations(self, node: str) -> int:
         with self._write() as connection:
             return connection.execute("DELETE FROM associations WHERE node = ?", (node,)).rowcount
+
+    # -- operations on prearchive sessions -----------------------------------------
+    def claim_session(
+        self,
+        name: PrearchiveName,
+        *,
+        allowed: frozenset[Status],
+        to: Status,
+        node: str,
+        lease: float,
+        now: float,
+        archive_mode: str | None = None,
+    ) -> PrearchiveSession | Status | None:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT id, status FROM prearchive WHERE project = ? AND timestamp = ?"
+                " AND label = ?",
+                (name.project, name.timestamp, name.label),
+            ).fetchone()
+            if row is None:
+                return None
+            if Status(row[1]) not in allowed:
+                return Status(row[1])
+            connection.execute(
+                "UPDATE prearchive SET status = ?, claimed_by = ?, claim_until = ?,"
+                " archive_mode = COALESCE(?, archive_mode) WHERE id = ?",
+                (to.value, node, now + lease, archive_mode, row[0]),
+            )
+        return self.get_session(name)
+
+    def claim_stale_archives(
+        self, *, now: float, node: str, lease: float
+    ) -> list[PrearchiveSession]:
+        with self._write() as connection:
+            ids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM prearchive WHERE status = 'ARCHIVING' AND claim_until < ?",
+                    (now,),
+                )
+            ]
+            for session_id in ids:
+                connection.execute(
+                    "UPDATE prearchive SET claimed_by = ?, claim_until = ? WHERE id = ?",
+                    (node, now + lease, session_id),
+                )
+        return [s for s in self.list_sessions(status="ARCHIVING") if s.id in ids]
+
+    def archive_mode(self, session_id: int) -> str | None:
+        rows = self._rows("SELECT archive_mode FROM prearchive WHERE id = ?", (session_id,))
+        return rows[0]["archive_mode"] if rows else None
+
+    def set_status(
+        self, session_id: int, *, expected: Status, to: Status, reason: str | None = None
+    ) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = ?, reason = ?, claimed_by = NULL,"
+                " claim_until = NULL WHERE id = ? AND status = ?",
+                (to.value, reason, session_id, expected.value),
+            )
+            return cursor.rowcount == 1
+
+    def relocate_session(self, session_id: int, *, project: str, timestamp: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE prearchive SET project = ?, timestamp = ? WHERE id = ?",
+                (project, timestamp, session_id),
+            )
+
+    def delete_session(self, session_id: int) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM prearchive WHERE id = ?", (session_id,))
+
+    # -- the archive -----------------------------------------------------------------
+    def subject_id(self, project: str, label: str) -> str | None:
+        rows = self._rows(
+            "SELECT id FROM subjects WHERE project = ? AND label = ?", (project, label)
+        )
+        return rows[0]["id"] if rows else None
+
+    def _next_id(self, connection: sqlite3.Connection, kind: str, prefix: str) -> str:
+        number = connection.execute(
+            "INSERT INTO id_counters (kind, last) VALUES (?, 1)"
+            " ON CONFLICT (kind) DO UPDATE SET last = last + 1 RETURNING last",
+            (kind,),
+        ).fetchone()[0]
+        return f"{prefix}_{kind}{number:05d}"
+
+    def allocate_id(self, kind: str, prefix: str) -> str:
+        with self._write() as connection:
+            return self._next_id(connection, kind, prefix)
+
+    def create_subject(
+        self, project: str, label: str, *, prefix: str, now: float
+    ) -> tuple[str, bool]:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT id FROM subjects WHERE project = ? AND label = ?", (project, label)
+            ).fetchone()
+            if row is not None:
+                return row[0], False
+            subject_id = self._next_id(connection, "S", prefix)
+            connection.execute(
+                "INSERT INTO subjects (id, project, label, created) VALUES (?, ?, ?, ?)",
+                (subject_id, project, label, now),
+            )
+            return subject_id, True
+
+    def find_archived(self, project: str, label: str) -> ArchivedSession | None:
+        rows = self._rows(
+            f"SELECT {_ARCHIVED_COLUMNS} WHERE s.project = ? AND s.label = ?"
+            " ORDER BY s.status = 'deleted', s.archived DESC LIMIT 1",
+            (project, label),
+        )
+        return _archived(rows[0]) if rows else None
+
+    def get_archived(self, session_id: str) -> ArchivedSession | None:
+        rows = self._rows(f"SELECT {_ARCHIVED_COLUMNS} WHERE s.id = ?", (session_id,))
+        return _archived(rows[0]) if rows else None
+
+    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]:
+        where = [f"s.status IN ({','.join('?' * len(query.statuses))})"]
+        params: list[Any] = [status.value for status in query.statuses]
+        for clause, value in (
+            ("s.project = ?", query.project),
+            ("(j.label = ? OR j.id = ?)", query.subject),
+            ("s.label = ?", query.label),
+            ("UPPER(s.modality) = UPPER(?)", query.modality),
+            ("s.date >= ?", query.since),
+            ("s.date <= ?", query.until),
+            ("s.study_uid = ?", query.study_uid),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.extend([value] * clause.count("?"))
+        if query.scan_type is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM archive_scans c WHERE c.session_id = s.id"
+                " AND (c.type LIKE ? OR c.series_description LIKE ?))"
+            )
+            params.extend([f"%{query.scan_type}%"] * 2)
+        rows = self._rows(
+            f"SELECT {_ARCHIVED_COLUMNS} WHERE {' AND '.join(where)} ORDER BY s.id",
+            tuple(params),
+        )
+        return [_archived(row) for row in rows]
+
+    def archived_instances(self, session_id: str) -> list[InstanceRecord]:
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM archive_instances WHERE session_id = ?"
+            " ORDER BY received",
+            (session_id,),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def archived_scans(self, session_id: str) -> list[ScanRow]:
+        rows = self._rows(
+            "SELECT scan, series_uid, type, series_description, modality, files"
+            " FROM archive_scans WHERE session_id = ?",
+            (session_id,),
+        )
+        return [ScanRow(**row) for row in rows]
+
+    def commit_archive(
+        self,
+        session: ArchivedSession,
+        instances: list[InstanceRecord],
+        scans: list[ScanRow],
+        *,
+        prearchive_id: int | None,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO sessions (id, project, subject_id, label, study_uid, xsi_type,"
+                " modality, date, status, path, archived, modified, autorun)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET xsi_type = excluded.xsi_type,"
+                " modality = excluded.modality, date = excluded.date,"
+                " status = excluded.status, path = excluded.path,"
+                " modified = excluded.modified",
+                (
+                    session.id,
+                    session.project,
+                    session.subject_id,
+                    session.label,
+                    session.study_uid,
+                    session.xsi_type,
+                    session.modality,
+                    session.date,
+                    session.status.value,
+                    session.path,
+                    session.archived,
+                    session.modified,
+                    json.dumps(list(session.autorun)),
+                ),
+            )
+            connection.execute("DELETE FROM archive_instances WHERE session_id = ?", (session.id,))
+            connection.executemany(
+                f"INSERT INTO archive_instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_instance_values(session.id, record) for record in instances],
+            )
+            connection.execute("DELETE FROM archive_scans WHERE session_id = ?", (session.id,))
+            connection.executemany(
+                "INSERT INTO archive_scans (session_id, scan, series_uid, type,"
+                " series_description, modality, files) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        session.id,
+                        scan.scan,
+                        scan.series_uid,
+                        scan.type,
+                        scan.series_description,
+                        scan.modality,
+                        scan.files,
+                    )
+                    for scan in scans
+                ],
+            )
+            if prearchive_id is not None:
+                connection.execute("DELETE FROM prearchive WHERE id = ?", (prearchive_id,))
+
+    def set_archive_status(
+        self,
+        session_id: str,
+        *,
+        expected: frozenset[ArchiveStatus],
+        to: ArchiveStatus,
+        path: str | None = None,
+        now: float,
+    ) -> ArchivedSession | ArchiveStatus | None:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT status FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            if ArchiveStatus(row[0]) not in expected:
+                return ArchiveStatus(row[0])
+            connection.execute(
+                "UPDATE sessions SET status = ?, path = COALESCE(?, path), modified = ?"
+                " WHERE id = ?",
+                (to.value, path, now, session_id),
+            )
+        return self.get_archived(session_id)
+
+    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE sessions SET autorun = ? WHERE id = ?", (json.dumps(results), session_id)
+            )
+
+    # -- reindex ---------------------------------------------------------------------
+    def clear(self) -> None:
+        with self._write() as connection:
+            for table in (
+                "association_sessions",
+                "associations",
+                "instances",
+                "prearchive",
+                "archive_instances",
+                "archive_scans",
+                "sessions",
+                "subjects",
+                "id_counters",
+                "audit",
+            ):
+                connection.execute(f"DELETE FROM {table}")
+
+    def restore_prearchive(
+        self, session: PrearchiveSession, instances: list[InstanceRecord]
+    ) -> None:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "INSERT INTO prearchive (project, timestamp, label, subject, study_uid, status,"
+                " reason, auto_archive, source, files, bytes, created, last_modified, xsi_type)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.project,
+                    session.timestamp,
+                    session.label,
+                    session.subject,
+                    session.study_uid,
+                    session.status.value,
+                    session.reason,
+                    None if session.auto_archive is None else int(session.auto_archive),
+                    session.source,
+                    len(instances),
+                    sum(i.size for i in instances),
+                    session.created,
+                    session.last_modified,
+                    session.xsi_type,
+                ),
+            )
+            connection.executemany(
+                f"INSERT OR REPLACE INTO instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_instance_values(cursor.lastrowid, record) for record in instances],
+            )
+
+    def restore_subject(self, subject_id: str, project: str, label: str, created: float) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO subjects (id, project, label, created) VALUES (?, ?, ?, ?)",
+                (subject_id, project, label, created),
+            )
+
+    def restore_audit(self, events: list[AuditEvent]) -> None:
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT INTO audit (time, event, actor, session, details) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.time, e.event, e.actor, e.session, json.dumps(e.details, sort_keys=True))
+                    for e in events
+                ],
+            )
+
+    def raise_id_floor(self, kind: str, number: int) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO id_counters (kind, last) VALUES (?, ?)"
+                " ON CONFLICT (kind) DO UPDATE SET last = MAX(last, excluded.last)",
+                (kind, number),
+            )
 
     # -- audit ---------------------------------------------------------------------
     def audit(

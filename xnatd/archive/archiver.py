@@ -1,0 +1,297 @@
+"""Archiving one prearchive session: IDs, merge, files moved, documents, audit.
+
+The session is already claimed ARCHIVING (a compare-and-set by whoever asked). The
+steps are ordered so that a crash at any point is finished by running them again:
+files are moved idempotently, and the index commit that makes the archived session
+visible is also what removes the prearchive row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from xnatd.archive.autorun import run_autorun
+from xnatd.archive.merge import merge_conflict, plan_merge
+from xnatd.archive.policy import auto_archive_mode
+from xnatd.config import Config
+from xnatd.dicom import UnparsableDicom
+from xnatd.metrics import Metrics
+from xnatd.routing import UNASSIGNED
+from xnatd.store import Store
+from xnatd.store.documents import build_document
+from xnatd.store.index.base import (
+    ArchivedSession,
+    ArchiveStatus,
+    InstanceRecord,
+    PrearchiveSession,
+    ScanRow,
+    Status,
+)
+from xnatd.store.layout import PrearchiveName
+from xnatd.store.sessiontypes import session_type
+from xnatd.store.xml import SessionDocument, xs_date
+
+log = structlog.get_logger(__name__)
+
+ARCHIVE_LEASE = 3600.0  # a claim older than this belongs to a process that died
+ARCHIVABLE = frozenset({Status.READY, Status.CONFLICT, Status.ERROR})
+
+# Project anonymization (SPEC 6) plugs in here: rewrites the prearchive files in
+# place and returns the records that remain (a rejected file is dropped).
+ProjectAnonymizer = Callable[[PrearchiveSession, list[InstanceRecord]], list[InstanceRecord]]
+
+
+class Refused(Exception):
+    """The operation is not allowed in the session's current state; says why."""
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    result: str  # archived | merged | conflict | error
+    session_id: str | None = None
+    reason: str | None = None
+    files: int = 0
+
+
+class Archiver:
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], Config],
+        metrics: Metrics,
+        node: str,
+        anonymize: ProjectAnonymizer | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.node = node
+        self.anonymize = anonymize
+
+    # -- entry points ------------------------------------------------------------------
+    def after_build(self, session: PrearchiveSession) -> None:
+        """The sweeper's hook: apply the project's policy (or the session's AA:)."""
+        mode = auto_archive_mode(
+            session.project, session.auto_archive, self.config().project(session.project)
+        )
+        if mode is None:
+            return
+        claimed = self.store.index.claim_session(
+            session.name,
+            allowed=frozenset({Status.READY}),
+            to=Status.ARCHIVING,
+            node=self.node,
+            lease=ARCHIVE_LEASE,
+            now=time.time(),
+            archive_mode=mode,
+        )
+        if isinstance(claimed, PrearchiveSession):
+            self.archive(claimed, mode, actor="auto-archive")
+
+    def request(self, name: PrearchiveName, overwrite: str, actor: str) -> ArchiveOutcome:
+        """Archive on request (command line, HTTP).
+
+        Raises:
+            Refused: no such session, or not in READY, CONFLICT or ERROR.
+        """
+        claimed = self.store.index.claim_session(
+            name,
+            allowed=ARCHIVABLE,
+            to=Status.ARCHIVING,
+            node=self.node,
+            lease=ARCHIVE_LEASE,
+            now=time.time(),
+            archive_mode=overwrite,
+        )
+        if claimed is None:
+            raise Refused(f"no prearchive session {name}")
+        if isinstance(claimed, Status):
+            raise Refused(
+                f"{name} is {claimed.value}: only READY, CONFLICT or ERROR sessions can be archived"
+            )
+        return self.archive(claimed, overwrite, actor=actor)
+
+    def resume_stale(self) -> int:
+        """Finish archives whose process died (their claim expired)."""
+        stale = self.store.index.claim_stale_archives(
+            now=time.time(), node=self.node, lease=ARCHIVE_LEASE
+        )
+        for session in stale:
+            mode = self.store.index.archive_mode(session.id) or "none"
+            self.archive(session, mode, actor="xnatd")
+        return len(stale)
+
+    # -- the work ------------------------------------------------------------------------
+    def archive(self, session: PrearchiveSession, overwrite: str, *, actor: str) -> ArchiveOutcome:
+        started = time.perf_counter()
+        bound = log.bind(session=str(session.name), study_uid=session.study_uid)
+        try:
+            outcome = self._archive(session, overwrite, actor)
+        except (OSError, UnparsableDicom, ValueError) as exc:
+            reason = f"archive failed: {exc}".replace("\n", " ")[:500]
+            self.store.index.set_status(
+                session.id, expected=Status.ARCHIVING, to=Status.ERROR, reason=reason
+            )
+            self.store.audit.record("error", actor=actor, session=str(session.name), reason=reason)
+            bound.error("archive_failed", reason=reason)
+            outcome = ArchiveOutcome("error", reason=reason)
+        self.metrics.sessions_archived.labels(session.project, outcome.result).inc()
+        if outcome.result in ("archived", "merged"):
+            self.metrics.archive_duration.observe(time.perf_counter() - started)
+            bound.info(
+                "session_archived",
+                result=outcome.result,
+                session_id=outcome.session_id,
+                files=outcome.files,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return outcome
+
+    def _conflict(self, session: PrearchiveSession, reason: str, actor: str) -> ArchiveOutcome:
+        self.store.index.set_status(
+            session.id, expected=Status.ARCHIVING, to=Status.CONFLICT, reason=reason
+        )
+        self.store.audit.record("conflict", actor=actor, session=str(session.name), reason=reason)
+        log.warning("archive_conflict", session=str(session.name), reason=reason)
+        return ArchiveOutcome("conflict", reason=reason)
+
+    def _archive(self, session: PrearchiveSession, overwrite: str, actor: str) -> ArchiveOutcome:
+        store, index = self.store, self.store.index
+        project = self.config().project(session.project)
+        if session.project == UNASSIGNED or project is None:
+            return self._conflict(
+                session, f"project {session.project} cannot be archived; move it first", actor
+            )
+        records = store.prearchive.instances(session)
+        if self.anonymize is not None:
+            records = self.anonymize(session, records)
+        if not records:
+            return self._conflict(session, "the session has no files to archive", actor)
+        subject = session.subject or session.label
+        xsi_type = session_type({r.sop_class_uid for r in records}, {r.modality for r in records})
+        relative = store.archive.relative_dir(session.project, session.label)
+        existing = index.find_archived(session.project, session.label)
+        if existing is not None and existing.status is ArchiveStatus.DELETED:
+            if existing.path == relative:
+                return self._conflict(
+                    session,
+                    f"deleted session {existing.id} still holds {relative}; "
+                    f"purge it first (xnatd sessions delete {existing.id} --purge-files)",
+                    actor,
+                )
+            existing = None
+        if existing is not None:
+            reason = merge_conflict(
+                existing,
+                study_uid=session.study_uid,
+                subject=subject,
+                xsi_type=xsi_type,
+                overwrite=overwrite,
+            )
+            if reason:
+                return self._conflict(session, reason, actor)
+
+        now = time.time()
+        subject_id, created = index.create_subject(
+            session.project, subject, prefix=store.site_id, now=now
+        )
+        if created:
+            store.audit.record(
+                "subject_created",
+                actor=actor,
+                session=None,
+                subject_id=subject_id,
+                project=session.project,
+                label=subject,
+            )
+        session_id = existing.id if existing else index.allocate_id("E", store.site_id)
+        folder = store.data.root / relative
+        plan = plan_merge(
+            index.archived_instances(session_id) if existing else [],
+            records,
+            replace_files=overwrite == "delete",
+        )
+        source_folder = store.prearchive.session_dir(session.name)
+        for placement in plan.placements:
+            if placement.action != "skip":
+                store.archive.place(
+                    source_folder / placement.incoming.relative_path,
+                    folder / placement.target.relative_path,
+                )
+        for old in plan.obsolete:
+            store.archive.remove_file(folder / old.relative_path)
+
+        result = list(plan.result)
+        document = build_document(
+            result,
+            lambda record, tags: store.archive.read_instance_header(folder, record, tags),
+            project=session.project,
+            label=session.label,
+            subject_id=subject_id,
+            study_uid=session.study_uid,
+            session_id=session_id,
+        )
+        store.archive.write_documents(folder, session.label, document)
+        if project.quarantine:
+            status = ArchiveStatus.QUARANTINE
+        else:
+            status = existing.status if existing else ArchiveStatus.ACTIVE
+        archived = ArchivedSession(
+            id=session_id,
+            project=session.project,
+            subject_id=subject_id,
+            subject=subject,
+            label=session.label,
+            study_uid=session.study_uid,
+            xsi_type=document.xsi_type,
+            modality=document.modality,
+            date=xs_date(document.date),
+            status=status,
+            path=relative,
+            archived=existing.archived if existing else now,
+            modified=now,
+        )
+        store.archive.write_sidecar(archived)
+        index.commit_archive(archived, result, _scan_rows(document), prearchive_id=session.id)
+        store.prearchive.discard_folder(session)
+        event = "merge" if existing else "archive"
+        store.audit.record(
+            event,
+            actor=actor,
+            session=session_id,
+            **{"from": [str(session.name)]},
+            overwrite=overwrite,
+            added=plan.added,
+            replaced=plan.replaced,
+            skipped=plan.skipped,
+            files=len(result),
+            status=status.value,
+        )
+        if project.autorun:
+            results = run_autorun(project.autorun, archived, folder, _scan_rows(document))
+            index.set_autorun(session_id, results)
+            store.archive.write_sidecar(
+                ArchivedSession(**{**archived.__dict__, "autorun": tuple(results)})
+            )
+            store.audit.record("autorun", actor="xnatd", session=session_id, results=results)
+        return ArchiveOutcome(
+            "merged" if existing else "archived", session_id=session_id, files=len(result)
+        )
+
+
+def _scan_rows(document: SessionDocument) -> list[ScanRow]:
+    return [
+        ScanRow(
+            scan=scan.id,
+            series_uid=scan.uid,
+            type=scan.series_description,
+            series_description=scan.series_description,
+            modality=scan.modality,
+            files=len(scan.entries),
+        )
+        for scan in document.scans
+    ]

@@ -1,0 +1,163 @@
+"""What a person can ask of a session (SPEC 4.4, 7.3): one function per operation.
+
+Each begins with a compare-and-set on the index, so two commands racing on one
+session cannot both proceed: one wins, the other is told the state it found. The
+command line and the HTTP API call these; they are safe while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from xnatd.archive.archiver import ARCHIVABLE, ArchiveOutcome, Archiver, Refused
+from xnatd.assembler.builder import Builder
+from xnatd.config import Config
+from xnatd.metrics import Metrics
+from xnatd.routing import UNASSIGNED
+from xnatd.store import Store
+from xnatd.store.index.base import ArchivedSession, ArchiveStatus, PrearchiveSession, Status
+from xnatd.store.layout import PrearchiveName
+
+CLAIM_LEASE = 600.0
+REBUILDABLE = frozenset({Status.READY, Status.CONFLICT, Status.ERROR, Status.RECEIVING})
+_WHY = {
+    Status.RECEIVING: "it is still receiving files; wait for the build",
+    Status.BUILDING: "it is being built",
+    Status.ARCHIVING: "it is being archived",
+    Status.MOVING: "it is being moved",
+    Status.DELETING: "it is being deleted",
+}
+
+
+def _refusal(name: PrearchiveName, found: Status | None, operation: str) -> Refused:
+    if found is None:
+        return Refused(f"no prearchive session {name}")
+    why = _WHY.get(found, "")
+    return Refused(f"cannot {operation} {name}: it is {found.value}" + (f" ({why})" if why else ""))
+
+
+class Operations:
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], Config],
+        metrics: Metrics,
+        node: str,
+        archiver: Archiver | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.node = node
+        self.builder = Builder(store.prearchive, metrics, node)
+        self.archiver = archiver or Archiver(store, config, metrics, node)
+
+    def _claim(
+        self, name: PrearchiveName, allowed: frozenset[Status], to: Status, operation: str
+    ) -> PrearchiveSession:
+        claimed = self.store.index.claim_session(
+            name, allowed=allowed, to=to, node=self.node, lease=CLAIM_LEASE, now=time.time()
+        )
+        if not isinstance(claimed, PrearchiveSession):
+            raise _refusal(name, claimed, operation)
+        return claimed
+
+    # -- prearchive -------------------------------------------------------------------
+    def archive(self, name: PrearchiveName, overwrite: str, actor: str) -> ArchiveOutcome:
+        return self.archiver.request(name, overwrite, actor)
+
+    def rebuild(self, name: PrearchiveName, actor: str) -> Status | None:
+        """Build now, whatever the idle timer says; returns READY or ERROR."""
+        session = self._claim(name, REBUILDABLE, Status.BUILDING, "rebuild")
+        self.store.audit.record("rebuild", actor=actor, session=str(name))
+        return self.builder.build(session)
+
+    def move(self, name: PrearchiveName, project: str, actor: str) -> PrearchiveName:
+        """Move to another project (Unassigned sessions too), then rebuild its document."""
+        if project != UNASSIGNED and self.config().project(project) is None:
+            raise Refused(f"{project!r} is not a configured project")
+        if project == name.project:
+            raise Refused(f"{name} is already in {project}")
+        session = self._claim(name, ARCHIVABLE, Status.MOVING, "move")
+        try:
+            target = self.store.prearchive.relocate(session, project)
+        except OSError as exc:
+            self.store.index.set_status(
+                session.id, expected=Status.MOVING, to=Status.ERROR, reason=f"move failed: {exc}"
+            )
+            raise Refused(f"moving {name} failed: {exc}") from exc
+        self.store.audit.record("move", actor=actor, session=str(target), **{"from": str(name)})
+        moved = self.store.index.claim_session(
+            target,
+            allowed=frozenset({Status.MOVING}),
+            to=Status.BUILDING,
+            node=self.node,
+            lease=CLAIM_LEASE,
+            now=time.time(),
+        )
+        if isinstance(moved, PrearchiveSession):
+            self.builder.build(moved)
+        return target
+
+    def delete(self, name: PrearchiveName, actor: str) -> Path:
+        """Remove from the prearchive; the files are kept under ``deleted/``."""
+        session = self._claim(name, ARCHIVABLE, Status.DELETING, "delete")
+        kept = self.store.prearchive.remove(session)
+        self.store.audit.record(
+            "delete", actor=actor, session=str(name), files=session.files, kept=str(kept)
+        )
+        return kept
+
+    # -- archived sessions -----------------------------------------------------------
+    def _archived(self, session_id: str) -> ArchivedSession:
+        found = self.store.index.get_archived(session_id)
+        if found is None:
+            raise Refused(f"no archived session {session_id}")
+        return found
+
+    def release(self, session_id: str, actor: str) -> ArchivedSession:
+        """Quarantine to active."""
+        self._archived(session_id)
+        changed = self.store.index.set_archive_status(
+            session_id,
+            expected=frozenset({ArchiveStatus.QUARANTINE}),
+            to=ArchiveStatus.ACTIVE,
+            now=time.time(),
+        )
+        if not isinstance(changed, ArchivedSession):
+            raise Refused(f"cannot release {session_id}: it is {changed}, not quarantine")
+        self.store.archive.write_sidecar(changed)
+        self.store.audit.record("release", actor=actor, session=session_id)
+        return changed
+
+    def delete_archived(self, session_id: str, *, purge: bool, actor: str) -> ArchivedSession:
+        """Mark deleted (hidden, ID never reused); with purge, files move under deleted/."""
+        current = self._archived(session_id)
+        allowed = {ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE}
+        if (
+            purge
+            and current.status is ArchiveStatus.DELETED
+            and not current.path.startswith("deleted/")
+        ):
+            allowed.add(ArchiveStatus.DELETED)  # purge what an earlier delete kept in place
+        changed = self.store.index.set_archive_status(
+            session_id, expected=frozenset(allowed), to=ArchiveStatus.DELETED, now=time.time()
+        )
+        if not isinstance(changed, ArchivedSession):
+            raise Refused(f"cannot delete {session_id}: it is already {changed}")
+        if purge:
+            path = self.store.archive.purge(changed)
+            changed = self.store.index.set_archive_status(
+                session_id,
+                expected=frozenset({ArchiveStatus.DELETED}),
+                to=ArchiveStatus.DELETED,
+                path=path,
+                now=time.time(),
+            )
+            assert isinstance(changed, ArchivedSession)
+        self.store.archive.write_sidecar(changed)
+        self.store.audit.record(
+            "delete", actor=actor, session=session_id, purged=purge, path=changed.path
+        )
+        return changed

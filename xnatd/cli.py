@@ -355,6 +355,45 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.skipped else EXIT_OK
 
 
+EXIT_REJECTED = 3
+
+
+def cmd_anon_check(args: argparse.Namespace) -> int:
+    from xnatd.anon.script import ScriptError, load
+
+    try:
+        script = load(args.script)
+    except (ScriptError, OSError) as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.script}: ok ({len(script.statements)} statements, version {script.version})")
+    return EXIT_OK
+
+
+def cmd_anon_apply(args: argparse.Namespace) -> int:
+    from xnatd.anon.apply import apply_to_bytes
+    from xnatd.anon.engine import ScriptFailed
+    from xnatd.anon.script import ScriptError, load
+
+    variables = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--var {item!r} is not NAME=VALUE")
+        variables[name] = value
+    try:
+        script = load(args.script)
+        result = apply_to_bytes(script, args.input.read_bytes(), variables)
+    except (ScriptError, ScriptFailed, OSError) as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if result is None:
+        print(f"xnatd: {args.input}: rejected by {args.script}", file=sys.stderr)
+        return EXIT_REJECTED
+    args.output.write_bytes(result)
+    return EXIT_OK
+
+
 class UsageError(Exception):
     """A command was called with arguments that cannot work."""
 
@@ -435,6 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild the index from the data directory (stop the daemon first)",
     )
     reindex.set_defaults(func=cmd_reindex)
+
+    anon = commands.add_parser("anon", help="DicomEdit 6 scripts")
+    anon_actions = anon.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check_script = anon_actions.add_parser("check", help="parse a script: exit 0, or 2")
+    check_script.add_argument("script", type=Path)
+    check_script.set_defaults(func=cmd_anon_check)
+    apply = anon_actions.add_parser(
+        "apply", help="apply a script to a file: 0 written, 3 rejected, 2 failed"
+    )
+    apply.add_argument("script", type=Path)
+    apply.add_argument("input", type=Path, metavar="IN")
+    apply.add_argument("output", type=Path, metavar="OUT")
+    apply.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    apply.set_defaults(func=cmd_anon_apply)
     return parser
 
 

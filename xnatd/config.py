@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from xnatd.anon.script import Script, ScriptError
+from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
 from xnatd.scp.policy import AllowEntry, check_ae_title
 from xnatd.units import parse_duration, parse_size
@@ -42,6 +44,7 @@ class Site:
     session_idle_timeout: float
     anonymization: Path | None
     min_free_disk: int
+    script: Script | None = None  # the parsed site script
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Project:
     quarantine: bool = False
     anonymization: Path | None = None
     autorun: tuple[AutorunStep, ...] = ()
+    script: Script | None = None  # the parsed project script
 
 
 @dataclass(frozen=True)
@@ -223,18 +227,19 @@ class _Parser:
             self.problem(key, str(exc))
             return default
 
-    def script(self, value: Any, key: str) -> Path | None:
+    def script(self, value: Any, key: str) -> tuple[Path | None, Script | None]:
+        """A DicomEdit 6 script, parsed now: a script that does not parse is a problem."""
         text = self.string(value, key)
         if not text:
-            return None
-        script = self.base / text
-        if not script.is_file():
-            self.problem(key, f"script {script} cannot be read: no such file")
-            return None
-        # The DicomEdit engine is not part of this build yet; refusing is safer than
-        # silently storing files the site expects to be anonymized.
-        self.problem(key, f"DicomEdit scripts are not supported by this build yet ({script})")
-        return script
+            return None, None
+        path = self.base / text
+        try:
+            return path, load_script(path)
+        except OSError as exc:
+            self.problem(key, f"script {path} cannot be read: {exc.strerror or exc}")
+        except ScriptError as exc:
+            self.problem(key, str(exc))
+        return path, None
 
     def rules(self, value: Any, key: str) -> RuleSet:
         raw = self.mapping(value, key, ("project", "subject", "session"))
@@ -296,14 +301,16 @@ class _Parser:
         if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", site_id):
             self.problem("site.id", f"{site_id!r} must be 1 to 32 letters, digits or _")
         data_dir = self.string(raw.get("data_dir"), "site.data_dir", "../var") or "../var"
+        script = self.script(raw.get("anonymization"), "site.anonymization")
         return Site(
             id=site_id,
             data_dir=(self.base / data_dir).resolve(),
             session_idle_timeout=self.duration(
                 raw.get("session_idle_timeout"), "site.session_idle_timeout", 300.0
             ),
-            anonymization=self.script(raw.get("anonymization"), "site.anonymization"),
+            anonymization=script[0],
             min_free_disk=self.size(raw.get("min_free_disk"), "site.min_free_disk", 2**30),
+            script=script[1],
         )
 
     def projects(self, value: Any) -> dict[str, Project]:
@@ -344,13 +351,15 @@ class _Parser:
                     f"{policy!r} is not one of {', '.join(PREARCHIVE_POLICIES)}",
                 )
             autorun = self.autorun(body.get("autorun"), f"{key}.autorun")
+            script = self.script(body.get("anonymization"), f"{key}.anonymization")
             projects[project_id] = Project(
                 id=project_id,
                 aliases=aliases,
                 prearchive=policy or "manual",
                 quarantine=self.boolean(body.get("quarantine"), f"{key}.quarantine", False),
-                anonymization=self.script(body.get("anonymization"), f"{key}.anonymization"),
+                anonymization=script[0],
                 autorun=tuple(autorun),
+                script=script[1],
             )
         return projects
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from xnatd.anon.engine import ScriptFailed
 from xnatd.archive.archiver import ARCHIVABLE, ArchiveOutcome, Archiver, Refused
 from xnatd.assembler.builder import Builder
 from xnatd.config import Config
@@ -88,6 +89,16 @@ class Operations:
             )
             raise Refused(f"moving {name} failed: {exc}") from exc
         self.store.audit.record("move", actor=actor, session=str(target), **{"from": str(name)})
+        relocated = self.store.index.get_session(target)
+        if relocated is not None:
+            try:  # the new project's script runs on the files it now holds
+                self.archiver.anonymize(relocated, self.store.prearchive.instances(relocated))
+            except (ScriptFailed, OSError) as exc:
+                reason = f"project anonymization after the move failed: {exc}"
+                self.store.index.set_status(
+                    relocated.id, expected=Status.MOVING, to=Status.ERROR, reason=reason
+                )
+                raise Refused(reason) from exc
         moved = self.store.index.claim_session(
             target,
             allowed=frozenset({Status.MOVING}),

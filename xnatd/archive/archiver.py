@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from xnatd.anon.engine import ScriptFailed
+from xnatd.archive.anonymize import ProjectScripts
 from xnatd.archive.autorun import run_autorun
 from xnatd.archive.merge import merge_conflict, plan_merge
 from xnatd.archive.policy import auto_archive_mode
@@ -70,7 +72,7 @@ class Archiver:
         self.config = config
         self.metrics = metrics
         self.node = node
-        self.anonymize = anonymize
+        self.anonymize = anonymize or ProjectScripts(store, config, metrics)
 
     # -- entry points ------------------------------------------------------------------
     def after_build(self, session: PrearchiveSession) -> None:
@@ -131,7 +133,7 @@ class Archiver:
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
             outcome = self._archive(session, overwrite, actor)
-        except (OSError, UnparsableDicom, ValueError) as exc:
+        except (OSError, UnparsableDicom, ValueError, ScriptFailed) as exc:
             reason = f"archive failed: {exc}".replace("\n", " ")[:500]
             self.store.index.set_status(
                 session.id, expected=Status.ARCHIVING, to=Status.ERROR, reason=reason
@@ -166,9 +168,7 @@ class Archiver:
             return self._conflict(
                 session, f"project {session.project} cannot be archived; move it first", actor
             )
-        records = store.prearchive.instances(session)
-        if self.anonymize is not None:
-            records = self.anonymize(session, records)
+        records = self.anonymize(session, store.prearchive.instances(session))
         if not records:
             return self._conflict(session, "the session has no files to archive", actor)
         subject = session.subject or session.label

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 import structlog
 
+from xnatd.anon.apply import apply_to_bytes
+from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, read_header
 from xnatd.metrics import Metrics
@@ -26,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 class Result(StrEnum):
     STORED = "stored"
+    DROPPED = "dropped"  # reject[] in the site script: counted and audited, never stored
     REJECTED = "rejected"  # the file is at fault: do not retry it as is
     REFUSED = "refused"  # we could not keep it now: the sender may retry
 
@@ -48,6 +51,7 @@ class Received:
     association_id: str | None = None
     receiver: Receiver | None = None
     explicit: Explicit = Explicit()
+    anonymize: bool = True  # False when the uploader already anonymized (prevent_anon)
 
 
 @dataclass
@@ -122,12 +126,29 @@ class Intake:
             explicit=item.explicit,
             default_project=receiver.default_project if receiver else None,
         )
+        data = item.data
+        script = config.site.script
+        if script is not None and item.anonymize and (receiver is None or receiver.anonymize):
+            variables = {
+                "project": decided.project,
+                "subject": decided.subject,
+                "session": decided.session,
+            }
+            try:
+                anonymized = apply_to_bytes(script, data, variables)
+            except ScriptFailed as exc:
+                return self._script_problem(item, "error", f"site anonymization failed: {exc}")
+            if anonymized is None:
+                return self._script_problem(item, "reject", "rejected by the site script")
+            data = anonymized
+            # Layout and grouping follow the anonymized header (UIDs may be hashed).
+            header = read_header(data, self._tags_for(config))
         study_uid = header.get(Tag.StudyInstanceUID, "")
         key = SessionKey(decided.project, study_uid, decided.session)
         incoming = IncomingInstance(
             header=header,
             route=decided,
-            data=item.data,
+            data=data,
             source=item.source,
             calling_ae=item.calling_ae,
             association_id=item.association_id,
@@ -146,6 +167,25 @@ class Intake:
             cache.sessions[key] = stored.session
             cache.files_by_session[name] = cache.files_by_session.get(name, 0) + 1
         return Outcome(Result.STORED, session=name, study_uid=study_uid)
+
+    def _script_problem(self, item: Received, kind: str, reason: str) -> Outcome:
+        counter = (
+            self.metrics.anonymization_rejects
+            if kind == "reject"
+            else self.metrics.anonymization_errors
+        )
+        counter.labels("site").inc()
+        self.prearchive.audit(
+            kind,
+            actor=item.calling_ae or item.source,
+            session=None,
+            reason=reason,
+            source=item.source,
+        )
+        log.warning("site_script_" + kind, reason=reason, calling_ae=item.calling_ae)
+        if kind == "reject":
+            return Outcome(Result.DROPPED, reason)
+        return Outcome(Result.REFUSED, reason)
 
     def _rejected(self, item: Received, reason: str) -> Outcome:
         log.warning("instance_rejected", reason=reason, calling_ae=item.calling_ae)

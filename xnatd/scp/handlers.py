@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 STATUS = {
     Result.STORED: 0x0000,  # Success
+    Result.DROPPED: 0x0000,  # Success, as XNAT answers for a file its script rejects
     Result.REJECTED: 0xC000,  # Error: cannot understand
     Result.REFUSED: 0xA700,  # Refused: out of resources
 }

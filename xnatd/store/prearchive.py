@@ -11,12 +11,13 @@ import hashlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
-from xnatd.dicom import Header, Tag, read_header
+from xnatd.dicom import INTAKE_TAGS, Header, Tag, read_header
 from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
@@ -305,6 +306,53 @@ class Prearchive:
         self.index.delete_session(session.id)
         remove_empty_parents(source_dir.parent, self.data.prearchive)
         return target
+
+    def rewrite_instances(
+        self,
+        session: PrearchiveSession,
+        transform: Callable[[bytes], bytes | None],
+        *,
+        done_as: str,
+    ) -> tuple[list[InstanceRecord], int]:
+        """Rewrite every file through transform (None drops the file), once per ``done_as``.
+
+        Returns the records that remain and how many files were dropped. The sidecar
+        remembers ``done_as``, so a resumed archive never applies a script twice.
+        """
+        folder = self.data.session_dir(session.name)
+        values = sidecar.read(folder) or _sidecar(session)
+        records = self.index.instances(session.id)
+        if values.get("rewritten_by") == done_as:
+            return records, 0
+        kept: list[InstanceRecord] = []
+        dropped = 0
+        for record in records:
+            path = folder / record.relative_path
+            rewritten = transform(path.read_bytes())
+            if rewritten is None:
+                path.unlink(missing_ok=True)
+                dropped += 1
+                continue
+            header = read_header(rewritten, INTAKE_TAGS)
+            file_name = layout.instance_file_name(header)
+            target = self.data.instance_path(session.name, record.scan, file_name)
+            write_durably(target, rewritten, self.data.prearchive)
+            if target != path:
+                path.unlink(missing_ok=True)
+            kept.append(
+                replace(
+                    record,
+                    sop_instance_uid=header.get(Tag.SOPInstanceUID, record.sop_instance_uid),
+                    sop_class_uid=header.get(Tag.SOPClassUID, record.sop_class_uid),
+                    series_uid=header.get(Tag.SeriesInstanceUID, record.series_uid),
+                    file_name=file_name,
+                    size=len(rewritten),
+                    md5=hashlib.md5(rewritten).hexdigest(),
+                )
+            )
+        self.index.replace_instances(session.id, kept)
+        sidecar.write(folder, {**values, "rewritten_by": done_as}, self.data.root)
+        return kept, dropped
 
     def discard_folder(self, session: PrearchiveSession) -> None:
         """After archiving: remove what is left of the prearchive session's folder."""

@@ -222,6 +222,10 @@ class Index(abc.ABC):
         """Every recorded file of the session."""
 
     @abc.abstractmethod
+    def replace_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
+        """The session's files after they were rewritten (project anonymization)."""
+
+    @abc.abstractmethod
     def move_instances_to_scan(self, session_id: int, sop_uids: list[str], scan: str) -> None:
         """Record that these instances now live under another scan folder."""
 

@@ -495,6 +495,19 @@ class SqliteIndex(Index):
         )
         return [InstanceRecord(**row) for row in rows]
 
+    def replace_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM instances WHERE session_id = ?", (session_id,))
+            connection.executemany(
+                f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_instance_values(session_id, record) for record in records],
+            )
+            connection.execute(
+                "UPDATE prearchive SET files = ?, bytes = ? WHERE id = ?",
+                (len(records), sum(r.size for r in records), session_id),
+            )
+
     def move_instances_to_scan(self, session_id: int, sop_uids: list[str], scan: str) -> None:
         with self._write() as connection:
             connection.executemany(

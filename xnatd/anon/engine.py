@@ -1,0 +1,335 @@
+"""Running a parsed DicomEdit 6 script over one dataset.
+
+Takes a parsed script, a pydicom dataset and variables; never reads configuration or
+disk. Values are text (multi-valued joined by ``\\``) or lists; a missing element's
+value is None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from xnatd.anon.functions import FUNCTIONS
+from xnatd.anon.script import (
+    Assign,
+    Call,
+    Compare,
+    Conditional,
+    Delete,
+    Describe,
+    Echo,
+    Export,
+    IfChain,
+    Initialize,
+    ListValue,
+    Predicate,
+    RemoveAllPrivate,
+    Script,
+    Statement,
+    Variable,
+    Version,
+)
+from xnatd.anon.tagpath import TagPath
+
+log = structlog.get_logger(__name__)
+
+_NUMERIC_VRS = {
+    "US": int,
+    "SS": int,
+    "UL": int,
+    "SL": int,
+    "UV": int,
+    "SV": int,
+    "FL": float,
+    "FD": float,
+}
+_TEXT_VRS = {
+    "AE",
+    "AS",
+    "CS",
+    "DA",
+    "DS",
+    "DT",
+    "IS",
+    "LO",
+    "LT",
+    "PN",
+    "SH",
+    "ST",
+    "TM",
+    "UC",
+    "UI",
+    "UR",
+    "UT",
+}
+
+
+class Rejected(Exception):
+    """``reject[]`` ran: the file must not be kept."""
+
+
+class ScriptFailed(Exception):
+    """The script could not be applied to this file (a bad value, a bad regex...)."""
+
+
+@dataclass
+class Result:
+    rejected: bool = False
+    echoes: list[str] = field(default_factory=list)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "\\".join(_as_text(v) or "" for v in value)
+    if isinstance(value, MultiValue | tuple):
+        return "\\".join(str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").rstrip("\x00 ")
+    return str(value)
+
+
+class Context:
+    """One run of a script over one dataset."""
+
+    def __init__(self, dataset: Dataset, variables: Mapping[str, Any]) -> None:
+        self.dataset = dataset
+        self.variables: dict[str, Any] = dict(variables)
+        self.uid_map: dict[str, str] = {}
+        self.result = Result()
+
+    # -- values ------------------------------------------------------------------------
+    def value(self, node: Any) -> Any:
+        if isinstance(node, str | int | float):
+            return node
+        if isinstance(node, TagPath):
+            return self.get(node)
+        if isinstance(node, Variable):
+            if node.name not in self.variables:
+                raise ScriptFailed(f"variable {node.name} is not set")
+            return self.variables[node.name]
+        if isinstance(node, ListValue):
+            return [self.value(item) for item in node.items]
+        if isinstance(node, Call):
+            return self.call(node)
+        raise ScriptFailed(f"cannot evaluate {node!r}")
+
+    def text(self, node: Any) -> str | None:
+        return _as_text(self.value(node))
+
+    def path(self, node: Any) -> TagPath:
+        """A tag path given as a path or as a string (``delete["(0010,0010)"]``)."""
+        if isinstance(node, TagPath):
+            return node
+        text = self.text(node) or ""
+        try:
+            return TagPath.parse(text)
+        except ValueError as exc:
+            raise ScriptFailed(str(exc)) from None
+
+    def get(self, path: TagPath) -> str | None:
+        found = path.find(self.dataset)
+        if not found:
+            return None
+        dataset, tag = found[0]
+        element = dataset[tag]
+        return "" if element.VR == "SQ" else _as_text(element.value)
+
+    def get_tag(self, tag: int) -> str | None:
+        element = self.dataset.get(tag)
+        return None if element is None else _as_text(element.value)
+
+    def everywhere(self, tag: int) -> Iterator[tuple[Dataset, int]]:
+        """Every occurrence of a tag, at any depth."""
+        yield from TagPath.from_parts(["*", (f"({tag >> 16:04X},{tag & 0xFFFF:04X})", None)]).find(
+            self.dataset
+        )
+
+    # -- changes ----------------------------------------------------------------------
+    def write(self, dataset: Dataset, tag: int, value: Any) -> None:
+        element = dataset.get(tag)
+        vr = element.VR if element is not None else _vr_for(tag)
+        converted = _convert(value, vr, tag)
+        if element is None:
+            dataset.add_new(tag, vr, converted)
+        else:
+            element.value = converted
+
+    def assign(self, path: TagPath, value: Any, *, only_if_present: bool = False) -> None:
+        found = path.find(self.dataset)
+        for dataset, tag in found:
+            self.write(dataset, tag, value)
+        if found or only_if_present:
+            return
+        last = path.steps[-1]
+        if not last.concrete:
+            return  # a wildcard names only elements that exist
+        for parent in path.parents_for_new(self.dataset):
+            self.write(parent, self._new_tag(parent, last), value)
+
+    def _new_tag(self, dataset: Dataset, step: Any) -> int:
+        group = int(step.group, 16)
+        if step.creator is None:
+            return int(step.group + step.element, 16)
+        blocks = [block for block, g in step.creator_blocks(dataset) if g == group]
+        if blocks:
+            block = blocks[0]
+        else:  # reserve the first free block for this creator
+            used = {t.element for t in dataset.group_dataset(group)}
+            block = next(b for b in range(0x10, 0x100) if b not in used)
+            dataset.add_new((group << 16) | block, "LO", step.creator)
+        return (group << 16) | (block << 8) | int(step.element, 16)
+
+    def delete(self, path: TagPath) -> None:
+        for dataset, tag in path.find(self.dataset):
+            if tag in dataset:
+                del dataset[tag]
+
+    def remove_private(self, keep: Callable[[Dataset, int], bool] = lambda d, t: False) -> None:
+        def walk(dataset: Dataset) -> None:
+            for element in list(dataset):
+                if element.tag.group % 2 == 1 and not keep(dataset, int(element.tag)):
+                    del dataset[element.tag]
+                elif element.VR == "SQ" and element.value:
+                    for item in element.value:
+                        walk(item)
+
+        walk(self.dataset)
+
+    def blank_known_values(self, known: set[str]) -> None:
+        def walk(dataset: Dataset) -> None:
+            for element in dataset:
+                if element.VR == "SQ" and element.value:
+                    for item in element.value:
+                        walk(item)
+                elif element.VR in _TEXT_VRS and _as_text(element.value) in known:
+                    element.value = ""
+
+        walk(self.dataset)
+
+    def reject(self) -> None:
+        self.result.rejected = True
+        raise Rejected
+
+    # -- statements --------------------------------------------------------------------
+    def call(self, call: Call) -> Any:
+        function, _, _ = FUNCTIONS[call.name]
+        try:
+            return function(self, call.args)
+        except (Rejected, ScriptFailed):
+            raise
+        except (ValueError, re.error, OSError, IndexError, KeyError) as exc:
+            raise ScriptFailed(f"line {call.line}: {call.name}[]: {exc}") from exc
+
+    def test(self, condition: Compare | Predicate) -> bool:
+        if isinstance(condition, Predicate):
+            result = self.call(condition.call)
+            return result is True or _as_text(result) == "true"
+        left = self.text(condition.left) or ""
+        right = self.text(condition.right) or ""
+        if condition.operator == "=":
+            return left == right
+        if condition.operator == "!=":
+            return left != right
+        try:
+            matched = re.fullmatch(right, left) is not None
+        except re.error as exc:
+            raise ScriptFailed(f"regex {right!r} does not compile: {exc}") from exc
+        return matched if condition.operator == "~" else not matched
+
+    def run(self, statements: tuple[Statement, ...]) -> None:
+        for statement in statements:
+            self.execute(statement)
+
+    def execute(self, statement: Statement) -> None:
+        if isinstance(statement, Assign):
+            self.assign(
+                statement.target,
+                self.value(statement.value),
+                only_if_present=statement.only_if_present,
+            )
+        elif isinstance(statement, Initialize):
+            self.variables[statement.name] = self.value(statement.value)
+        elif isinstance(statement, Delete):
+            self.delete(statement.target)
+        elif isinstance(statement, Call):
+            self.call(statement)
+        elif isinstance(statement, Echo):
+            text = "" if statement.value is None else (self.text(statement.value) or "")
+            self.result.echoes.append(text)
+            log.info("anon_echo", text=text)
+        elif isinstance(statement, Conditional):
+            if self.test(statement.condition):
+                self.execute(statement.then)
+            elif statement.otherwise is not None:
+                self.execute(statement.otherwise)
+        elif isinstance(statement, IfChain):
+            for condition, block in statement.branches:
+                if self.test(condition):
+                    self.run(block)
+                    return
+            if statement.otherwise is not None:
+                self.run(statement.otherwise)
+        elif isinstance(statement, RemoveAllPrivate):
+            self.remove_private()
+        elif isinstance(statement, Describe | Export | Version):
+            pass  # declarations for XNAT's upload tools; nothing to do to the file
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _vr_for(tag: int) -> str:
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "LO" if (tag >> 16) % 2 == 1 else "UN"
+    return vr.split(" or ")[0]
+
+
+def _convert(value: Any, vr: str, tag: int) -> Any:
+    if vr == "SQ":
+        raise ScriptFailed(
+            f"cannot assign a value to sequence ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        )
+    text = _as_text(value) or ""
+    kind = _NUMERIC_VRS.get(vr)
+    if kind is not None:
+        try:
+            numbers = [
+                kind(float(part)) if kind is int else kind(part)
+                for part in text.split("\\")
+                if part
+            ]
+        except ValueError:
+            raise ScriptFailed(f"{text!r} is not a number for VR {vr}") from None
+        return numbers[0] if len(numbers) == 1 else numbers
+    if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+        return text.encode()
+    parts = text.split("\\")
+    return parts if len(parts) > 1 else text
+
+
+def run(script: Script, dataset: Dataset, variables: Mapping[str, Any] | None = None) -> Result:
+    """Apply a script to a dataset in place.
+
+    Raises:
+        ScriptFailed: the script could not be applied (the file should not be kept as is).
+    """
+    context = Context(dataset, variables or {})
+    with contextlib.suppress(Rejected):
+        context.run(script.statements)
+    return context.result

@@ -1,0 +1,301 @@
+"""DicomEdit 6's built-in functions, by name (reference 6.2).
+
+Each entry: the function, and how many arguments it takes. Functions receive the
+evaluation context and their unevaluated arguments, because several take tag paths
+(``isPresent[(0010,0010)]``, ``delete["(0010,0010)"]``) rather than values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from xnatd.anon.dates import shift_date, shift_datetime
+
+if TYPE_CHECKING:
+    from xnatd.anon.engine import Context
+    from xnatd.anon.script import Call, Value
+
+DOB_LIMIT_DAYS = round(365.24 * 89)  # XNAT's 89 years
+PATIENT_AGE, PATIENT_BIRTH_DATE, STUDY_DATE = 0x00101010, 0x00100030, 0x00080020
+
+
+def hash_uid(value: str) -> str:
+    """XNAT's hashUID: SHA-1 of the UTF-8 text, first 16 bytes as a version 5 UUID, under 2.25."""
+    digest = bytearray(hashlib.sha1(value.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return "2.25." + str(int.from_bytes(digest, "big"))
+
+
+def new_uid() -> str:
+    return "2.25." + str(uuid.uuid4().int)
+
+
+def _java_format(pattern: str, args: list[str]) -> str:
+    """MessageFormat's ``{n}`` placeholders and ``''`` quoting."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "'":
+            end = pattern.find("'", i + 1)
+            if end == i + 1:
+                out.append("'")
+                i += 2
+                continue
+            if end == -1:
+                end = len(pattern)
+            out.append(pattern[i + 1 : end])
+            i = end + 1
+        elif char == "{" and (close := pattern.find("}", i)) != -1:
+            index = pattern[i + 1 : close].split(",")[0].strip()
+            out.append(args[int(index)] if index.isdigit() and int(index) < len(args) else "")
+            i = close + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _text(ctx: Context, args: tuple[Value, ...], index: int, default: str | None = None) -> str:
+    value = ctx.text(args[index]) if index < len(args) else default
+    return "" if value is None else value
+
+
+def _int(ctx: Context, args: tuple[Value, ...], index: int) -> int:
+    text = _text(ctx, args, index).strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+# -- the functions ----------------------------------------------------------------------
+def f_concatenate(ctx: Context, args: tuple[Value, ...]) -> str:
+    return "".join(_text(ctx, args, i) for i in range(len(args)))
+
+
+def f_format(ctx: Context, args: tuple[Value, ...]) -> str:
+    return _java_format(_text(ctx, args, 0), [_text(ctx, args, i) for i in range(1, len(args))])
+
+
+def f_substring(ctx: Context, args: tuple[Value, ...]) -> str:
+    text = _text(ctx, args, 0)
+    begin = _int(ctx, args, 1)
+    end = _int(ctx, args, 2) if len(args) > 2 else len(text)
+    if not 0 <= begin <= end <= len(text):
+        raise ValueError(f"substring[{text!r}, {begin}, {end}] is out of range")
+    return text[begin:end]
+
+
+def f_replace(ctx: Context, args: tuple[Value, ...]) -> str:
+    return _text(ctx, args, 0).replace(_text(ctx, args, 1), _text(ctx, args, 2))
+
+
+def f_match(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    match = re.fullmatch(_text(ctx, args, 1), _text(ctx, args, 0))
+    return match.group(_int(ctx, args, 2)) if match else None
+
+
+def f_ismatch(ctx: Context, args: tuple[Value, ...]) -> bool:
+    return re.fullmatch(_text(ctx, args, 1), _text(ctx, args, 0)) is not None
+
+
+def f_hash_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    value = ctx.text(args[0])
+    return hash_uid(value) if value else value
+
+
+def f_hash_uid_list(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Hash every UID, multi-valued ones included, at each tag path, in place."""
+    for arg in args:
+        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+            values = [v for v in str(dataset[tag].value or "").split("\\") if v]
+            ctx.write(dataset, tag, "\\".join(hash_uid(v) for v in values))
+
+
+def f_map_referenced_uids(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Give each UID at the tag paths a new random UID under root, the same one each time
+    it appears within the run."""
+    root = _text(ctx, args, 0).rstrip(".")
+    for arg in args[1:]:
+        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+            old = str(dataset[tag].value or "")
+            if not old:
+                continue
+            if old not in ctx.uid_map:
+                ctx.uid_map[old] = f"{root}.{uuid.uuid4().int}"[:64].rstrip(".")
+            ctx.write(dataset, tag, ctx.uid_map[old])
+
+
+def f_get_url(ctx: Context, args: tuple[Value, ...]) -> str:
+    url = _text(ctx, args, 0)
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode("utf-8", "replace").strip()
+
+
+def f_url_encode(ctx: Context, args: tuple[Value, ...]) -> str:
+    return urllib.parse.quote_plus(_text(ctx, args, 0))
+
+
+def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Remove every private element except those named (and their creators)."""
+    keep: set[tuple[int, int]] = set()
+    for arg in args:
+        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+            keep.add((id(dataset), tag))
+            if (tag >> 16) % 2 == 1:
+                keep.add((id(dataset), (tag & 0xFFFF0000) | ((tag >> 8) & 0xFF)))
+    ctx.remove_private(lambda dataset, tag: (id(dataset), tag) in keep)
+
+
+def f_remove_tags(ctx: Context, args: tuple[Value, ...]) -> None:
+    for arg in args:
+        ctx.delete(ctx.path(arg))
+
+
+def f_delete(ctx: Context, args: tuple[Value, ...]) -> None:
+    ctx.delete(ctx.path(args[0]))
+
+
+def f_set(ctx: Context, args: tuple[Value, ...]) -> None:
+    ctx.assign(ctx.path(args[0]), ctx.value(args[1]))
+
+
+def f_is_present(ctx: Context, args: tuple[Value, ...]) -> bool:
+    return bool(ctx.path(args[0]).find(ctx.dataset))
+
+
+def f_shift_date(ctx: Context, args: tuple[Value, ...]) -> str:
+    return shift_date(_text(ctx, args, 0), _int(ctx, args, 1))
+
+
+def f_shift_datetime(ctx: Context, args: tuple[Value, ...]) -> str:
+    units = _text(ctx, args, 2) if len(args) > 2 else "seconds"
+    return shift_datetime(_text(ctx, args, 0), _int(ctx, args, 1), units)
+
+
+def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str]:
+    units = _text(ctx, args, 2) if len(args) > 2 else "seconds"
+    value = ctx.value(args[0])
+    values = value if isinstance(value, list) else str(value or "").split("\\")
+    return [shift_datetime(v, _int(ctx, args, 1), units) for v in values if v]
+
+
+def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
+    seconds = _int(ctx, args, 0)
+    for arg in args[1:]:
+        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+            value = str(dataset[tag].value or "")
+            if value:
+                ctx.write(dataset, tag, shift_datetime(value, seconds, "seconds"))
+
+
+def f_normalize_string(ctx: Context, args: tuple[Value, ...]) -> str:
+    replacement = _text(ctx, args, 1) if len(args) > 1 else "_"
+    return re.sub(r"[^\x00-\x7f]", lambda _: replacement, _text(ctx, args, 0))
+
+
+def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Over 89 at the study date: birth date moved to 89 years, ages set to 089Y, everywhere."""
+    birth, study = ctx.get_tag(PATIENT_BIRTH_DATE), ctx.get_tag(STUDY_DATE)
+    if birth and study:
+        born, seen = shift_date(birth[:8], 0), shift_date(study[:8], 0)
+        import datetime as dt
+
+        days = (
+            dt.date(int(seen[:4]), int(seen[4:6]), int(seen[6:8]))
+            - dt.date(int(born[:4]), int(born[4:6]), int(born[6:8]))
+        ).days
+        if days - DOB_LIMIT_DAYS > 0:
+            for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
+                ctx.write(dataset, tag, shift_date(str(dataset[tag].value), days - DOB_LIMIT_DAYS))
+    for dataset, tag in ctx.everywhere(PATIENT_AGE):
+        age = str(dataset[tag].value or "")
+        if age.endswith("Y") and age[:-1].isdigit() and int(age[:-1]) > 89:
+            ctx.write(dataset, tag, "089Y")
+
+
+def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
+    return [_text(ctx, args, i) for i in range(len(args))]
+
+
+def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
+    known: set[str] = set()
+    for arg in args:
+        value = ctx.value(arg)
+        known.update(value if isinstance(value, list) else [str(value or "")])
+    ctx.blank_known_values(known - {""})
+
+
+def f_reject(ctx: Context, args: tuple[Value, ...]) -> None:
+    ctx.reject()
+
+
+FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int | None]] = {
+    "concatenate": (f_concatenate, 1, None),
+    "format": (f_format, 1, None),
+    "lowercase": (lambda c, a: _text(c, a, 0).lower(), 1, 1),
+    "uppercase": (lambda c, a: _text(c, a, 0).upper(), 1, 1),
+    "substring": (f_substring, 2, 3),
+    "replace": (f_replace, 3, 3),
+    "match": (f_match, 3, 3),
+    "ismatch": (f_ismatch, 2, 2),
+    "hashUID": (f_hash_uid, 1, 1),
+    "hashUIDList": (f_hash_uid_list, 1, None),
+    "newUID": (lambda c, a: new_uid(), 0, 0),
+    "mapReferencedUIDs": (f_map_referenced_uids, 2, None),
+    "getURL": (f_get_url, 1, 1),
+    "urlEncode": (f_url_encode, 1, 1),
+    "retainPrivateTags": (f_retain_private_tags, 0, None),
+    "removeTags": (f_remove_tags, 1, None),
+    "delete": (f_delete, 1, 1),
+    "set": (f_set, 2, 2),
+    "isPresent": (f_is_present, 1, 1),
+    "shiftDateByIncrement": (f_shift_date, 2, 2),
+    "shiftDateTimeByIncrement": (f_shift_datetime, 2, 3),
+    "shiftDateTimeListByIncrement": (f_shift_datetime_list, 2, 3),
+    "shiftDateTimeSequenceByIncrement": (f_shift_datetime_sequence, 2, None),
+    "normalizeString": (f_normalize_string, 1, 2),
+    "scalePatientAgeAndDobFromStudyDate": (f_scale_age_and_dob, 0, 0),
+    "collectValues": (f_collect_values, 0, None),
+    "blankValues": (f_blank_values, 1, None),
+    "reject": (f_reject, 0, 0),
+    "true": (lambda c, a: True, 0, 0),
+    "false": (lambda c, a: False, 0, 0),
+}
+
+# Listed by XNAT but not run by xnatd: refused when the script loads, never skipped.
+UNSUPPORTED = {
+    "alterPixels": "xnatd keeps pixel data bit for bit and does not edit pixels",
+    "lookup": "lookup tables are not supported",
+    "mapUID": "mapUID is not supported; use hashUID or mapReferencedUIDs",
+}
+
+
+def check_call(call: Call) -> None:
+    """Refuse, at load, a function that does not exist or gets the wrong number of arguments.
+
+    Raises:
+        ScriptError: naming the line.
+    """
+    from xnatd.anon.script import ScriptError
+
+    if call.name in UNSUPPORTED:
+        raise ScriptError(f"{call.name}[]: {UNSUPPORTED[call.name]}", call.line, 1)
+    entry = FUNCTIONS.get(call.name)
+    if entry is None:
+        raise ScriptError(f"unknown function {call.name}[]", call.line, 1)
+    _, low, high = entry
+    if len(call.args) < low or (high is not None and len(call.args) > high):
+        expected = (
+            f"{low}" if low == high else f"{low} or more" if high is None else f"{low} to {high}"
+        )
+        raise ScriptError(
+            f"{call.name}[] takes {expected} arguments, not {len(call.args)}", call.line, 1
+        )

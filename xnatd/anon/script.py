@@ -1,0 +1,338 @@
+"""DicomEdit 6 scripts: parsed by the grammar in ``de6.lark`` into plain statements.
+
+The grammar file and Lark (LALR) do the parsing; this module only turns the tree
+into values the engine walks, and a parse failure into a ``ScriptError`` naming the
+line, the column and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Union
+
+from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from xnatd.anon.tagpath import TagPath
+
+GRAMMAR = Path(__file__).with_name("de6.lark")
+
+
+class ScriptError(ValueError):
+    """A script that does not parse or refers to something that does not exist."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.line, self.column = line, column
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(where + message)
+
+
+# -- the statements and values the engine walks --------------------------------------
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Value, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+
+
+@dataclass(frozen=True)
+class ListValue:
+    items: tuple[Value, ...]
+
+
+Value = Union[str, int, float, TagPath, Call, Variable, ListValue]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Compare:
+    left: Value
+    operator: str
+    right: Value
+
+
+@dataclass(frozen=True)
+class Predicate:
+    call: Call
+
+
+Condition = Compare | Predicate
+
+
+@dataclass(frozen=True)
+class Assign:
+    target: TagPath
+    value: Value
+    only_if_present: bool = False
+
+
+@dataclass(frozen=True)
+class Initialize:
+    name: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class Delete:
+    target: TagPath
+
+
+@dataclass(frozen=True)
+class Echo:
+    value: Value | None
+
+
+@dataclass(frozen=True)
+class Conditional:
+    condition: Condition
+    then: Statement
+    otherwise: Statement | None
+
+
+@dataclass(frozen=True)
+class IfChain:
+    branches: tuple[tuple[Condition, tuple[Statement, ...]], ...]
+    otherwise: tuple[Statement, ...] | None
+
+
+@dataclass(frozen=True)
+class Describe:
+    name: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RemoveAllPrivate:
+    pass
+
+
+@dataclass(frozen=True)
+class Version:
+    text: str
+
+
+Statement = Union[  # noqa: UP007
+    Assign,
+    Initialize,
+    Delete,
+    Echo,
+    Call,
+    Conditional,
+    IfChain,
+    Describe,
+    Export,
+    RemoveAllPrivate,
+    Version,
+]
+
+
+@dataclass(frozen=True)
+class Script:
+    statements: tuple[Statement, ...]
+    version: str | None
+    source: str  # file name or "<text>", for messages
+
+
+# -- strings ------------------------------------------------------------------------------
+_ESCAPE = re.compile(r"\\([0-7]{3}|.)")
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def unquote(token: str) -> str:
+    """A DicomEdit string literal's value: ``\\n \\t \\\\ \\( \\)`` and octal escapes."""
+
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if len(code) == 3:
+            return chr(int(code, 8))
+        return _SIMPLE_ESCAPES.get(code, code)
+
+    return _ESCAPE.sub(replace, token[1:-1])
+
+
+class _ToStatements(Transformer):
+    def start(self, items: list) -> tuple:
+        return tuple(items)
+
+    def string(self, items: list[Token]) -> str:
+        return unquote(items[0])
+
+    def number(self, items: list[Token]) -> int | float:
+        text = str(items[0])
+        return float(text) if "." in text else int(text)
+
+    def variable(self, items: list[Token]) -> Variable:
+        return Variable(str(items[0]))
+
+    def list(self, items: list) -> ListValue:
+        return ListValue(tuple(item for item in items if item is not None))
+
+    def tagpath(self, items: list) -> TagPath:
+        return TagPath.from_parts(items)
+
+    def step(self, items: list) -> tuple[str, str | None]:
+        return (str(items[0]), items[1])
+
+    def item(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def call(self, items: list) -> Call:
+        name: Token = items[0]
+        args = tuple(item for item in items[1:] if item is not None)
+        return Call(str(name), args, name.line or 0)
+
+    def compare(self, items: list) -> Compare:
+        return Compare(items[0], str(items[1]), items[2])
+
+    def predicate(self, items: list) -> Predicate:
+        return Predicate(items[0])
+
+    def assign(self, items: list) -> Assign:
+        return Assign(items[0], items[1])
+
+    def assign_if_exists(self, items: list) -> Assign:
+        return Assign(items[0], items[1], only_if_present=True)
+
+    def initialize(self, items: list) -> Initialize:
+        return Initialize(str(items[0]), items[1])
+
+    def delete(self, items: list) -> Delete:
+        return Delete(items[0])
+
+    def echo(self, items: list) -> Echo:
+        return Echo(items[0] if items else None)
+
+    def conditional(self, items: list) -> Conditional:
+        return Conditional(items[0], items[1], items[2] if len(items) > 2 else None)
+
+    def block(self, items: list) -> tuple:
+        return tuple(items)
+
+    def if_chain(self, items: list) -> IfChain:
+        # condition, block, [condition, block]..., else-block (None when absent)
+        *pairs, otherwise = items
+        branches = tuple((pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2))
+        return IfChain(branches, otherwise)
+
+    def describe(self, items: list[Token]) -> Describe:
+        label = str(items[1])
+        return Describe(str(items[0]), unquote(label) if label.startswith('"') else label)
+
+    def export(self, items: list[Token]) -> Export:
+        return Export(str(items[0]), unquote(items[1]))
+
+    def remove_all_private(self, items: list) -> RemoveAllPrivate:
+        return RemoveAllPrivate()
+
+    def version(self, items: list[Token]) -> Version:
+        return Version(unquote(items[0]))
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=False)
+
+
+def _expected(error: UnexpectedInput) -> str:
+    names = sorted(getattr(error, "expected", None) or getattr(error, "allowed", None) or [])
+    pretty = {
+        "_NL": "end of line",
+        "RSQB": "]",
+        "LSQB": "[",
+        "RBRACE": "}",
+        "LBRACE": "{",
+        "RPAR": ")",
+        "LPAR": "(",
+        "COMMA": ",",
+        "COLON": ":",
+    }
+    return ", ".join(pretty.get(name, name) for name in names[:8])
+
+
+def parse(text: str, source: str = "<text>") -> Script:
+    """Parse a script.
+
+    Raises:
+        ScriptError: with line, column and what was expected there.
+    """
+    from xnatd.anon.functions import check_call  # the table of known functions
+
+    try:
+        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
+    except UnexpectedCharacters as error:
+        raise ScriptError(
+            f"unexpected character {error.char!r}; expected {_expected(error)}",
+            error.line,
+            error.column,
+        ) from None
+    except UnexpectedToken as error:
+        token = str(error.token)
+        found = (
+            "end of input"
+            if error.token.type == "$END"
+            else "end of line"
+            if not token.strip()
+            else repr(token)
+        )
+        raise ScriptError(
+            f"unexpected {found}; expected {_expected(error)}", error.line, error.column
+        ) from None
+    except UnexpectedInput as error:
+        raise ScriptError(str(error).splitlines()[0], error.line, error.column) from None
+    statements = _ToStatements().transform(tree)
+    version = next((s.text for s in statements if isinstance(s, Version)), None)
+    if version is not None and not version.startswith("6"):
+        raise ScriptError(f'version "{version}" is not DicomEdit 6 (write version "6.x")', 1, 1)
+    for call in _calls(statements):
+        check_call(call)
+    return Script(statements, version, source)
+
+
+def _calls(node: object) -> list[Call]:
+    """Every function call in the script, nested ones included (checked at load)."""
+    found: list[Call] = []
+    if isinstance(node, Call):
+        found.append(node)
+        for arg in node.args:
+            found.extend(_calls(arg))
+    elif isinstance(node, tuple):
+        for item in node:
+            found.extend(_calls(item))
+    elif hasattr(node, "__dataclass_fields__"):
+        for name in node.__dataclass_fields__:
+            found.extend(_calls(getattr(node, name)))
+    return found
+
+
+_CACHE: dict[Path, tuple[float, Script]] = {}
+
+
+def load(path: Path) -> Script:
+    """Parse a script file, cached by path and modification time.
+
+    Raises:
+        ScriptError: it does not parse (the message names the file).
+        OSError: it cannot be read.
+    """
+    stamp = path.stat().st_mtime
+    cached = _CACHE.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    try:
+        script = parse(path.read_text(encoding="utf-8"), str(path))
+    except ScriptError as error:
+        raise ScriptError(f"{path}: {error}") from None
+    _CACHE[path] = (stamp, script)
+    return script

@@ -15,3 +15,4 @@ lint:
 bench:          ## last file to READY, and archive time, for 1,000-instance sessions
 	python3 bench/last_file_to_ready.py
 	python3 bench/archive_time.py
+	python3 bench/anonymization.py

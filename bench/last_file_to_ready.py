@@ -15,29 +15,15 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from common import ROOT, send, xnatd
+from dicomgen import SeriesSpec, StudySpec, write_study
+from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 
-from dicomgen import SeriesSpec, StudySpec, write_study  # noqa: E402
-from helpers import dcmtk_tool, free_port, port_accepts, wait_for  # noqa: E402
-
-from xnatd.units import parse_duration  # noqa: E402
-
-
-def send(storescu: str, port: int, folder: Path, aec: str) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [storescu, "-aet", "BENCH", "-aec", aec, "+sd", "127.0.0.1", str(port), str(folder)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    return time.perf_counter() - started
+from xnatd.units import parse_duration
 
 
 def ready_at(index: Path) -> float | None:
@@ -50,28 +36,12 @@ def ready_at(index: Path) -> float | None:
 
 
 def run_xnatd(work: Path, folder: Path, storescu: str, idle: str) -> dict:
-    port, http = free_port(), free_port()
-    config = work / "xnatd.yaml"
-    config.write_text(
-        f"site: {{data_dir: data, session_idle_timeout: {idle}, min_free_disk: 0}}\n"
-        f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
-        f"projects: {{BENCH: {{}}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
-    )
-    log = open(work / "xnatd.log", "wb")  # noqa: SIM115
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "xnatd", "run", "-c", str(config)], stdout=log, stderr=log
-    )
-    try:
-        wait_for(lambda: port_accepts(port), timeout=30)
+    with xnatd(work, site=f"session_idle_timeout: {idle}") as port:
         seconds = send(storescu, port, folder, "XNAT")
         last_file = time.perf_counter()
         ready = wait_for(
             lambda: ready_at(work / "data" / "index.sqlite"), timeout=600, interval=0.01
         )
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
-        log.close()
     built = [
         json.loads(line)
         for line in (work / "xnatd.log").read_text().splitlines()

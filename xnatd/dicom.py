@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
@@ -127,14 +127,19 @@ def read_header(
         dataset = pydicom.dcmread(
             stream, stop_before_pixels=True, specific_tags=wanted, force=False
         )
-        header: dict[int, str] = {}
-        for tag in wanted:
-            element = dataset.get(tag)
-            if element is None or element.VR == "SQ" or element.value is None:
-                continue
-            header[tag] = _text(element.value)
+        return header_of(dataset, wanted)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise UnparsableDicom(f"not a readable DICOM file: {exc}") from exc
+
+
+def header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
+    """The given top-level tags of a parsed data set, as text."""
+    header: dict[int, str] = {}
+    for tag in tags:
+        element = dataset.get(tag)
+        if element is None or element.VR == "SQ" or element.value is None:
+            continue
+        header[tag] = _text(element.value)
     return header
 
 

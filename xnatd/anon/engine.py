@@ -147,6 +147,11 @@ class Context:
         element = dataset[tag]
         return "" if element.VR == "SQ" else _as_text(element.value)
 
+    def read(self, dataset: Dataset, tag: int) -> str:
+        """An element's value as DicomEdit text ("" for sequences and empty values)."""
+        element = dataset[tag]
+        return "" if element.VR == "SQ" else _as_text(element.value) or ""
+
     def get_tag(self, tag: int) -> str | None:
         element = self.dataset.get(tag)
         return None if element is None else _as_text(element.value)
@@ -199,11 +204,13 @@ class Context:
 
     def remove_private(self, keep: Callable[[Dataset, int], bool] = lambda d, t: False) -> None:
         def walk(dataset: Dataset) -> None:
-            for element in list(dataset):
-                if element.tag.group % 2 == 1 and not keep(dataset, int(element.tag)):
-                    del dataset[element.tag]
-                elif element.VR == "SQ" and element.value:
-                    for item in element.value:
+            # Tags and raw VRs only: converting every element's value would cost more
+            # than the deletion itself.
+            for tag in list(dataset.keys()):
+                if tag.group % 2 == 1 and not keep(dataset, int(tag)):
+                    del dataset[tag]
+                elif dataset.get_item(tag).VR == "SQ":
+                    for item in dataset[tag].value or ():
                         walk(item)
 
         walk(self.dataset)

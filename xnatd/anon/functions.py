@@ -115,7 +115,7 @@ def f_hash_uid_list(ctx: Context, args: tuple[Value, ...]) -> None:
     """Hash every UID, multi-valued ones included, at each tag path, in place."""
     for arg in args:
         for dataset, tag in ctx.path(arg).find(ctx.dataset):
-            values = [v for v in str(dataset[tag].value or "").split("\\") if v]
+            values = [v for v in ctx.read(dataset, tag).split("\\") if v]
             ctx.write(dataset, tag, "\\".join(hash_uid(v) for v in values))
 
 
@@ -125,7 +125,7 @@ def f_map_referenced_uids(ctx: Context, args: tuple[Value, ...]) -> None:
     root = _text(ctx, args, 0).rstrip(".")
     for arg in args[1:]:
         for dataset, tag in ctx.path(arg).find(ctx.dataset):
-            old = str(dataset[tag].value or "")
+            old = ctx.read(dataset, tag)
             if not old:
                 continue
             if old not in ctx.uid_map:
@@ -191,7 +191,7 @@ def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
     seconds = _int(ctx, args, 0)
     for arg in args[1:]:
         for dataset, tag in ctx.path(arg).find(ctx.dataset):
-            value = str(dataset[tag].value or "")
+            value = ctx.read(dataset, tag)
             if value:
                 ctx.write(dataset, tag, shift_datetime(value, seconds, "seconds"))
 
@@ -214,9 +214,9 @@ def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
         ).days
         if days - DOB_LIMIT_DAYS > 0:
             for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
-                ctx.write(dataset, tag, shift_date(str(dataset[tag].value), days - DOB_LIMIT_DAYS))
+                ctx.write(dataset, tag, shift_date(ctx.read(dataset, tag), days - DOB_LIMIT_DAYS))
     for dataset, tag in ctx.everywhere(PATIENT_AGE):
-        age = str(dataset[tag].value or "")
+        age = ctx.read(dataset, tag)
         if age.endswith("Y") and age[:-1].isdigit() and int(age[:-1]) > 89:
             ctx.write(dataset, tag, "089Y")
 

@@ -245,20 +245,40 @@ def _parser() -> Lark:
     return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=False)
 
 
+_DESCRIBED = {
+    "_NL": "end of line",
+    "_COMMA": ",",
+    "_LBRACE": "{",
+    "_RBRACE": "}",
+    "_ELSEIF": "elseif",
+    "_ELSE": "else",
+    "NAME": "a variable or function",
+    "SIGNED_INT": "a number",
+    "SIGNED_FLOAT": "a number",
+    "STRING": "a string",
+    "TAG": "a tag (gggg,eeee)",
+    "STEP_WILDCARD": "*/ +/ ./",
+    "OPERATOR": "= != ~ !~",
+    "DESCRIBE_FLAG": "hidden const immutable",
+    "INT": "a number",
+    "ITEM_WILDCARD": "%",
+}
+
+
 def _expected(error: UnexpectedInput) -> str:
-    names = sorted(getattr(error, "expected", None) or getattr(error, "allowed", None) or [])
-    pretty = {
-        "_NL": "end of line",
-        "RSQB": "]",
-        "LSQB": "[",
-        "RBRACE": "}",
-        "LBRACE": "{",
-        "RPAR": ")",
-        "LPAR": "(",
-        "COMMA": ",",
-        "COLON": ":",
-    }
-    return ", ".join(pretty.get(name, name) for name in names[:8])
+    """What the grammar would have accepted, in the script's own words."""
+    names = getattr(error, "expected", None) or getattr(error, "allowed", None) or []
+    terminals = {terminal.name: terminal for terminal in _parser().terminals}
+    described = set()
+    for name in names:
+        terminal = terminals.get(name)
+        if name in _DESCRIBED:
+            described.add(_DESCRIBED[name])
+        elif terminal is not None and terminal.pattern.type == "str":
+            described.add(terminal.pattern.value)
+        else:
+            described.add(name)
+    return ", ".join(sorted(described))
 
 
 def parse(text: str, source: str = "<text>") -> Script:

@@ -51,10 +51,9 @@ class Step:
                 tag = int(self.group + self.element, 16)
                 return [tag] if tag in dataset else []
             return [
-                int(element.tag)
-                for element in dataset
-                if _hex_matches(self.group, element.tag.group)
-                and _hex_matches(self.element, element.tag.element)
+                int(tag)
+                for tag in dataset.keys()  # noqa: SIM118 - tags without converting values
+                if _hex_matches(self.group, tag.group) and _hex_matches(self.element, tag.element)
             ]
         found = []
         for block, group in self.creator_blocks(dataset):
@@ -190,9 +189,9 @@ class TagPath:
 
 
 def _nested(dataset: Dataset, *, deep: bool) -> Iterator[Dataset]:
-    for element in dataset:
-        if element.VR == "SQ" and element.value:
-            for item in element.value:
+    for tag in list(dataset.keys()):
+        if dataset.get_item(tag).VR == "SQ":
+            for item in dataset[tag].value or ():
                 yield item
                 if deep:
                     yield from _nested(item, deep=True)

@@ -13,10 +13,10 @@ from enum import StrEnum
 
 import structlog
 
-from xnatd.anon.apply import apply_to_bytes
+from xnatd.anon.apply import anonymize, parse_file
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
-from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, read_header
+from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
 from xnatd.metrics import Metrics
 from xnatd.routing import Explicit, route
 from xnatd.store.index.base import PrearchiveSession, SessionKey
@@ -103,9 +103,18 @@ class Intake:
 
     def _receive(self, item: Received, cache: SessionCache | None) -> Outcome:
         config = self._config()
+        receiver = item.receiver
+        script = config.site.script
+        if not (item.anonymize and (receiver is None or receiver.anonymize)):
+            script = None
+        dataset = None
         try:
-            header = read_header(item.data, self._tags_for(config))
-        except UnparsableDicom as exc:
+            if script is None:
+                header = read_header(item.data, self._tags_for(config))
+            else:  # parsed once, whole: routed from it, then anonymized
+                dataset = parse_file(item.data)
+                header = header_of(dataset, self._tags_for(config))
+        except (UnparsableDicom, ScriptFailed) as exc:
             return self._rejected(item, str(exc))
         missing = [
             name
@@ -117,7 +126,6 @@ class Intake:
         ]
         if missing:
             return self._rejected(item, f"no {' and no '.join(missing)} in the data set")
-        receiver = item.receiver
         rule_sets = ([receiver.routing] if receiver else []) + [config.routing]
         decided = route(
             header,
@@ -127,22 +135,21 @@ class Intake:
             default_project=receiver.default_project if receiver else None,
         )
         data = item.data
-        script = config.site.script
-        if script is not None and item.anonymize and (receiver is None or receiver.anonymize):
+        if script is not None and dataset is not None:
             variables = {
                 "project": decided.project,
                 "subject": decided.subject,
                 "session": decided.session,
             }
             try:
-                anonymized = apply_to_bytes(script, data, variables)
+                anonymized = anonymize(script, dataset, variables)
             except ScriptFailed as exc:
                 return self._script_problem(item, "error", f"site anonymization failed: {exc}")
             if anonymized is None:
                 return self._script_problem(item, "reject", "rejected by the site script")
             data = anonymized
             # Layout and grouping follow the anonymized header (UIDs may be hashed).
-            header = read_header(data, self._tags_for(config))
+            header = header_of(dataset, self._tags_for(config))
         study_uid = header.get(Tag.StudyInstanceUID, "")
         key = SessionKey(decided.project, study_uid, decided.session)
         incoming = IncomingInstance(

@@ -1,0 +1,51 @@
+"""Shared by the benchmarks: a fresh xnatd on loopback, and DCMTK storescu as the sender."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import free_port, port_accepts, wait_for  # noqa: E402
+
+
+def send(storescu: str, port: int, folder: Path, aec: str, nodelay: bool = True) -> float:
+    """Seconds for storescu to send a folder over one association."""
+    env = {**os.environ, "TCP_NODELAY": "1" if nodelay else "0"}
+    started = time.perf_counter()
+    subprocess.run(
+        [storescu, "-aet", "BENCH", "-aec", aec, "+sd", "127.0.0.1", str(port), str(folder)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    return time.perf_counter() - started
+
+
+@contextmanager
+def xnatd(work: Path, site: str = "", projects: str = "BENCH: {}") -> Iterator[int]:
+    """A fresh daemon in work/; yields its DICOM port."""
+    port, http = free_port(), free_port()
+    config = work / "xnatd.yaml"
+    config.write_text(
+        f"site: {{data_dir: data, min_free_disk: 0{', ' + site if site else ''}}}\n"
+        f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
+        f"projects: {{{projects}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
+    )
+    with open(work / "xnatd.log", "wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "xnatd", "run", "-c", str(config)], stdout=log, stderr=log
+        )
+        try:
+            wait_for(lambda: port_accepts(port), timeout=30)
+            yield port
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)

@@ -1,0 +1,140 @@
+"""The site script at receive (over C-STORE) and the project script at archive, file by file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+from dicomgen import SeriesSpec, StudySpec, write_study
+from helpers import Xnatd, dicom_files, storescu_send, wait_for
+
+from xnatd.anon.functions import hash_uid
+
+SITE_SCRIPT = """version "6.3"
+// site-wide: names out, dates shifted, UIDs hashed, private tags out, one series rejected
+(0010,0010) := "ANONYMIZED"
+(0010,1000) := concatenate[project, "/", subject, "/", session]
+-(0010,0030)
+(0008,0020) := shiftDateByIncrement[(0008,0020), "-7"]
+(0020,000D) := hashUID[(0020,000D)]
+(0008,0018) := hashUID[(0008,0018)]
+removeAllPrivateTags
+(0020,0011) = "99" ? reject[]
+"""
+
+
+def with_site_script(settings: dict, workdir: Path) -> None:
+    (workdir / "site.das").write_text(SITE_SCRIPT)
+    settings["site"]["anonymization"] = "site.das"
+
+
+def make(make_xnatd, tmp_path: Path, hook) -> Xnatd:
+    daemon = make_xnatd(start=False, hook=hook)
+    with_site_script(daemon.settings, daemon.workdir)
+    daemon.write_config()
+    return daemon.start()
+
+
+def test_site_script_applied_to_every_received_file(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    xnatd = make(make_xnatd, tmp_path, None)
+    spec = StudySpec(
+        "anon",
+        patient_id="SUBJ9",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=3), SeriesSpec(99, instances=2)],
+        extra={"PatientBirthDate": "19700101"},
+    )
+    sent = write_study(spec, dcm_dir)
+    for path in sent:  # a private element the script must remove
+        ds = pydicom.dcmread(path)
+        ds.add_new(0x00091001, "LO", "secret")
+        ds.save_as(path)
+    result = storescu_send(storescu, xnatd.port, sent)
+    assert result.returncode == 0, result.stderr  # rejected files still get success
+    [row] = xnatd.wait_status("READY")
+    assert row["files"] == 3 and row["study_uid"] == hash_uid(str(spec.study_uid))
+    stored = [pydicom.dcmread(p) for p in dicom_files(xnatd.data_dir / "prearchive")]
+    originals = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in sent}
+    assert len(stored) == 3
+    for ds in stored:
+        assert str(ds.PatientName) == "ANONYMIZED"
+        assert ds[0x00101000].value == "DEMO/DOE_JOHN/SUBJ9"
+        assert "PatientBirthDate" not in ds and 0x00091001 not in ds
+        assert ds.StudyDate == "20240227"
+        assert ds.SeriesNumber == 1
+        original = next(o for uid, o in originals.items() if hash_uid(uid) == ds.SOPInstanceUID)
+        assert ds.PixelData == original.PixelData
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    metrics = xnatd.metrics()
+    assert 'xnatd_anonymization_rejects_total{script="site"} 2.0' in metrics
+    assert (
+        'xnatd_instances_received_total{ae="XNAT",calling_ae="SCANNER",status="dropped"} 2.0'
+        in metrics
+    )
+    rejects = [e for e in json.loads(xnatd.cli("audit", "--json").stdout) if e["event"] == "reject"]
+    assert len(rejects) == 2 and "site script" in rejects[0]["details"]["reason"]
+
+
+def test_receiver_with_anonymize_false_keeps_files_as_sent(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    def raw_receiver(settings: dict) -> None:
+        settings["receivers"][0]["anonymize"] = False
+
+    xnatd = make(make_xnatd, tmp_path, raw_receiver)
+    sent = write_study(StudySpec("raw", study_description="DEMO"), dcm_dir)
+    assert storescu_send(storescu, xnatd.port, sent).returncode == 0
+    xnatd.wait_status("READY")
+    for path in dicom_files(xnatd.data_dir / "prearchive"):
+        assert str(pydicom.dcmread(path).PatientName) == "DOE^JOHN"
+
+
+def test_project_script_applied_at_archive(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    def project_script(settings: dict) -> None:
+        settings["projects"]["DEMO"] = {"prearchive": "auto-archive", "anonymization": "demo.das"}
+
+    xnatd = make_xnatd(start=False, hook=project_script)
+    (xnatd.workdir / "demo.das").write_text(
+        'version "6.3"\n(0010,0020) := concatenate[project, "_", subject]\n'
+        '(0008,103E) = "DROP ME" ? reject[]\n(0020,000E) := hashUID[(0020,000E)]\n'
+    )
+    xnatd.start()
+    spec = StudySpec(
+        "project",
+        patient_id="P7",
+        patient_name="SMITH^A",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=3), SeriesSpec(2, instances=2, description="DROP ME")],
+    )
+    assert storescu_send(storescu, xnatd.port, write_study(spec, dcm_dir)).returncode == 0
+    rows = wait_for(lambda: json.loads(xnatd.cli("sessions", "list", "--json").stdout), timeout=30)
+    [row] = rows
+    assert row["files"] == 3 and row["scans"] == 1
+    for path in dicom_files(Path(row["path"])):
+        ds = pydicom.dcmread(path)
+        assert ds.PatientID == "DEMO_SMITH_A"
+        assert ds.SeriesInstanceUID == hash_uid(str(spec.series_uid(spec.series[0])))
+    # The prearchive kept the received files as they were until archive.
+    assert not list((xnatd.data_dir / "prearchive").rglob("*.dcm"))
+
+
+def test_script_that_does_not_parse_is_a_config_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "site.das").write_text('version "6.3"\n(0010,0010) := concatenate["a",\n')
+    config = tmp_path / "x.yaml"
+    config.write_text("site: {anonymization: site.das}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "xnatd", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "site.anonymization:" in done.stderr and "site.das: line 2" in done.stderr

@@ -16,3 +16,4 @@ bench:          ## last file to READY, and archive time, for 1,000-instance sess
 	python3 bench/last_file_to_ready.py
 	python3 bench/archive_time.py
 	python3 bench/anonymization.py
+	python3 bench/import_rate.py

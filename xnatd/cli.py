@@ -356,6 +356,95 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 EXIT_REJECTED = 3
+EXIT_INTERRUPTED = 130
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
+    from xnatd.intake.intake import Intake
+
+    config = _load_config(args)
+    store = Store.open(config)
+    try:
+        operations = _operations(config, store)
+        intake = Intake(lambda: config, store.prearchive, operations.metrics)
+        importer = Importer(store, intake, operations, lambda: config, operations.node)
+        request = ImportRequest(
+            path=args.path,
+            project=args.project,
+            subject=args.subject,
+            session=args.session,
+            archive=args.archive,
+            ignore_unparsable=args.ignore_unparsable,
+            actor=_actor(),
+        )
+        try:
+            summary = importer.run(request, quiet=args.json)
+        except ImportFailed as exc:
+            print(f"xnatd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("xnatd: import interrupted; nothing was imported", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(summary.__dict__, indent=2))
+        return EXIT_OK
+    created, merged = len(summary.sessions_created), len(summary.sessions_merged)
+    print(
+        f"imported {summary.files} files ({summary.bytes / 1e6:.1f} MB) in "
+        f"{summary.seconds:.1f} s: {created} sessions created, {merged} merged"
+        + (f", archived as {', '.join(summary.archived)}" if summary.archived else "")
+    )
+    for name in summary.sessions_created + summary.sessions_merged:
+        print(f"  {name}")
+    for skipped in summary.skipped:
+        print(f"  skipped {skipped['entry']}: {skipped['reason']}")
+    return EXIT_OK
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from xnatd.intake.staging import HostileArchive
+    from xnatd.sender import Target, collect, send
+
+    staging = Path(tempfile.mkdtemp(prefix="xnatd-send-"))
+    try:
+        try:
+            files = collect(args.path, staging)
+        except (HostileArchive, OSError) as exc:
+            print(f"xnatd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        summary = send(
+            files,
+            Target(args.host, args.port, args.aec, args.aet),
+            associations=max(1, args.associations),
+            retries=args.retries,
+            quiet=args.json,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = {
+        "sent": summary.sent,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
+        "statuses": dict(summary.statuses),
+        "retries": summary.retries,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(summary.statuses.items()))
+        print(
+            f"sent {summary.sent}, failed {len(summary.failed)}, skipped {len(summary.skipped)}"
+            f" ({statuses or 'no responses'}; {summary.retries} retries)"
+        )
+        for failure in summary.failed:
+            print(f"  failed {failure['entry']}: {failure['status']} {failure['reason']}")
+    return EXIT_OK if not summary.failed else EXIT_FAILED
 
 
 def cmd_anon_check(args: argparse.Namespace) -> int:
@@ -474,6 +563,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild the index from the data directory (stop the daemon first)",
     )
     reindex.set_defaults(func=cmd_reindex)
+
+    upload = commands.add_parser(
+        "import", parents=[common], help="import a zip, tar, folder or file, all or nothing"
+    )
+    upload.add_argument("path", type=Path)
+    upload.add_argument("--project", required=True)
+    upload.add_argument("--subject")
+    upload.add_argument("--session", metavar="LABEL")
+    upload.add_argument("--archive", action="store_true", help="archive at once")
+    upload.add_argument("--ignore-unparsable", action="store_true")
+    upload.add_argument("--json", action="store_true")
+    upload.set_defaults(func=cmd_import)
+
+    sender = commands.add_parser("send", help="C-STORE a folder or archive, with progress")
+    sender.add_argument("path", type=Path)
+    sender.add_argument("--host", required=True)
+    sender.add_argument("--port", type=int, required=True)
+    sender.add_argument("--aec", required=True, help="called AE title")
+    sender.add_argument("--aet", default="XNATD_SEND", help="calling AE title")
+    sender.add_argument("--associations", type=int, default=1)
+    sender.add_argument("--retries", type=int, default=2)
+    sender.add_argument("--json", action="store_true")
+    sender.set_defaults(func=cmd_send)
 
     anon = commands.add_parser("anon", help="DicomEdit 6 scripts")
     anon_actions = anon.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -115,6 +115,19 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class ImportLimits:
+    max_unpacked: int = 64 * 2**30
+    max_ratio: float = 200.0
+    max_entries: int = 500_000
+
+
+@dataclass(frozen=True)
+class Inbox:
+    settle: float = 10.0  # unchanged this long before a dropped file is imported
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     site: Site
@@ -126,6 +139,8 @@ class Config:
     users: Mapping[str, User]
     logging: Logging
     resolve_project: Callable[[str], str | None] = field(compare=False, repr=False)
+    imports: ImportLimits = ImportLimits()
+    inbox: Inbox = Inbox()
 
     def project(self, project_id: str) -> Project | None:
         """The configured project, or None (Unassigned has no configuration)."""
@@ -264,7 +279,18 @@ class _Parser:
         top = self.mapping(
             raw,
             "",
-            ("site", "index", "receivers", "routing", "projects", "http", "users", "logging"),
+            (
+                "site",
+                "index",
+                "receivers",
+                "routing",
+                "projects",
+                "http",
+                "users",
+                "logging",
+                "import",
+                "inbox",
+            ),
         )
         site = self.site(top.get("site"))
         projects = self.projects(top.get("projects"))
@@ -276,6 +302,8 @@ class _Parser:
         http = self.http(top.get("http"))
         users = self.users(top.get("users"), projects)
         logging = self.logging(top.get("logging"))
+        imports = self.import_limits(top.get("import"))
+        inbox = self.inbox(top.get("inbox"))
         if self.problems:
             return None
         return Config(
@@ -288,6 +316,8 @@ class _Parser:
             http=http,
             users=users,
             logging=logging,
+            imports=imports,
+            inbox=inbox,
             resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
         )
 
@@ -513,6 +543,29 @@ class _Parser:
                 projects={str(k): str(v) for k, v in roles.items()},
             )
         return users
+
+    def import_limits(self, value: Any) -> ImportLimits:
+        raw = self.mapping(value, "import", ("max_unpacked", "max_ratio", "max_entries"))
+        ratio = raw.get("max_ratio", 200.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 1:
+            self.problem("import.max_ratio", f"{ratio!r} is not a ratio of 1 or more")
+            ratio = 200.0
+        entries = raw.get("max_entries", 500_000)
+        if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
+            self.problem("import.max_entries", f"{entries!r} is not a positive count")
+            entries = 500_000
+        return ImportLimits(
+            max_unpacked=self.size(raw.get("max_unpacked"), "import.max_unpacked", 64 * 2**30),
+            max_ratio=float(ratio),
+            max_entries=entries,
+        )
+
+    def inbox(self, value: Any) -> Inbox:
+        raw = self.mapping(value, "inbox", ("settle", "enabled"))
+        return Inbox(
+            settle=self.duration(raw.get("settle"), "inbox.settle", 10.0),
+            enabled=self.boolean(raw.get("enabled"), "inbox.enabled", True),
+        )
 
     def logging(self, value: Any) -> Logging:
         raw = self.mapping(value, "logging", ("format", "level"))

@@ -23,8 +23,11 @@ from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError
 from xnatd.http import serve
+from xnatd.intake.importer import Importer
+from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
+from xnatd.operations import Operations
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.server import Listeners
 from xnatd.store import Store
@@ -78,6 +81,14 @@ class Daemon:
                 config.http.host, config.http.port, self.metrics.registry, self.health
             )
         self.sweeper.start()
+        self.inbox = None
+        if config.inbox.enabled:
+            operations = Operations(
+                self.store, lambda: self.config, self.metrics, self.node, self.archiver
+            )
+            importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
+            self.inbox = Inbox(data.root / "inbox", importer, config.inbox.settle)
+            self.inbox.start()
         log.info(
             "daemon_started",
             config=str(self.config_path),
@@ -138,6 +149,8 @@ class Daemon:
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while time.monotonic() < deadline and any(s.active_associations for s in stopped):
             time.sleep(0.05)
+        if self.inbox is not None:
+            self.inbox.stop()
         self.sweeper.stop(wait=True)
         if self.http is not None:
             self.http.shutdown()

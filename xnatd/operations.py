@@ -51,6 +51,7 @@ class Operations:
         self.store = store
         self.config = config
         self.node = node
+        self.metrics = metrics
         self.builder = Builder(store.prearchive, metrics, node)
         self.archiver = archiver or Archiver(store, config, metrics, node)
 

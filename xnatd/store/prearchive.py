@@ -354,6 +354,11 @@ class Prearchive:
         sidecar.write(folder, {**values, "rewritten_by": done_as}, self.data.root)
         return kept, dropped
 
+    def discard_session(self, session: PrearchiveSession) -> None:
+        """Forget a session an aborted upload created: never acknowledged, so not kept."""
+        self.index.delete_session(session.id)
+        self.discard_folder(session)
+
     def discard_folder(self, session: PrearchiveSession) -> None:
         """After archiving: remove what is left of the prearchive session's folder."""
         folder = self.data.session_dir(session.name)

@@ -1,0 +1,224 @@
+"""Uploads without a scanner: a zip, tar, folder or file, all or nothing (issue: import).
+
+Every entry is unpacked and checked before anything reaches the prearchive; then
+each file goes through the same intake as a C-STORE; the sessions are built when
+the import ends (not after the idle timer) and the project policy, or ``--archive``,
+decides what happens next. If anything fails or the import is interrupted, the
+sessions it created are removed and the staging area is emptied.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from xnatd.config import Config
+from xnatd.dicom import Tag, UnparsableDicom, read_header
+from xnatd.intake.intake import Intake, Received, Result, SessionCache
+from xnatd.intake.staging import HostileArchive, Limits, StagedFile, stage
+from xnatd.operations import Operations
+from xnatd.progress import Progress
+from xnatd.routing import Explicit
+from xnatd.store import Store
+from xnatd.store.index.base import Status
+
+log = structlog.get_logger(__name__)
+
+STAGING = ".staging"
+IMPORT_LEASE = 3600.0  # holds the idle timer of the sessions an import is filling
+# Not images: skipped and reported, never a reason to stop.
+_NOT_IMAGES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
+
+
+class ImportFailed(Exception):
+    """Nothing was imported; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    path: Path
+    project: str
+    subject: str | None = None
+    session: str | None = None
+    archive: bool = False
+    ignore_unparsable: bool = False
+    actor: str = "import"
+
+
+@dataclass
+class ImportSummary:
+    sessions_created: list[str] = field(default_factory=list)
+    sessions_merged: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _obvious_non_image(name: str) -> bool:
+    parts = name.replace("!", "/").split("/")
+    return parts[-1].lower() in _NOT_IMAGES or "__MACOSX" in parts or parts[-1].startswith("._")
+
+
+class Importer:
+    def __init__(
+        self,
+        store: Store,
+        intake: Intake,
+        operations: Operations,
+        config: Callable[[], Config],
+        node: str,
+    ) -> None:
+        self.store = store
+        self.intake = intake
+        self.operations = operations
+        self.config = config
+        self.node = node
+
+    def run(self, request: ImportRequest, *, quiet: bool = False) -> ImportSummary:
+        """Import everything or nothing.
+
+        Raises:
+            ImportFailed: with the entry and the reason; nothing was imported.
+        """
+        started = time.monotonic()
+        config = self.config()
+        if config.project(request.project) is None:
+            raise ImportFailed(f"{request.project!r} is not a configured project")
+        staging = self.store.data.root / STAGING / uuid.uuid4().hex
+        limits = Limits(
+            config.imports.max_unpacked, config.imports.max_ratio, config.imports.max_entries
+        )
+        summary = ImportSummary()
+        try:
+            try:
+                staged = stage(request.path, staging, limits)
+            except (HostileArchive, OSError) as exc:
+                raise ImportFailed(f"{exc}; nothing was imported") from None
+            files = self._check(staged, request, summary)
+            self._store(files, request, summary, quiet)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        summary.seconds = round(time.monotonic() - started, 3)
+        return summary
+
+    def _check(
+        self, staged: list[StagedFile], request: ImportRequest, summary: ImportSummary
+    ) -> list[StagedFile]:
+        """Read every entry's header before anything is stored."""
+        files = []
+        for entry in staged:
+            if _obvious_non_image(entry.name):
+                summary.skipped.append({"entry": entry.name, "reason": "not an image file"})
+                continue
+            try:
+                header = read_header(str(entry.path), {Tag.SOPClassUID, Tag.SOPInstanceUID})
+                if not header.get(Tag.SOPClassUID) or not header.get(Tag.SOPInstanceUID):
+                    raise UnparsableDicom("no SOP Class or Instance UID")
+            except UnparsableDicom as exc:
+                if not request.ignore_unparsable:
+                    raise ImportFailed(
+                        f"{entry.name}: not DICOM ({exc}); nothing was imported "
+                        "(--ignore-unparsable skips such entries)"
+                    ) from None
+                summary.skipped.append({"entry": entry.name, "reason": str(exc)})
+                continue
+            files.append(entry)
+        if not files:
+            raise ImportFailed(f"{request.path}: no DICOM files; nothing was imported")
+        return files
+
+    def _store(
+        self,
+        files: list[StagedFile],
+        request: ImportRequest,
+        summary: ImportSummary,
+        quiet: bool,
+    ) -> None:
+        prearchive = self.store.prearchive
+        existing = {s.id for s in self.store.index.list_sessions()}
+        upload = f"import-{uuid.uuid4().hex}"
+        # Registered like an association: the idle timer leaves these sessions alone
+        # until the import builds them itself.
+        prearchive.association_opened(
+            upload,
+            node=self.node,
+            called_ae="import",
+            calling_ae=request.actor,
+            peer=str(request.path),
+            lease=IMPORT_LEASE,
+        )
+        cache = SessionCache()
+        explicit = Explicit(request.project, request.subject, request.session)
+        progress = Progress("import", len(files), sum(f.size for f in files), quiet=quiet)
+        try:
+            for entry in files:
+                outcome = self.intake.receive(
+                    Received(
+                        entry.path.read_bytes(),
+                        source="import",
+                        calling_ae=None,
+                        association_id=upload,
+                        explicit=explicit,
+                    ),
+                    cache,
+                )
+                if outcome.result is Result.DROPPED:
+                    summary.skipped.append({"entry": entry.name, "reason": outcome.reason or ""})
+                elif outcome.result is not Result.STORED:
+                    raise ImportFailed(f"{entry.name}: {outcome.reason}; nothing was imported")
+                else:
+                    summary.files += 1
+                    summary.bytes += entry.size
+                progress.advance(entry.size)
+        except BaseException:
+            self._roll_back(cache, existing)
+            raise
+        finally:
+            progress.finish()
+            prearchive.association_closed(upload)
+        for name, count in cache.files_by_session.items():
+            self.store.audit.record(
+                "receive",
+                actor=request.actor,
+                session=name,
+                files=count,
+                source="import",
+                path=str(request.path),
+            )
+        created = {s.id for s in cache.sessions.values()} - existing
+        for session in cache.sessions.values():
+            bucket = summary.sessions_created if session.id in created else summary.sessions_merged
+            bucket.append(str(session.name))
+        self._finish(cache, request, summary)
+
+    def _roll_back(self, cache: SessionCache, existing: set[int]) -> None:
+        for session in cache.sessions.values():
+            if session.id not in existing:
+                self.store.prearchive.discard_session(session)
+        log.warning("import_rolled_back", sessions=[str(s.name) for s in cache.sessions.values()])
+
+    def _finish(self, cache: SessionCache, request: ImportRequest, summary: ImportSummary) -> None:
+        """Build now; then archive (``--archive``) or let the project policy decide."""
+        for session in cache.sessions.values():
+            if self.store.index.get_session(session.name) is None:
+                continue
+            status = self.operations.rebuild(session.name, request.actor)
+            if status is not Status.READY:
+                continue
+            if request.archive:
+                outcome = self.operations.archive(session.name, "append", request.actor)
+                if outcome.session_id:
+                    summary.archived.append(outcome.session_id)
+            else:
+                self.operations.archiver.after_build(session)
+                archived = self.store.index.find_archived(session.project, session.label)
+                if archived is not None and self.store.index.get_session(session.name) is None:
+                    summary.archived.append(archived.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,7 @@ def pynetdicom_send(
     aec: str = "XNAT",
     hold_open: float = 0.0,
     on_status: Callable[[Path, int], None] | None = None,
+    timeout: float = 30,
 ) -> list[int]:
     """Send files as they are (raw, not re-encoded) over one association; returns statuses.
 
@@ -238,7 +240,7 @@ def pynetdicom_send(
 
     metas = [dcmread(path, stop_before_pixels=True).file_meta for path in paths]
     ae = AE(ae_title=aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in sorted({(m.MediaStorageSOPClassUID, m.TransferSyntaxUID) for m in metas}):
         ae.add_requested_context(pair[0], [pair[1]])
     previous = _config.STORE_SEND_CHUNKED_DATASET
@@ -379,3 +381,27 @@ class Site:
 
     def close(self) -> None:
         self.store.close()
+
+
+POSTGRES = os.environ.get("XNATD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test database; yields a URL whose search_path is it."""
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"xnatd_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES} is not reachable ({exc}); .ci/run starts it")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{POSTGRES}?options={quote(f'-csearch_path={schema}')}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

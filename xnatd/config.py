@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class Site:
     anonymization: Path | None
     min_free_disk: int
     script: Script | None = None  # the parsed site script
+    node: str = ""  # this daemon's name among the nodes sharing an index (hostname)
+    lease: float = 60.0  # how long a dead node's open associations hold their sessions
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,15 @@ class _Parser:
         raw = self.mapping(
             value,
             "site",
-            ("id", "data_dir", "session_idle_timeout", "anonymization", "min_free_disk"),
+            (
+                "id",
+                "data_dir",
+                "session_idle_timeout",
+                "anonymization",
+                "min_free_disk",
+                "node",
+                "lease",
+            ),
         )
         site_id = self.string(raw.get("id"), "site.id", "XNAT") or "XNAT"
         if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", site_id):
@@ -341,6 +352,8 @@ class _Parser:
             anonymization=script[0],
             min_free_disk=self.size(raw.get("min_free_disk"), "site.min_free_disk", 2**30),
             script=script[1],
+            node=self.string(raw.get("node"), "site.node") or socket.gethostname(),
+            lease=self.duration(raw.get("lease"), "site.lease", 60.0),
         )
 
     def projects(self, value: Any) -> dict[str, Project]:

@@ -9,7 +9,6 @@ only flip flags (SIGTERM/SIGINT: exit, SIGHUP: reload).
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ from xnatd.store import Store
 
 log = structlog.get_logger(__name__)
 
-LEASE_RENEWAL = 20.0  # seconds between renewals of this node's association leases
 HOUSEKEEPING = 60.0  # seconds between looks for archives left half done by a dead process
 DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
 
@@ -43,7 +41,7 @@ class Daemon:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.config: Config = config_module.load(config_path)
-        self.node = socket.gethostname()
+        self.node = self.config.site.node
         self.should_exit = threading.Event()
         self.reload_requested = False
 
@@ -68,7 +66,9 @@ class Daemon:
             node=self.node,
             on_ready=self.archiver.after_build,
         )
-        self.associations = Associations(self.prearchive, self.metrics, self.node)
+        self.associations = Associations(
+            self.prearchive, self.metrics, self.node, lease=config.site.lease
+        )
         self.listeners = Listeners(
             lambda receivers: event_handlers(
                 self.intake, self.associations, receivers, self.metrics
@@ -106,7 +106,8 @@ class Daemon:
     def main_loop(self) -> None:
         watchdog = systemd.watchdog_interval()
         tick = min(1.0, watchdog or 1.0)
-        next_renewal = time.monotonic() + LEASE_RENEWAL
+        renewal = self.config.site.lease / 3  # a lease outlives two missed renewals
+        next_renewal = time.monotonic() + renewal
         next_housekeeping = time.monotonic()
         while not self.should_exit.wait(tick):
             if watchdog:
@@ -115,7 +116,7 @@ class Daemon:
                 self.reload_requested = False
                 self.reload()
             if time.monotonic() >= next_renewal:
-                next_renewal = time.monotonic() + LEASE_RENEWAL
+                next_renewal = time.monotonic() + renewal
                 try:
                     self.associations.renew_leases()
                 except Exception:

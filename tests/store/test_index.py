@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import postgres_schema
 
 from xnatd.store.index import open_index
 from xnatd.store.index.base import (
@@ -24,11 +25,18 @@ KEY = SessionKey("DEMO", "1.2.3", "S01_MR1")
 NODE = "node-a"
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
-    backend = open_index(request.param, tmp_path)
-    yield backend
-    backend.close()
+    """Each test on each backend; PostgreSQL gets a schema of its own, dropped after."""
+    if request.param == "sqlite":
+        backend = open_index("sqlite", tmp_path)
+        yield backend
+        backend.close()
+        return
+    with postgres_schema() as url:
+        backend = open_index(url, tmp_path)
+        yield backend
+        backend.close()
 
 
 def record(
@@ -177,8 +185,9 @@ class TestReopening:
 
 
 def _force_status(index: Index, session_id: int, status: str) -> None:
-    # Archive/move/delete transitions belong to a later stage; set the state directly.
-    index.db.execute("UPDATE prearchive SET status = ? WHERE id = ?", (status, session_id))  # type: ignore[attr-defined]
+    # Archive/move/delete transitions are tested with the archive; set the state directly.
+    with index._write() as connection:  # type: ignore[attr-defined]
+        connection.execute("UPDATE prearchive SET status = ? WHERE id = ?", (status, session_id))
 
 
 def test_empty_session_is_removed(index: Index) -> None:

@@ -51,7 +51,10 @@ class AssociationState:
 class Associations:
     """The open associations of this process, and their rows in the index."""
 
-    def __init__(self, prearchive: Prearchive, metrics: Metrics, node: str) -> None:
+    def __init__(
+        self, prearchive: Prearchive, metrics: Metrics, node: str, lease: float = LEASE_SECONDS
+    ) -> None:
+        self.lease = lease  # how long this node's associations hold sessions if it dies
         self.prearchive = prearchive
         self.metrics = metrics
         self.node = node
@@ -69,7 +72,7 @@ class Associations:
             called_ae=state.receiver.ae_title,
             calling_ae=state.calling_ae,
             peer=state.peer,
-            lease=LEASE_SECONDS,
+            lease=self.lease,
         )
         state.registered = True
         with self._lock:
@@ -85,7 +88,7 @@ class Associations:
         return state
 
     def renew_leases(self) -> None:
-        self.prearchive.renew_leases(self.node, LEASE_SECONDS)
+        self.prearchive.renew_leases(self.node, self.lease)
 
 
 def _peer(event: Event) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from xnatd.store.index.base import Index
 
 BACKENDS = {
     "sqlite": "xnatd.store.index.sqlite:SqliteIndex",
+    "postgresql": "xnatd.store.index.postgres:PostgresIndex",
 }
 
 
@@ -24,7 +25,7 @@ def open_index(spec: str, data_dir: Path) -> Index:
     name = "postgresql" if spec.startswith(("postgresql://", "postgres://")) else spec
     target = BACKENDS.get(name)
     if target is None:
-        raise ValueError(f"index {name!r} is not supported by this build (have: sqlite)")
+        raise ValueError(f"index {name!r} is not supported (have: {', '.join(BACKENDS)})")
     module_name, _, attribute = target.partition(":")
     backend = getattr(importlib.import_module(module_name), attribute)
     return backend.open(spec, data_dir)

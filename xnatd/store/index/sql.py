@@ -1,0 +1,772 @@
+"""The index's SQL, shared by SQLite and PostgreSQL: one text, small dialect hooks.
+
+Writes run inside one transaction each (``_write``); a compare-and-set is an UPDATE
+guarded by the status it expects, and the rows a decision reads are locked first
+(``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from contextlib import AbstractContextManager
+from typing import Any
+
+from xnatd.store.index.base import (
+    ACCEPTS_FILES,
+    ArchivedSession,
+    ArchiveStatus,
+    AuditEvent,
+    Index,
+    InstanceRecord,
+    PrearchiveSession,
+    RecordResult,
+    ScanRow,
+    SessionClosed,
+    SessionFilter,
+    SessionKey,
+    Status,
+)
+from xnatd.store.layout import PrearchiveName, next_timestamp
+
+_SESSION_COLUMNS = (
+    "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
+    " (SELECT COUNT(DISTINCT scan) FROM instances i WHERE i.session_id = p.id) AS scans,"
+    " files, bytes, created, last_modified, xsi_type"
+)
+
+
+_ARCHIVED_COLUMNS = (
+    "s.id, s.project, s.subject_id, j.label AS subject, s.label, s.study_uid, s.xsi_type,"
+    " s.modality, s.date, s.status, s.path, s.archived, s.modified, s.autorun,"
+    " (SELECT COUNT(*) FROM archive_scans c WHERE c.session_id = s.id) AS scans,"
+    " (SELECT COUNT(*) FROM archive_instances i WHERE i.session_id = s.id) AS files,"
+    " (SELECT COALESCE(SUM(size), 0) FROM archive_instances i WHERE i.session_id = s.id)"
+    " AS bytes FROM sessions s JOIN subjects j ON j.id = s.subject_id"
+)
+_INSTANCE_COLUMNS = (
+    "sop_instance_uid, sop_class_uid, series_uid, series_number, instance_number, modality,"
+    " scan, file_name, size, md5, received, calling_ae"
+)
+
+
+_UPSERT_INSTANCE = (
+    f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, sop_instance_uid) DO UPDATE SET"
+    + ",".join(
+        f" {column} = excluded.{column}"
+        for column in (
+            "sop_class_uid",
+            "series_uid",
+            "series_number",
+            "instance_number",
+            "modality",
+            "scan",
+            "file_name",
+            "size",
+            "md5",
+            "received",
+            "calling_ae",
+        )
+    )
+)
+
+
+def _names(cursor: Any) -> list[str]:
+    return [getattr(column, "name", None) or column[0] for column in cursor.description]
+
+
+def _archived(row: dict[str, Any]) -> ArchivedSession:
+    return ArchivedSession(
+        id=row["id"],
+        project=row["project"],
+        subject_id=row["subject_id"],
+        subject=row["subject"],
+        label=row["label"],
+        study_uid=row["study_uid"],
+        xsi_type=row["xsi_type"],
+        modality=row["modality"],
+        date=row["date"],
+        status=ArchiveStatus(row["status"]),
+        path=row["path"],
+        archived=row["archived"],
+        modified=row["modified"],
+        scans=row["scans"],
+        files=row["files"],
+        bytes=row["bytes"],
+        autorun=tuple(json.loads(row["autorun"] or "[]")),
+    )
+
+
+def _instance_values(owner: object, record: InstanceRecord) -> tuple[Any, ...]:
+    return (
+        owner,
+        record.sop_instance_uid,
+        record.sop_class_uid,
+        record.series_uid,
+        record.series_number,
+        record.instance_number,
+        record.modality,
+        record.scan,
+        record.file_name,
+        record.size,
+        record.md5,
+        record.received,
+        record.calling_ae,
+    )
+
+
+def _session(row: dict[str, Any]) -> PrearchiveSession:
+    auto = row["auto_archive"]
+    return PrearchiveSession(
+        id=row["id"],
+        project=row["project"],
+        timestamp=row["timestamp"],
+        label=row["label"],
+        subject=row["subject"],
+        study_uid=row["study_uid"],
+        status=Status(row["status"]),
+        reason=row["reason"],
+        auto_archive=None if auto is None else bool(auto),
+        source=row["source"],
+        scans=row["scans"],
+        files=row["files"],
+        bytes=row["bytes"],
+        created=row["created"],
+        last_modified=row["last_modified"],
+        xsi_type=row["xsi_type"],
+    )
+
+
+class SqlIndex(Index):
+    """Every index call, in SQL both backends run."""
+
+    FOR_UPDATE = ""  # locks the rows a decision reads (PostgreSQL)
+    SKIP_LOCKED = ""  # claims skip rows another node is claiming (PostgreSQL)
+    LIKE = "LIKE"  # case-insensitive match
+    GREATEST = "MAX"
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Any]:
+        """One write transaction; yields something with ``execute`` and ``executemany``."""
+
+    @abc.abstractmethod
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """A read, as dictionaries."""
+
+    def _serialize(self, connection: Any, key: str) -> None:
+        """Serialise transactions on one key (find-or-create); SQLite's lock suffices."""
+
+    # -- prearchive sessions ----------------------------------------------------
+    def open_session(
+        self,
+        key: SessionKey,
+        *,
+        subject: str,
+        auto_archive: bool | None,
+        source: str | None,
+        timestamp: str,
+        now: float,
+    ) -> PrearchiveSession:
+        accepting = tuple(status.value for status in ACCEPTS_FILES)
+        marks = ",".join("?" * len(accepting))
+        with self._write() as connection:
+            self._serialize(connection, f"{key.project}/{key.label}")
+            row = connection.execute(
+                f"SELECT id, status FROM prearchive WHERE project = ? AND study_uid = ?"
+                f" AND label = ? AND status IN ({marks}) ORDER BY id DESC LIMIT 1",
+                (key.project, key.study_uid, key.label, *accepting),
+            ).fetchone()
+            if row is not None:
+                connection.execute(
+                    "UPDATE prearchive SET status = 'RECEIVING', reason = NULL,"
+                    " claimed_by = NULL, claim_until = NULL, last_modified = ? WHERE id = ?",
+                    (now, row[0]),
+                )
+                session_id = row[0]
+            else:
+                while connection.execute(
+                    "SELECT 1 FROM prearchive WHERE project = ? AND timestamp = ? AND label = ?",
+                    (key.project, timestamp, key.label),
+                ).fetchone():
+                    timestamp = next_timestamp(timestamp)
+                session_id = connection.execute(
+                    "INSERT INTO prearchive (project, timestamp, label, subject,"
+                    " study_uid, status, auto_archive, source, created, last_modified)"
+                    " VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?, ?) RETURNING id",
+                    (
+                        key.project,
+                        timestamp,
+                        key.label,
+                        subject,
+                        key.study_uid,
+                        None if auto_archive is None else int(auto_archive),
+                        source,
+                        now,
+                        now,
+                    ),
+                ).fetchone()[0]
+            found = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM prearchive p WHERE id = ?", (session_id,)
+            )
+            columns = _names(found)
+            return _session(dict(zip(columns, found.fetchone(), strict=True)))
+
+    def record_instance(
+        self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
+    ) -> RecordResult:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT status FROM prearchive WHERE id = ?" + self.FOR_UPDATE, (session_id,)
+            ).fetchone()
+            if row is None or Status(row[0]) not in ACCEPTS_FILES:
+                raise SessionClosed(f"session {session_id} no longer accepts files")
+            old = connection.execute(
+                "SELECT scan, file_name, size FROM instances"
+                " WHERE session_id = ? AND sop_instance_uid = ?",
+                (session_id, record.sop_instance_uid),
+            ).fetchone()
+            connection.execute(
+                _UPSERT_INSTANCE,
+                _instance_values(session_id, record),
+            )
+            added_files = 0 if old else 1
+            added_bytes = record.size - (old[2] if old else 0)
+            connection.execute(
+                "UPDATE prearchive SET status = 'RECEIVING', reason = NULL, claimed_by = NULL,"
+                " claim_until = NULL, last_modified = ?, files = files + ?, bytes = bytes + ?"
+                " WHERE id = ?",
+                (now, added_files, added_bytes, session_id),
+            )
+            if association_id is not None:
+                connection.execute(
+                    "INSERT INTO association_sessions (association_id, session_id)"
+                    " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM associations WHERE id = ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (association_id, session_id, association_id),
+                )
+        replaced = None
+        if old and (old[0], old[1]) != (record.scan, record.file_name):
+            replaced = f"SCANS/{old[0]}/DICOM/{old[1]}"
+        return RecordResult(new_instance=old is None, replaced_path=replaced)
+
+    def claim_idle_sessions(
+        self, *, now: float, idle_timeout: float, node: str, lease: float, limit: int = 16
+    ) -> list[PrearchiveSession]:
+        with self._write() as connection:
+            ids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM prearchive p WHERE"
+                    " ((status = 'RECEIVING' AND last_modified <= ?)"
+                    "  OR (status = 'BUILDING' AND claim_until < ?))"
+                    " AND NOT EXISTS (SELECT 1 FROM association_sessions s"
+                    "   JOIN associations a ON a.id = s.association_id"
+                    "   WHERE s.session_id = p.id AND a.lease_until > ?)"
+                    " ORDER BY last_modified LIMIT ?" + self.SKIP_LOCKED,
+                    (now - idle_timeout, now, now, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            connection.execute(
+                f"UPDATE prearchive SET status = 'BUILDING', claimed_by = ?, claim_until = ?"
+                f" WHERE id IN ({marks})",
+                (node, now + lease, *ids),
+            )
+            cursor = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM prearchive p WHERE id IN ({marks})", ids
+            )
+            columns = _names(cursor)
+            return [_session(dict(zip(columns, r, strict=True))) for r in cursor.fetchall()]
+
+    def finish_build(
+        self,
+        session_id: int,
+        *,
+        node: str,
+        status: Status,
+        reason: str | None,
+        xsi_type: str | None,
+    ) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = ?, reason = ?, xsi_type = ?,"
+                " claimed_by = NULL, claim_until = NULL"
+                " WHERE id = ? AND status = 'BUILDING' AND claimed_by = ?",
+                (status.value, reason, xsi_type, session_id, node),
+            )
+            return cursor.rowcount == 1
+
+    def release_claims(self, node: str) -> int:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = 'RECEIVING', claimed_by = NULL,"
+                " claim_until = NULL WHERE status = 'BUILDING' AND claimed_by = ?",
+                (node,),
+            )
+            return cursor.rowcount
+
+    def delete_session_if_empty(self, session_id: int) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "DELETE FROM prearchive WHERE id = ? AND files = 0"
+                " AND NOT EXISTS (SELECT 1 FROM instances WHERE session_id = ?)",
+                (session_id, session_id),
+            )
+            return cursor.rowcount == 1
+
+    def instances(self, session_id: int) -> list[InstanceRecord]:
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE session_id = ? ORDER BY received",
+            (session_id,),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def replace_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM instances WHERE session_id = ?", (session_id,))
+            connection.executemany(
+                f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_instance_values(session_id, record) for record in records],
+            )
+            connection.execute(
+                "UPDATE prearchive SET files = ?, bytes = ? WHERE id = ?",
+                (len(records), sum(r.size for r in records), session_id),
+            )
+
+    def move_instances_to_scan(self, session_id: int, sop_uids: list[str], scan: str) -> None:
+        with self._write() as connection:
+            connection.executemany(
+                "UPDATE instances SET scan = ? WHERE session_id = ? AND sop_instance_uid = ?",
+                [(scan, session_id, uid) for uid in sop_uids],
+            )
+
+    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None:
+        rows = self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM prearchive p"
+            " WHERE project = ? AND timestamp = ? AND label = ?",
+            (name.project, name.timestamp, name.label),
+        )
+        return _session(rows[0]) if rows else None
+
+    def list_sessions(
+        self, *, project: str | None = None, status: str | None = None
+    ) -> list[PrearchiveSession]:
+        where, params = [], []
+        if project is not None:
+            where.append("project = ?")
+            params.append(project)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.upper())
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM prearchive p{clause}"
+            " ORDER BY project, timestamp, label",
+            tuple(params),
+        )
+        return [_session(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._rows("SELECT status, COUNT(*) AS n FROM prearchive GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
+
+    # -- associations ------------------------------------------------------------
+    def open_association(
+        self,
+        association_id: str,
+        *,
+        node: str,
+        called_ae: str,
+        calling_ae: str,
+        peer: str,
+        lease_until: float,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO associations (id, node, called_ae, calling_ae, peer,"
+                " opened, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET node = excluded.node,"
+                " lease_until = excluded.lease_until",
+                (association_id, node, called_ae, calling_ae, peer, lease_until, lease_until),
+            )
+
+    def close_association(self, association_id: str) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM associations WHERE id = ?", (association_id,))
+
+    def renew_leases(self, node: str, lease_until: float) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE associations SET lease_until = ? WHERE node = ?", (lease_until, node)
+            )
+
+    def drop_node_associations(self, node: str) -> int:
+        with self._write() as connection:
+            return connection.execute("DELETE FROM associations WHERE node = ?", (node,)).rowcount
+
+    # -- operations on prearchive sessions -----------------------------------------
+    def claim_session(
+        self,
+        name: PrearchiveName,
+        *,
+        allowed: frozenset[Status],
+        to: Status,
+        node: str,
+        lease: float,
+        now: float,
+        archive_mode: str | None = None,
+    ) -> PrearchiveSession | Status | None:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT id, status FROM prearchive WHERE project = ? AND timestamp = ?"
+                " AND label = ?" + self.FOR_UPDATE,
+                (name.project, name.timestamp, name.label),
+            ).fetchone()
+            if row is None:
+                return None
+            if Status(row[1]) not in allowed:
+                return Status(row[1])
+            connection.execute(
+                "UPDATE prearchive SET status = ?, claimed_by = ?, claim_until = ?,"
+                " archive_mode = COALESCE(?, archive_mode) WHERE id = ?",
+                (to.value, node, now + lease, archive_mode, row[0]),
+            )
+        return self.get_session(name)
+
+    def claim_stale_archives(
+        self, *, now: float, node: str, lease: float
+    ) -> list[PrearchiveSession]:
+        with self._write() as connection:
+            ids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM prearchive WHERE status = 'ARCHIVING' AND claim_until < ?"
+                    + self.SKIP_LOCKED,
+                    (now,),
+                )
+            ]
+            for session_id in ids:
+                connection.execute(
+                    "UPDATE prearchive SET claimed_by = ?, claim_until = ? WHERE id = ?",
+                    (node, now + lease, session_id),
+                )
+        return [s for s in self.list_sessions(status="ARCHIVING") if s.id in ids]
+
+    def archive_mode(self, session_id: int) -> str | None:
+        rows = self._rows("SELECT archive_mode FROM prearchive WHERE id = ?", (session_id,))
+        return rows[0]["archive_mode"] if rows else None
+
+    def set_status(
+        self, session_id: int, *, expected: Status, to: Status, reason: str | None = None
+    ) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE prearchive SET status = ?, reason = ?, claimed_by = NULL,"
+                " claim_until = NULL WHERE id = ? AND status = ?",
+                (to.value, reason, session_id, expected.value),
+            )
+            return cursor.rowcount == 1
+
+    def relocate_session(self, session_id: int, *, project: str, timestamp: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE prearchive SET project = ?, timestamp = ? WHERE id = ?",
+                (project, timestamp, session_id),
+            )
+
+    def delete_session(self, session_id: int) -> None:
+        with self._write() as connection:
+            connection.execute("DELETE FROM prearchive WHERE id = ?", (session_id,))
+
+    # -- the archive -----------------------------------------------------------------
+    def subject_id(self, project: str, label: str) -> str | None:
+        rows = self._rows(
+            "SELECT id FROM subjects WHERE project = ? AND label = ?", (project, label)
+        )
+        return rows[0]["id"] if rows else None
+
+    def _next_id(self, connection: Any, kind: str, prefix: str) -> str:
+        number = connection.execute(
+            "INSERT INTO id_counters (kind, last) VALUES (?, 1)"
+            " ON CONFLICT (kind) DO UPDATE SET last = id_counters.last + 1 RETURNING last",
+            (kind,),
+        ).fetchone()[0]
+        return f"{prefix}_{kind}{number:05d}"
+
+    def allocate_id(self, kind: str, prefix: str) -> str:
+        with self._write() as connection:
+            return self._next_id(connection, kind, prefix)
+
+    def create_subject(
+        self, project: str, label: str, *, prefix: str, now: float
+    ) -> tuple[str, bool]:
+        with self._write() as connection:
+            self._serialize(connection, f"subject:{project}/{label}")
+            row = connection.execute(
+                "SELECT id FROM subjects WHERE project = ? AND label = ?", (project, label)
+            ).fetchone()
+            if row is not None:
+                return row[0], False
+            subject_id = self._next_id(connection, "S", prefix)
+            connection.execute(
+                "INSERT INTO subjects (id, project, label, created) VALUES (?, ?, ?, ?)",
+                (subject_id, project, label, now),
+            )
+            return subject_id, True
+
+    def find_archived(self, project: str, label: str) -> ArchivedSession | None:
+        rows = self._rows(
+            f"SELECT {_ARCHIVED_COLUMNS} WHERE s.project = ? AND s.label = ?"
+            " ORDER BY s.status = 'deleted', s.archived DESC LIMIT 1",
+            (project, label),
+        )
+        return _archived(rows[0]) if rows else None
+
+    def get_archived(self, session_id: str) -> ArchivedSession | None:
+        rows = self._rows(f"SELECT {_ARCHIVED_COLUMNS} WHERE s.id = ?", (session_id,))
+        return _archived(rows[0]) if rows else None
+
+    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]:
+        where = [f"s.status IN ({','.join('?' * len(query.statuses))})"]
+        params: list[Any] = [status.value for status in query.statuses]
+        for clause, value in (
+            ("s.project = ?", query.project),
+            ("(j.label = ? OR j.id = ?)", query.subject),
+            ("s.label = ?", query.label),
+            ("UPPER(s.modality) = UPPER(?)", query.modality),
+            ("s.date >= ?", query.since),
+            ("s.date <= ?", query.until),
+            ("s.study_uid = ?", query.study_uid),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.extend([value] * clause.count("?"))
+        if query.scan_type is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM archive_scans c WHERE c.session_id = s.id"
+                f" AND (c.type {self.LIKE} ? OR c.series_description {self.LIKE} ?))"
+            )
+            params.extend([f"%{query.scan_type}%"] * 2)
+        rows = self._rows(
+            f"SELECT {_ARCHIVED_COLUMNS} WHERE {' AND '.join(where)} ORDER BY s.id",
+            tuple(params),
+        )
+        return [_archived(row) for row in rows]
+
+    def archived_instances(self, session_id: str) -> list[InstanceRecord]:
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM archive_instances WHERE session_id = ?"
+            " ORDER BY received",
+            (session_id,),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def archived_scans(self, session_id: str) -> list[ScanRow]:
+        rows = self._rows(
+            "SELECT scan, series_uid, type, series_description, modality, files"
+            " FROM archive_scans WHERE session_id = ?",
+            (session_id,),
+        )
+        return [ScanRow(**row) for row in rows]
+
+    def commit_archive(
+        self,
+        session: ArchivedSession,
+        instances: list[InstanceRecord],
+        scans: list[ScanRow],
+        *,
+        prearchive_id: int | None,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO sessions (id, project, subject_id, label, study_uid, xsi_type,"
+                " modality, date, status, path, archived, modified, autorun)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET xsi_type = excluded.xsi_type,"
+                " modality = excluded.modality, date = excluded.date,"
+                " status = excluded.status, path = excluded.path,"
+                " modified = excluded.modified",
+                (
+                    session.id,
+                    session.project,
+                    session.subject_id,
+                    session.label,
+                    session.study_uid,
+                    session.xsi_type,
+                    session.modality,
+                    session.date,
+                    session.status.value,
+                    session.path,
+                    session.archived,
+                    session.modified,
+                    json.dumps(list(session.autorun)),
+                ),
+            )
+            connection.execute("DELETE FROM archive_instances WHERE session_id = ?", (session.id,))
+            connection.executemany(
+                f"INSERT INTO archive_instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_instance_values(session.id, record) for record in instances],
+            )
+            connection.execute("DELETE FROM archive_scans WHERE session_id = ?", (session.id,))
+            connection.executemany(
+                "INSERT INTO archive_scans (session_id, scan, series_uid, type,"
+                " series_description, modality, files) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        session.id,
+                        scan.scan,
+                        scan.series_uid,
+                        scan.type,
+                        scan.series_description,
+                        scan.modality,
+                        scan.files,
+                    )
+                    for scan in scans
+                ],
+            )
+            if prearchive_id is not None:
+                connection.execute("DELETE FROM prearchive WHERE id = ?", (prearchive_id,))
+
+    def set_archive_status(
+        self,
+        session_id: str,
+        *,
+        expected: frozenset[ArchiveStatus],
+        to: ArchiveStatus,
+        path: str | None = None,
+        now: float,
+    ) -> ArchivedSession | ArchiveStatus | None:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT status FROM sessions WHERE id = ?" + self.FOR_UPDATE, (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            if ArchiveStatus(row[0]) not in expected:
+                return ArchiveStatus(row[0])
+            connection.execute(
+                "UPDATE sessions SET status = ?, path = COALESCE(?, path), modified = ?"
+                " WHERE id = ?",
+                (to.value, path, now, session_id),
+            )
+        return self.get_archived(session_id)
+
+    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE sessions SET autorun = ? WHERE id = ?", (json.dumps(results), session_id)
+            )
+
+    # -- reindex ---------------------------------------------------------------------
+    def clear(self) -> None:
+        with self._write() as connection:
+            for table in (
+                "association_sessions",
+                "associations",
+                "instances",
+                "prearchive",
+                "archive_instances",
+                "archive_scans",
+                "sessions",
+                "subjects",
+                "id_counters",
+                "audit",
+            ):
+                connection.execute(f"DELETE FROM {table}")
+
+    def restore_prearchive(
+        self, session: PrearchiveSession, instances: list[InstanceRecord]
+    ) -> None:
+        with self._write() as connection:
+            session_id = connection.execute(
+                "INSERT INTO prearchive (project, timestamp, label, subject, study_uid, status,"
+                " reason, auto_archive, source, files, bytes, created, last_modified, xsi_type)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    session.project,
+                    session.timestamp,
+                    session.label,
+                    session.subject,
+                    session.study_uid,
+                    session.status.value,
+                    session.reason,
+                    None if session.auto_archive is None else int(session.auto_archive),
+                    session.source,
+                    len(instances),
+                    sum(i.size for i in instances),
+                    session.created,
+                    session.last_modified,
+                    session.xsi_type,
+                ),
+            ).fetchone()[0]
+            connection.executemany(
+                f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [_instance_values(session_id, record) for record in instances],
+            )
+
+    def restore_subject(self, subject_id: str, project: str, label: str, created: float) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO subjects (id, project, label, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (subject_id, project, label, created),
+            )
+
+    def restore_audit(self, events: list[AuditEvent]) -> None:
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT INTO audit (time, event, actor, session, details) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.time, e.event, e.actor, e.session, json.dumps(e.details, sort_keys=True))
+                    for e in events
+                ],
+            )
+
+    def raise_id_floor(self, kind: str, number: int) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO id_counters (kind, last) VALUES (?, ?)"
+                " ON CONFLICT (kind) DO UPDATE SET"
+                f" last = {self.GREATEST}(id_counters.last, excluded.last)",
+                (kind, number),
+            )
+
+    # -- audit ---------------------------------------------------------------------
+    def audit(
+        self,
+        event: str,
+        *,
+        actor: str | None,
+        session: str | None,
+        details: dict[str, Any],
+        now: float,
+    ) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO audit (time, event, actor, session, details) VALUES (?, ?, ?, ?, ?)",
+                (now, event, actor, session, json.dumps(details, sort_keys=True)),
+            )
+
+    def audit_events(self, session: str | None = None) -> list[AuditEvent]:
+        if session is None:
+            rows = self._rows("SELECT * FROM audit ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM audit WHERE session = ? ORDER BY id", (session,))
+        return [
+            AuditEvent(
+                id=row["id"],
+                time=row["time"],
+                event=row["event"],
+                actor=row["actor"],
+                session=row["session"],
+                details=json.loads(row["details"]),
+            )
+            for row in rows
+        ]

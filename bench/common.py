@@ -30,12 +30,16 @@ def send(storescu: str, port: int, folder: Path, aec: str, nodelay: bool = True)
 
 
 @contextmanager
-def xnatd(work: Path, site: str = "", projects: str = "BENCH: {}") -> Iterator[int]:
+def xnatd(
+    work: Path, site: str = "", projects: str = "BENCH: {}", index: str = "sqlite"
+) -> Iterator[int]:
     """A fresh daemon in work/; yields its DICOM port."""
     port, http = free_port(), free_port()
     config = work / "xnatd.yaml"
+    if "data_dir" not in site:
+        site = "data_dir: data" + (f", {site}" if site else "")
     config.write_text(
-        f"site: {{data_dir: data, min_free_disk: 0{', ' + site if site else ''}}}\n"
+        f"site: {{min_free_disk: 0, {site}}}\nindex: '{index}'\n"
         f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
         f"projects: {{{projects}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
     )

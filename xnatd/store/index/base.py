@@ -14,7 +14,7 @@ from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Status(StrEnum):

@@ -14,6 +14,7 @@ from typing import Any
 
 from xnatd.store.index.base import (
     ACCEPTS_FILES,
+    SCHEMA_VERSION,
     ArchivedSession,
     ArchiveStatus,
     AuditEvent,
@@ -28,6 +29,137 @@ from xnatd.store.index.base import (
     Status,
 )
 from xnatd.store.layout import PrearchiveName, next_timestamp
+
+# One schema for both backends. Each entry moves it from version N to N+1; never edit
+# a released one. {serial}, {real} and {big} are filled with each dialect's types.
+SCHEMA: list[str] = [
+    """
+    CREATE TABLE prearchive (
+        id {serial},
+        project TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        label TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        study_uid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        auto_archive INTEGER,
+        source TEXT,
+        files {big} NOT NULL DEFAULT 0,
+        bytes {big} NOT NULL DEFAULT 0,
+        created {real} NOT NULL,
+        last_modified {real} NOT NULL,
+        claimed_by TEXT,
+        claim_until {real},
+        xsi_type TEXT,
+        UNIQUE (project, timestamp, label)
+    );
+    CREATE INDEX prearchive_key ON prearchive (project, study_uid, label);
+    CREATE INDEX prearchive_status ON prearchive (status, last_modified);
+    CREATE TABLE instances (
+        session_id {big} NOT NULL REFERENCES prearchive (id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        series_number TEXT NOT NULL,
+        instance_number TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        scan TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        size {big} NOT NULL,
+        md5 TEXT NOT NULL,
+        received {real} NOT NULL,
+        calling_ae TEXT,
+        PRIMARY KEY (session_id, sop_instance_uid)
+    );
+    CREATE TABLE associations (
+        id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        called_ae TEXT,
+        calling_ae TEXT,
+        peer TEXT,
+        opened {real} NOT NULL,
+        lease_until {real} NOT NULL
+    );
+    CREATE TABLE association_sessions (
+        association_id TEXT NOT NULL REFERENCES associations (id) ON DELETE CASCADE,
+        session_id {big} NOT NULL REFERENCES prearchive (id) ON DELETE CASCADE,
+        PRIMARY KEY (association_id, session_id)
+    );
+    CREATE INDEX association_sessions_session ON association_sessions (session_id);
+    CREATE TABLE audit (
+        id {serial},
+        time {real} NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT,
+        session TEXT,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX audit_session ON audit (session);
+    """,
+    """
+    ALTER TABLE prearchive ADD COLUMN archive_mode TEXT;
+    CREATE TABLE subjects (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created {real} NOT NULL,
+        UNIQUE (project, label)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        subject_id TEXT NOT NULL REFERENCES subjects (id),
+        label TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        xsi_type TEXT NOT NULL,
+        modality TEXT,
+        date TEXT,
+        status TEXT NOT NULL,
+        path TEXT NOT NULL,
+        archived {real} NOT NULL,
+        modified {real} NOT NULL,
+        autorun TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE UNIQUE INDEX sessions_live_label ON sessions (project, label)
+        WHERE status != 'deleted';
+    CREATE INDEX sessions_study ON sessions (study_uid);
+    CREATE INDEX sessions_subject ON sessions (subject_id);
+    CREATE TABLE archive_instances (
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        series_number TEXT NOT NULL,
+        instance_number TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        scan TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        size {big} NOT NULL,
+        md5 TEXT NOT NULL,
+        received {real} NOT NULL,
+        calling_ae TEXT,
+        PRIMARY KEY (session_id, sop_instance_uid)
+    );
+    CREATE TABLE archive_scans (
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        scan TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        type TEXT,
+        series_description TEXT,
+        modality TEXT,
+        files {big} NOT NULL,
+        PRIMARY KEY (session_id, scan)
+    );
+    CREATE TABLE id_counters (kind TEXT PRIMARY KEY, last {big} NOT NULL)
+    """,
+    """
+    CREATE INDEX sessions_label ON sessions (label);
+    CREATE INDEX sessions_date ON sessions (date);
+    CREATE INDEX subjects_label ON subjects (label)
+    """,
+]
+assert len(SCHEMA) == SCHEMA_VERSION
 
 _SESSION_COLUMNS = (
     "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
@@ -157,6 +289,37 @@ class SqlIndex(Index):
 
     def _serialize(self, connection: Any, key: str) -> None:
         """Serialise transactions on one key (find-or-create); SQLite's lock suffices."""
+
+    TYPES = {"serial": "INTEGER PRIMARY KEY", "real": "REAL", "big": "INTEGER"}
+
+    def _migrate(self) -> None:
+        """Bring the schema to this xnatd's version; one process at a time."""
+        with self._write() as connection:
+            self._serialize(connection, "xnatd-migrate")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"index {self} has schema version {version}, newer than this xnatd "
+                    f"({SCHEMA_VERSION}); upgrade xnatd"
+                )
+            for step in SCHEMA[version:]:
+                for statement in step.format(**self.TYPES).split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def schema_version(self) -> int:
+        return int(self._rows("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"])
 
     # -- prearchive sessions ----------------------------------------------------
     def open_session(

@@ -1,7 +1,7 @@
 # The two commands the README promises.
 CONFIG ?= etc/xnatd.yaml
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench bench-scale
 
 run:            ## run the daemon on the embedded default (SQLite, var/, AE XNAT on 8104)
 	python3 -m xnatd run -c $(CONFIG)
@@ -17,3 +17,6 @@ bench:          ## last file to READY, and archive time, for 1,000-instance sess
 	python3 bench/archive_time.py
 	python3 bench/anonymization.py
 	python3 bench/import_rate.py
+
+bench-scale:    ## ingest and sessions list latency at 0, 10k and 100k sessions, both indexes
+	python3 bench/index_scale.py

@@ -370,3 +370,71 @@ def test_send_retries_then_reports_refusals(make_xnatd, dcm_dir: Path) -> None:
     assert result["sent"] == 0 and result["retries"] == 4 and result["statuses"] == {"0xA700": 2}
     assert [f["status"] for f in result["failed"]] == ["0xA700", "0xA700"]
     assert time.monotonic() - started < 60
+
+
+def test_send_into_orthanc(tmp_path: Path, dcm_dir: Path) -> None:
+    """The upload assistant against a third peer: Orthanc stores all ten instances."""
+    import shutil
+    import urllib.request
+
+    orthanc = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    if not Path(orthanc).exists():
+        raise AssertionError(
+            "Orthanc is not installed (apt-get install orthanc; .ci/run does this)"
+        )
+    files = write_study(
+        StudySpec("orthanc", series=[SeriesSpec(1, instances=6), SeriesSpec(2, instances=4)]),
+        dcm_dir,
+    )
+    dicom_port, http_port = free_port(), free_port()
+    storage = tmp_path / "orthanc-db"
+    config = tmp_path / "orthanc.json"
+    config.write_text(
+        json.dumps(
+            {
+                "Name": "xnatd-test",
+                "DicomAet": "ORTHANC",
+                "DicomPort": dicom_port,
+                "HttpPort": http_port,
+                "StorageDirectory": str(storage),
+                "IndexDirectory": str(storage),
+                "RemoteAccessAllowed": False,
+                "AuthenticationEnabled": False,
+                "DicomCheckCalledAet": True,
+                "Plugins": [],
+            }
+        )
+    )
+    peer = subprocess.Popen(
+        [orthanc, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: port_accepts(dicom_port) and port_accepts(http_port), timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xnatd",
+                "send",
+                str(dcm_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(dicom_port),
+                "--aec",
+                "ORTHANC",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["statuses"] == {"0x0000": 10}
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{http_port}/instances", timeout=10
+        ) as response:
+            assert len(json.loads(response.read())) == len(files)
+    finally:
+        peer.terminate()
+        peer.wait(timeout=30)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
-from helpers import Xnatd, storescu_send, wait_for
+from helpers import Xnatd, postgres_schema, storescu_send, wait_for
 
 ALLOCATE = """
 import sys
 from pathlib import Path
 from xnatd.store.index import open_index
-index = open_index("sqlite", Path(sys.argv[1]))
+index = open_index(sys.argv[3], Path(sys.argv[1]))
 print("\\n".join(index.allocate_id("E", "XNATD") for _ in range(int(sys.argv[2]))))
+index.close()
 """
 
 
@@ -59,14 +62,19 @@ def test_two_processes_racing_on_one_session(make_xnatd, storescu: str, dcm_dir:
     assert (len(archived), len(deleted_files)) in ((1, 0), (0, 30))
 
 
-def test_ids_unique_across_concurrent_processes(tmp_path: Path) -> None:
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", ALLOCATE, str(tmp_path), "50"], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(4)
-    ]
-    ids = [line for w in workers for line in w.communicate(timeout=120)[0].split()]
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_ids_unique_across_concurrent_processes(tmp_path: Path, backend: str) -> None:
+    with contextlib.ExitStack() as stack:
+        spec = "sqlite" if backend == "sqlite" else stack.enter_context(postgres_schema())
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", ALLOCATE, str(tmp_path), "50", spec],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        ids = [line for w in workers for line in w.communicate(timeout=120)[0].split()]
     assert [w.returncode for w in workers] == [0] * 4
     assert sorted(ids) == [f"XNATD_E{n:05d}" for n in range(1, 201)]
 

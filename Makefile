@@ -17,6 +17,7 @@ bench:          ## last file to READY, and archive time, for 1,000-instance sess
 	python3 bench/archive_time.py
 	python3 bench/anonymization.py
 	python3 bench/import_rate.py
+	python3 bench/nagle.py
 
 bench-scale:    ## ingest and sessions list latency at 0, 10k and 100k sessions, both indexes
 	python3 bench/index_scale.py

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer
 
 from xnatd.config import Receiver
+from xnatd.scp.transport import quick_ack_requests
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +94,7 @@ class Listeners:
                 reason=exc.strerror or str(exc),
             )
             return
+        quick_ack_requests(server)
         self.failed.pop(endpoint, None)
         self._servers[endpoint] = server
         log.info(

@@ -13,7 +13,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,16 @@ def archived_row(session: ArchivedSession, store: Store) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _store(config: Config) -> Iterator[Store]:
+    """The store for one command, closed however the command ends."""
+    store = Store.open(config)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
@@ -138,14 +149,11 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if args.status and args.status.upper() not in Status.__members__:
         raise UsageError(f"--status {args.status!r} is not one of {', '.join(Status)}")
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         rows = [
             prearchive_row(s)
             for s in store.index.list_sessions(project=args.project, status=args.status)
         ]
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -158,9 +166,8 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
 def cmd_prearchive_show(args: argparse.Namespace) -> int:
     config = _load_config(args)
     name = _name(args.name)
-    store = Store.open(config)
-    index = store.index
-    try:
+    with _store(config) as store:
+        index = store.index
         session = index.get_session(name)
         if session is None:
             print(f"xnatd: no prearchive session {name}", file=sys.stderr)
@@ -179,8 +186,6 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
             )
             scan["files"] += 1
             scan["bytes"] += record.size
-    finally:
-        store.close()
     data = store.data
     detail = {
         **prearchive_row(session),
@@ -205,8 +210,7 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
 def cmd_prearchive_operation(args: argparse.Namespace) -> int:
     config = _load_config(args)
     name = _name(args.name)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         operations = _operations(config, store)
         if args.action == "archive":
             outcome = operations.archive(name, args.overwrite, _actor())
@@ -221,8 +225,6 @@ def cmd_prearchive_operation(args: argparse.Namespace) -> int:
             print(f"{name} moved to {operations.move(name, args.to, _actor())}")
         else:
             print(f"{name} deleted; files kept in {operations.delete(name, _actor())}")
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -246,11 +248,8 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
         scan_type=args.scan_type,
         statuses=statuses,
     )
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         rows = [archived_row(s, store) for s in store.index.list_archived(query)]
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -263,8 +262,7 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
 
 def cmd_sessions_show(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         session = store.index.get_archived(args.id)
         if session is None:
             print(f"xnatd: no archived session {args.id}", file=sys.stderr)
@@ -278,8 +276,6 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
             "scan_list": [scan.__dict__ for scan in scans],
             "autorun": list(session.autorun),
         }
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(detail, indent=2))
         return EXIT_OK
@@ -295,26 +291,20 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
 
 def cmd_sessions_change(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         operations = _operations(config, store)
         if args.action == "release":
             changed = operations.release(args.id, _actor())
         else:
             changed = operations.delete_archived(args.id, purge=args.purge_files, actor=_actor())
-    finally:
-        store.close()
     print(f"{changed.id}: {changed.status.value} ({store.data.root / changed.path})")
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         events = store.audit.events(args.session)
-    finally:
-        store.close()
     rows = [
         {
             "time": _iso(e.time),
@@ -341,11 +331,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     from xnatd.store.reindex import reindex
 
     config = _load_config(args)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         report = reindex(store)
-    finally:
-        store.close()
     print(
         f"reindexed {report.archived} archived and {report.prearchive} prearchive sessions, "
         f"{report.instances} instances, {report.audit_events} audit events"
@@ -364,8 +351,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from xnatd.intake.intake import Intake
 
     config = _load_config(args)
-    store = Store.open(config)
-    try:
+    with _store(config) as store:
         operations = _operations(config, store)
         intake = Intake(lambda: config, store.prearchive, operations.metrics)
         importer = Importer(store, intake, operations, lambda: config, operations.node)
@@ -386,8 +372,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("xnatd: import interrupted; nothing was imported", file=sys.stderr)
             return EXIT_INTERRUPTED
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(summary.__dict__, indent=2))
         return EXIT_OK

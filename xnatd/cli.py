@@ -20,9 +20,9 @@ from typing import Any
 
 from xnatd import __version__, logs
 from xnatd import config as config_module
-from xnatd.archive.archiver import Refused
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
+from xnatd.operations import Refused
 from xnatd.store import Store
 from xnatd.store.index.base import (
     ArchivedSession,

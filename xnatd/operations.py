@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xnatd.anon.engine import ScriptFailed
-from xnatd.archive.archiver import ARCHIVABLE, ArchiveOutcome, Archiver, Refused
+from xnatd.archive.archiver import ARCHIVABLE, ARCHIVE_LEASE, ArchiveOutcome, Archiver
 from xnatd.assembler.builder import Builder
 from xnatd.config import Config
 from xnatd.metrics import Metrics
@@ -20,6 +20,11 @@ from xnatd.routing import UNASSIGNED
 from xnatd.store import Store
 from xnatd.store.index.base import ArchivedSession, ArchiveStatus, PrearchiveSession, Status
 from xnatd.store.layout import PrearchiveName
+
+
+class Refused(Exception):
+    """The operation is not allowed in the session's current state; says why."""
+
 
 CLAIM_LEASE = 600.0
 REBUILDABLE = frozenset({Status.READY, Status.CONFLICT, Status.ERROR, Status.RECEIVING})
@@ -56,10 +61,23 @@ class Operations:
         self.archiver = archiver or Archiver(store, config, metrics, node)
 
     def _claim(
-        self, name: PrearchiveName, allowed: frozenset[Status], to: Status, operation: str
+        self,
+        name: PrearchiveName,
+        allowed: frozenset[Status],
+        to: Status,
+        operation: str,
+        *,
+        lease: float = CLAIM_LEASE,
+        archive_mode: str | None = None,
     ) -> PrearchiveSession:
         claimed = self.store.index.claim_session(
-            name, allowed=allowed, to=to, node=self.node, lease=CLAIM_LEASE, now=time.time()
+            name,
+            allowed=allowed,
+            to=to,
+            node=self.node,
+            lease=lease,
+            now=time.time(),
+            archive_mode=archive_mode,
         )
         if not isinstance(claimed, PrearchiveSession):
             raise _refusal(name, claimed, operation)
@@ -67,7 +85,16 @@ class Operations:
 
     # -- prearchive -------------------------------------------------------------------
     def archive(self, name: PrearchiveName, overwrite: str, actor: str) -> ArchiveOutcome:
-        return self.archiver.request(name, overwrite, actor)
+        """Archive a READY, CONFLICT or ERROR session with an overwrite mode."""
+        session = self._claim(
+            name,
+            ARCHIVABLE,
+            Status.ARCHIVING,
+            "archive",
+            lease=ARCHIVE_LEASE,
+            archive_mode=overwrite,
+        )
+        return self.archiver.archive(session, overwrite, actor=actor)
 
     def rebuild(self, name: PrearchiveName, actor: str) -> Status | None:
         """Build now, whatever the idle timer says; returns READY or ERROR."""

@@ -14,7 +14,7 @@ from dicomgen import SeriesSpec, StudySpec, instance, write, write_study
 from helpers import Site, assert_valid
 from lxml import etree
 
-from xnatd.archive.archiver import Refused
+from xnatd.operations import Refused
 from xnatd.store.index.base import ArchiveStatus, Status
 from xnatd.store.layout import PrearchiveName
 

@@ -33,7 +33,6 @@ from xnatd.store.index.base import (
     ScanRow,
     Status,
 )
-from xnatd.store.layout import PrearchiveName
 from xnatd.store.sessiontypes import session_type
 from xnatd.store.xml import SessionDocument, xs_date
 
@@ -45,10 +44,6 @@ ARCHIVABLE = frozenset({Status.READY, Status.CONFLICT, Status.ERROR})
 # Project anonymization (SPEC 6) plugs in here: rewrites the prearchive files in
 # place and returns the records that remain (a rejected file is dropped).
 ProjectAnonymizer = Callable[[PrearchiveSession, list[InstanceRecord]], list[InstanceRecord]]
-
-
-class Refused(Exception):
-    """The operation is not allowed in the session's current state; says why."""
 
 
 @dataclass(frozen=True)
@@ -93,29 +88,6 @@ class Archiver:
         )
         if isinstance(claimed, PrearchiveSession):
             self.archive(claimed, mode, actor="auto-archive")
-
-    def request(self, name: PrearchiveName, overwrite: str, actor: str) -> ArchiveOutcome:
-        """Archive on request (command line, HTTP).
-
-        Raises:
-            Refused: no such session, or not in READY, CONFLICT or ERROR.
-        """
-        claimed = self.store.index.claim_session(
-            name,
-            allowed=ARCHIVABLE,
-            to=Status.ARCHIVING,
-            node=self.node,
-            lease=ARCHIVE_LEASE,
-            now=time.time(),
-            archive_mode=overwrite,
-        )
-        if claimed is None:
-            raise Refused(f"no prearchive session {name}")
-        if isinstance(claimed, Status):
-            raise Refused(
-                f"{name} is {claimed.value}: only READY, CONFLICT or ERROR sessions can be archived"
-            )
-        return self.archive(claimed, overwrite, actor=actor)
 
     def resume_stale(self) -> int:
         """Finish archives whose process died (their claim expired)."""

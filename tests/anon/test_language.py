@@ -184,8 +184,8 @@ class TestParseErrors:
             parse('(0010,0010) := substring["abc"]')
 
     def test_unsupported_functions_are_refused_not_skipped(self) -> None:
-        with pytest.raises(ScriptError, match="alterPixels"):
-            parse('alterPixels["rectangle", "l=0 t=0 r=10 b=10", "solid", "v=0"]')
+        with pytest.raises(ScriptError, match="mapUID"):
+            parse("(0020,000D) := mapUID[(0020,000D)]")
 
     def test_dicomedit_4_scripts_are_not_6(self) -> None:
         with pytest.raises(ScriptError, match="not DicomEdit 6"):

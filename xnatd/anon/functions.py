@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from xnatd.anon import pixels
 from xnatd.anon.dates import shift_date, shift_datetime
 
 if TYPE_CHECKING:
@@ -233,6 +234,18 @@ def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
     ctx.blank_known_values(known - {""})
 
 
+def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Blank a rectangle of every frame (left/top inclusive, right/bottom exclusive)."""
+    from xnatd.anon.engine import ScriptFailed
+
+    try:
+        box = pixels.parse_rectangle(_text(ctx, args, 0), _text(ctx, args, 1))
+        value = pixels.parse_fill(_text(ctx, args, 2), _text(ctx, args, 3))
+        pixels.blank_rectangle(ctx.dataset, box, value)
+    except pixels.PixelEditError as exc:
+        raise ScriptFailed(str(exc)) from exc
+
+
 def f_reject(ctx: Context, args: tuple[Value, ...]) -> None:
     ctx.reject()
 
@@ -266,13 +279,13 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "collectValues": (f_collect_values, 0, None),
     "blankValues": (f_blank_values, 1, None),
     "reject": (f_reject, 0, 0),
+    "alterPixels": (f_alter_pixels, 4, 4),
     "true": (lambda c, a: True, 0, 0),
     "false": (lambda c, a: False, 0, 0),
 }
 
 # Listed by XNAT but not run by xnatd: refused when the script loads, never skipped.
 UNSUPPORTED = {
-    "alterPixels": "xnatd keeps pixel data bit for bit and does not edit pixels",
     "lookup": "lookup tables are not supported",
     "mapUID": "mapUID is not supported; use hashUID or mapReferencedUIDs",
 }

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +22,10 @@ from xnatd import config as config_module
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
 from xnatd.operations import Refused
+from xnatd.rows import archived_row, iso, prearchive_row
 from xnatd.store import Store
 from xnatd.store.index.base import (
-    ArchivedSession,
     ArchiveStatus,
-    PrearchiveSession,
     SessionFilter,
     Status,
 )
@@ -36,48 +34,8 @@ from xnatd.store.layout import PrearchiveName
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def prearchive_row(session: PrearchiveSession) -> dict[str, Any]:
-    """The fields of ``prearchive list --json`` (SPEC 7)."""
-    return {
-        "name": str(session.name),
-        "project": session.project,
-        "timestamp": session.timestamp,
-        "label": session.label,
-        "subject": session.subject,
-        "study_uid": session.study_uid,
-        "status": session.status.value,
-        "reason": session.reason,
-        "scans": session.scans,
-        "files": session.files,
-        "last_modified": _iso(session.last_modified),
-    }
-
-
 def _load_config(args: argparse.Namespace) -> Config:
     return config_module.load(args.config or config_module.default_config_path())
-
-
-def archived_row(session: ArchivedSession, store: Store) -> dict[str, Any]:
-    """The fields of ``sessions list --json`` (SPEC 7)."""
-    return {
-        "id": session.id,
-        "project": session.project,
-        "subject": session.subject,
-        "subject_id": session.subject_id,
-        "label": session.label,
-        "date": session.date,
-        "modality": session.modality,
-        "xsi_type": f"xnat:{session.xsi_type}",
-        "study_uid": session.study_uid,
-        "scans": session.scans,
-        "files": session.files,
-        "status": session.status.value,
-        "path": str(store.data.root / session.path),
-    }
 
 
 @contextmanager
@@ -271,8 +229,8 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
         detail = {
             **archived_row(session, store),
             "bytes": session.bytes,
-            "archived": _iso(session.archived),
-            "modified": _iso(session.modified),
+            "archived": iso(session.archived),
+            "modified": iso(session.modified),
             "scan_list": [scan.__dict__ for scan in scans],
             "autorun": list(session.autorun),
         }
@@ -307,7 +265,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         events = store.audit.events(args.session)
     rows = [
         {
-            "time": _iso(e.time),
+            "time": iso(e.time),
             "event": e.event,
             "actor": e.actor,
             "session": e.session,

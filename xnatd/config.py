@@ -527,6 +527,17 @@ class _Parser:
         return Http(host=host.strip("[]"), port=int(port_text))
 
     def users(self, value: Any, projects: Mapping[str, Project]) -> dict[str, User]:
+        """Users in the config, or in the YAML file it names (``users: users.yaml``)."""
+        if isinstance(value, str):
+            path = self.base / value
+            try:
+                value = yaml.safe_load(path.read_text()) or {}
+            except OSError as exc:
+                self.problem("users", f"users file {path} cannot be read: {exc.strerror or exc}")
+                return {}
+            except yaml.YAMLError as exc:
+                self.problem("users", f"users file {path} is not valid YAML: {exc}")
+                return {}
         raw = value if value is not None else {}
         if not isinstance(raw, dict):
             self.problem("users", "must be a mapping of user name to settings")

@@ -17,11 +17,12 @@ import structlog
 
 from xnatd import config as config_module
 from xnatd import logs, systemd
+from xnatd.api.app import Services
+from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
 from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError
-from xnatd.http import serve
 from xnatd.intake.importer import Importer
 from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
@@ -75,18 +76,26 @@ class Daemon:
             )
         )
         self.listeners.apply(config.receivers)
+        operations = Operations(
+            self.store, lambda: self.config, self.metrics, self.node, self.archiver
+        )
+        importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
         self.http = None
         if config.http is not None:
-            self.http = serve(
-                config.http.host, config.http.port, self.metrics.registry, self.health
+            services = Services(
+                store=self.store,
+                intake=self.intake,
+                importer=importer,
+                operations=operations,
+                config=lambda: self.config,
+                registry=self.metrics.registry,
+                health=self.health,
             )
+            self.http = ApiServer(config.http.host, config.http.port, services)
+            self.http.start()
         self.sweeper.start()
         self.inbox = None
         if config.inbox.enabled:
-            operations = Operations(
-                self.store, lambda: self.config, self.metrics, self.node, self.archiver
-            )
-            importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
             self.inbox = Inbox(data.root / "inbox", importer, config.inbox.settle)
             self.inbox.start()
         log.info(

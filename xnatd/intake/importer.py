@@ -47,6 +47,7 @@ class ImportRequest:
     subject: str | None = None
     session: str | None = None
     archive: bool = False
+    overwrite: str = "append"  # the merge mode when archive is True
     ignore_unparsable: bool = False
     actor: str = "import"
 
@@ -214,7 +215,7 @@ class Importer:
             if status is not Status.READY:
                 continue
             if request.archive:
-                outcome = self.operations.archive(session.name, "append", request.actor)
+                outcome = self.operations.archive(session.name, request.overwrite, request.actor)
                 if outcome.session_id:
                     summary.archived.append(outcome.session_id)
             else:

@@ -31,6 +31,7 @@ class Result(StrEnum):
     DROPPED = "dropped"  # reject[] in the site script: counted and audited, never stored
     REJECTED = "rejected"  # the file is at fault: do not retry it as is
     REFUSED = "refused"  # we could not keep it now: the sender may retry
+    NOT_PERMITTED = "not_permitted"  # routed to a project this door may not write to
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Received:
     receiver: Receiver | None = None
     explicit: Explicit = Explicit()
     anonymize: bool = True  # False when the uploader already anonymized (prevent_anon)
+    projects: frozenset[str] | None = None  # where this door may write (an HTTP user's); None: any
 
 
 @dataclass
@@ -134,6 +136,11 @@ class Intake:
             explicit=item.explicit,
             default_project=receiver.default_project if receiver else None,
         )
+        if item.projects is not None and decided.project not in item.projects:
+            return Outcome(
+                Result.NOT_PERMITTED,
+                f"routed to project {decided.project}, which this user may not upload to",
+            )
         data = item.data
         if script is not None and dataset is not None:
             variables = {

@@ -31,6 +31,7 @@ STATUS = {
     Result.DROPPED: 0x0000,  # Success, as XNAT answers for a file its script rejects
     Result.REJECTED: 0xC000,  # Error: cannot understand
     Result.REFUSED: 0xA700,  # Refused: out of resources
+    Result.NOT_PERMITTED: 0x0124,  # Refused: not authorized
 }
 LEASE_SECONDS = 60.0  # an association's hold on its sessions, renewed while it is open
 

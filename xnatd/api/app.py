@@ -1,0 +1,114 @@
+"""The FastAPI application: services, the caller, request logs, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from xnatd import __version__
+from xnatd.api.auth import Principal, Right, authenticate
+from xnatd.config import Config
+from xnatd.intake.importer import Importer
+from xnatd.intake.intake import Intake
+from xnatd.operations import Operations
+from xnatd.store import Store
+
+log = structlog.get_logger(__name__)
+
+NOT_FOUND = "not found"
+
+
+@dataclass
+class Services:
+    store: Store
+    intake: Intake
+    importer: Importer
+    operations: Operations
+    config: Callable[[], Config]
+    registry: CollectorRegistry
+    health: Callable[[], dict]
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated user; 401 (with a Basic challenge) otherwise."""
+    users = request.app.state.services.config().users
+    principal = authenticate(request.headers.get("authorization"), users)
+    if principal is None:
+        raise HTTPException(
+            401, "user name and API token required", {"WWW-Authenticate": 'Basic realm="xnatd"'}
+        )
+    request.state.user = principal.name
+    return principal
+
+
+def require(
+    principal: Principal, project: str, right: Right, *, to_see: Right = Right.READ
+) -> None:
+    """404 when the caller may not see the project at all (nothing revealed), 403 when
+    they see it but may not do this."""
+    if not principal.may(project, to_see):
+        raise HTTPException(404, NOT_FOUND)
+    if not principal.may(project, right):
+        raise HTTPException(403, f"your role on {project} does not allow this")
+
+
+Caller = Depends(caller)
+Svc = Depends(services)
+
+
+def create_app(svc: Services) -> FastAPI:
+    from xnatd.api import dicomweb, experiments, prearchive, uploads
+
+    app = FastAPI(
+        title="xnatd",
+        version=__version__,
+        description="XNAT-compatible import, prearchive and experiment endpoints; DICOMweb "
+        "STOW-RS. HTTP Basic with user name and API token.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = svc
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "http_request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            user=getattr(request.state, "user", None),
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http_error", method=request.method, path=request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> JSONResponse:
+        state = svc.health()
+        return JSONResponse(state, status_code=200 if state.get("status") == "ok" else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(uploads.router)
+    app.include_router(prearchive.router)
+    app.include_router(experiments.router)
+    app.include_router(dicomweb.router)
+    return app

@@ -1,0 +1,48 @@
+"""Serving the API with uvicorn on a background thread of the daemon."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from xnatd.api.app import Services, create_app
+
+START_TIMEOUT = 10.0
+
+
+class ApiServer:
+    def __init__(self, host: str, port: int, services: Services) -> None:
+        config = uvicorn.Config(
+            create_app(services),
+            host=host,
+            port=port,
+            log_config=None,  # our structlog request events instead of uvicorn's logs
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+
+    def start(self) -> None:
+        """Serve; returns once the socket listens.
+
+        Raises:
+            OSError: the address could not be bound.
+        """
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise OSError(
+                    f"cannot listen on {self.server.config.host}:{self.server.config.port}"
+                )
+            if time.monotonic() > deadline:
+                raise OSError("the HTTP server did not start in time")
+            time.sleep(0.02)
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,49 @@
+"""What commands and the HTTP API show of a session: one definition of the fields (SPEC 7)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from xnatd.store import Store
+from xnatd.store.index.base import ArchivedSession, PrearchiveSession
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def prearchive_row(session: PrearchiveSession) -> dict[str, Any]:
+    """The fields of ``prearchive list --json`` (SPEC 7)."""
+    return {
+        "name": str(session.name),
+        "project": session.project,
+        "timestamp": session.timestamp,
+        "label": session.label,
+        "subject": session.subject,
+        "study_uid": session.study_uid,
+        "status": session.status.value,
+        "reason": session.reason,
+        "scans": session.scans,
+        "files": session.files,
+        "last_modified": iso(session.last_modified),
+    }
+
+
+def archived_row(session: ArchivedSession, store: Store) -> dict[str, Any]:
+    """The fields of ``sessions list --json`` (SPEC 7)."""
+    return {
+        "id": session.id,
+        "project": session.project,
+        "subject": session.subject,
+        "subject_id": session.subject_id,
+        "label": session.label,
+        "date": session.date,
+        "modality": session.modality,
+        "xsi_type": f"xnat:{session.xsi_type}",
+        "study_uid": session.study_uid,
+        "scans": session.scans,
+        "files": session.files,
+        "status": session.status.value,
+        "path": str(store.data.root / session.path),
+    }

@@ -74,6 +74,14 @@ class _Parts:
         self.parts.append((content_type.split(";")[0].strip().lower(), bytes(self._data)))
 
 
+def part10(data: bytes) -> bytes:
+    """The part as a Part 10 file: some clients (pydicom-based ones among them) send
+    the meta group without the 128-byte preamble and ``DICM``; put them back."""
+    if data[128:132] != b"DICM" and data[:2] == b"\x02\x00":
+        return bytes(128) + b"DICM" + data
+    return data
+
+
 def _element(vr: str, *values: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
@@ -107,7 +115,8 @@ def _store_all(
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     allowed = principal.projects_with(Right.UPLOAD)
-    for content_type, data in parts:
+    for content_type, raw in parts:
+        data = part10(raw)
         try:
             header = read_header(data, {Tag.SOPClassUID, Tag.SOPInstanceUID, Tag.StudyInstanceUID})
         except UnparsableDicom:

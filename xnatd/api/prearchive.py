@@ -38,8 +38,9 @@ def archive_uri(svc: Services, session_id: str | None) -> str:
 
 
 def xnat_row(session: PrearchiveSession) -> dict[str, object]:
-    """A row of XNAT's prearchive listing (``xdat_search.prearchive`` names), with ours."""
+    """Our prearchive row with XNAT's listing fields (``xdat_search.prearchive``) over it."""
     return {
+        **prearchive_row(session),
         "project": session.project,
         "timestamp": session.timestamp,
         "lastmod": iso(session.last_modified),
@@ -52,7 +53,6 @@ def xnat_row(session: PrearchiveSession) -> dict[str, object]:
         "url": prearchive_uri(session.name),
         "autoarchive": session.auto_archive,
         "SOURCE": session.source,
-        **{k: v for k, v in prearchive_row(session).items() if k not in ("project", "status")},
     }
 
 

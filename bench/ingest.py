@@ -1,0 +1,407 @@
+"""Ingest at the limit (issue 5): xnatd against DCMTK storescp --fork, Orthanc and a bare
+pynetdicom receiver, on the same synthetic data, in the same run.
+
+Data (deterministic, generated once into a temporary folder):
+  mixed   12 sessions (4 MR, 4 CT, 4 PET), about 3,840 files and 1 GB
+  small   2,000 objects of about 12 kB
+  big     one 10,000-instance session (xnatd: last file to READY, peak RSS)
+  huge    one 2 GB object (peak RSS while it is received)
+Each receiver gets a fresh data directory; the sender is DCMTK storescu at 1 and 4
+associations, with TCP_NODELAY=1 (Nagle off) and without (stock). Peak RSS is the sum
+over the receiver's processes, sampled every 0.1 s. Prints a table; writes JSON.
+
+    python3 bench/ingest.py [--runs 3] [--sets mixed,small,big,huge] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import ROOT
+from dicomgen import SeriesSpec, StudySpec, instance, write_study
+from helpers import dcmtk_tool, free_port, port_accepts, wait_for
+from pydicom.filewriter import dcmwrite
+
+RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
+
+
+# -- data ----------------------------------------------------------------------------
+def make_mixed(folder: Path, scale: float) -> list[Path]:
+    """12 sessions: MR 5 series x 80 of 256x256, CT 2 x 180 of 512x512, PET 2 x 100 of 128x128."""
+    sessions = []
+    for n in range(4):
+        for modality, series, count, size in (
+            ("MR", 5, 80, 256),
+            ("CT", 2, 180, 512),
+            ("PT", 2, 100, 128),
+        ):
+            spec = StudySpec(
+                f"mixed-{modality}-{n}",
+                patient_id=f"{modality}{n:02d}",
+                study_description="BENCH",
+                series=[
+                    SeriesSpec(
+                        s + 1,
+                        modality=modality,
+                        instances=max(1, round(count * scale)),
+                        rows=size,
+                        columns=size,
+                    )
+                    for s in range(series)
+                ],
+            )
+            target = folder / spec.seed
+            write_study(spec, target)
+            sessions.append(target)
+    return sessions
+
+
+def make_series(folder: Path, seed: str, count: int, size: int) -> list[Path]:
+    spec = StudySpec(
+        seed,
+        study_description="BENCH",
+        series=[SeriesSpec(1, instances=count, rows=size, columns=size)],
+    )
+    write_study(spec, folder / seed)
+    return [folder / seed]
+
+
+def make_huge(folder: Path, gigabytes: float) -> list[Path]:
+    """One multi-frame object of about the given size, its pixel data streamed to disk."""
+    spec = StudySpec("huge", study_description="BENCH", series=[SeriesSpec(1, instances=1)])
+    ds = instance(spec, spec.series[0], 1)
+    frame = 1024 * 1024 * 2
+    frames = max(1, int(gigabytes * 1e9 // frame))
+    ds.Rows = ds.Columns = 1024
+    ds.NumberOfFrames = frames
+    del ds.PixelData
+    target = folder / "huge"
+    target.mkdir(parents=True)
+    path = target / "huge.dcm"
+    dcmwrite(path, ds, enforce_file_format=True)
+    pattern = (bytes(range(256)) * (frame // 256))[:frame]
+    with path.open("ab") as out:  # (7FE0,0010) OW, explicit VR little endian, then the frames
+        out.write(b"\xe0\x7f\x10\x00OW\x00\x00" + (frame * frames).to_bytes(4, "little"))
+        for _ in range(frames):
+            out.write(pattern)
+    return [target]
+
+
+def count_files(folders: list[Path]) -> tuple[int, int]:
+    files = [p for f in folders for p in f.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+# -- receivers -------------------------------------------------------------------------
+@dataclass
+class Peer:
+    port: int
+    aec: str
+    process: subprocess.Popen
+    work: Path
+    rss: list[int] = field(default_factory=lambda: [0])
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return pids
+
+
+def _rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+@contextmanager
+def sampling(peer: Peer) -> Iterator[None]:
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            peer.rss[0] = max(peer.rss[0], _rss(_tree(peer.process.pid)))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def start(kind: str, work: Path, idle: str) -> Peer:
+    work.mkdir(parents=True)
+    port = free_port()
+    log = open(work / "log", "wb")  # noqa: SIM115 - the child keeps it
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    if kind == "xnatd":
+        http = free_port()
+        (work / "xnatd.yaml").write_text(
+            f"site: {{data_dir: data, min_free_disk: 0, session_idle_timeout: {idle}}}\n"
+            f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
+            f"projects: {{BENCH: {{}}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
+        )
+        argv, aec = [sys.executable, "-m", "xnatd", "run", "-c", str(work / "xnatd.yaml")], "XNAT"
+    elif kind == "storescp":
+        (work / "out").mkdir()
+        argv = [dcmtk_tool("storescp"), "--fork", "-od", str(work / "out"), "-aet", "PEER"]
+        argv, aec = [*argv, str(port)], "PEER"
+    elif kind == "pynetdicom":
+        argv = [
+            sys.executable,
+            str(ROOT / "bench" / "pynetdicom_peer.py"),
+            str(port),
+            str(work / "out"),
+        ]
+        aec = "PEER"
+    else:
+        (work / "orthanc.json").write_text(
+            json.dumps(
+                {
+                    "Name": "bench",
+                    "StorageDirectory": str(work / "db"),
+                    "IndexDirectory": str(work / "db"),
+                    "DicomAet": "ORTHANC",
+                    "DicomPort": port,
+                    "HttpPort": free_port(),
+                    "DicomCheckCalledAet": False,
+                    "SyncStorageArea": True,  # fsync per file, as xnatd
+                    "StorageCompression": False,
+                    "RemoteAccessAllowed": False,
+                    "Plugins": [],
+                }
+            )
+        )
+        argv, aec = ["/usr/sbin/Orthanc", str(work / "orthanc.json")], "ORTHANC"
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+    log.close()
+    wait_for(lambda: port_accepts(port), timeout=60)
+    return Peer(port, aec, process, work)
+
+
+def stop(peer: Peer) -> None:
+    peer.process.terminate()
+    try:
+        peer.process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        peer.process.kill()
+        peer.process.wait()
+
+
+# -- sending ---------------------------------------------------------------------------
+def send(peer: Peer, folders: list[Path], associations: int, nodelay: bool) -> float:
+    """Seconds for storescu to send every folder over the given number of associations."""
+    groups = [folders[i::associations] for i in range(associations)]
+    env = {**os.environ, "TCP_NODELAY": "1" if nodelay else "0"}
+    started = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [
+                dcmtk_tool("storescu"),
+                "-aet",
+                "BENCH",
+                "-aec",
+                peer.aec,
+                "+sd",
+                "+r",
+                "127.0.0.1",
+                str(peer.port),
+                *map(str, group),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for group in groups
+        if group
+    ]
+    for sender in senders:
+        _, err = sender.communicate(timeout=3600)
+        if sender.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode(errors='replace')[-500:]}")
+    return time.perf_counter() - started
+
+
+def ready_count(index: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT count(*) FROM prearchive WHERE status = 'READY'").fetchone()[
+                0
+            ]
+    except sqlite3.Error:
+        return 0
+
+
+def measure(
+    kind: str,
+    work: Path,
+    folders: list[Path],
+    associations: int,
+    nodelay: bool,
+    idle: str,
+    sessions: int | None = None,
+) -> dict:
+    peer = start(kind, work, idle)
+    try:
+        with sampling(peer):
+            seconds = send(peer, folders, associations, nodelay)
+            last_file = time.perf_counter()
+            to_ready = None
+            if kind == "xnatd" and sessions:
+                index = work / "data" / "index.sqlite"
+                wait_for(lambda: ready_count(index) >= sessions, timeout=900, interval=0.02)
+                to_ready = time.perf_counter() - last_file
+    finally:
+        stop(peer)
+    return {"seconds": seconds, "peak_rss_mb": round(peer.rss[0] / 1e6, 1), "to_ready": to_ready}
+
+
+# -- the suite ---------------------------------------------------------------------------
+def summarize(runs: list[dict], files: int, size: int) -> dict:
+    seconds = statistics.median(r["seconds"] for r in runs)
+    ready = [r["to_ready"] for r in runs if r["to_ready"] is not None]
+    return {
+        "runs": runs,
+        "instances_per_second": round(files / seconds, 1),
+        "megabytes_per_second": round(size / 1e6 / seconds, 1),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "last_file_to_ready_seconds": round(statistics.median(ready), 2) if ready else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sets", default="mixed,small,big,huge")
+    parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--idle", default="2s", help="xnatd's session_idle_timeout")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data, one run")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    runs = 1 if args.quick else args.runs
+    receivers = [r for r in args.receivers.split(",") if r]
+    if "orthanc" in receivers and not Path("/usr/sbin/Orthanc").exists():
+        print("Orthanc not installed (apt-get install orthanc): left out", file=sys.stderr)
+        receivers.remove("orthanc")
+    work = Path(tempfile.mkdtemp(prefix="xnatd-ingest-"))
+    data = work / "data"
+    sets: dict[str, tuple[list[Path], list[tuple[int, bool]], list[str], int]] = {}
+    wanted = args.sets.split(",")
+    # name: (folders, [(associations, nodelay)], receivers, sessions expected in xnatd)
+    if "mixed" in wanted:
+        sets["mixed"] = (make_mixed(data / "mixed", scale), [(1, True), (4, True)], receivers, 12)
+    if "small" in wanted:
+        folders = make_series(data / "small", "small", round(2000 * scale), 76)
+        sets["small"] = (folders, [(1, False), (1, True), (4, False)], receivers, 1)
+    if "big" in wanted:
+        folders = make_series(data / "big", "big", round(10000 * scale), 64)
+        sets["big"] = (folders, [(1, True)], ["xnatd", "storescp"], 1)
+    if "huge" in wanted:
+        sets["huge"] = (
+            make_huge(data / "huge", 2.0 * scale),
+            [(1, True)],
+            ["xnatd", "storescp"],
+            1,
+        )
+
+    results: dict = {"runs": runs, "idle_timeout": args.idle, "sets": {}}
+    for name, (folders, shapes, kinds, sessions) in sets.items():
+        files, size = count_files(folders)
+        entry = results["sets"][name] = {
+            "files": files,
+            "megabytes": round(size / 1e6, 1),
+            "cases": {},
+        }
+        for associations, nodelay in shapes:
+            case = f"{associations} assoc, {'nodelay' if nodelay else 'nagle'}"
+            cell = entry["cases"][case] = {}
+            for kind in kinds:
+                measured = [
+                    measure(
+                        kind,
+                        work / f"{name}-{kind}-{associations}-{nodelay}-{n}",
+                        folders,
+                        associations,
+                        nodelay,
+                        args.idle,
+                        sessions,
+                    )
+                    for n in range(runs)
+                ]
+                cell[kind] = summarize(measured, files, size)
+                for n in range(runs):
+                    shutil.rmtree(
+                        work / f"{name}-{kind}-{associations}-{nodelay}-{n}", ignore_errors=True
+                    )
+                got = cell[kind]
+                print(
+                    f"  {name:6} {case:18} {kind:10} {got['instances_per_second']:8.1f} inst/s "
+                    f"{got['megabytes_per_second']:7.1f} MB/s "
+                    f"peak RSS {got['peak_rss_mb']:7.1f} MB",
+                    flush=True,
+                )
+            ours = cell.get("xnatd", {}).get("instances_per_second")
+            for kind in kinds:
+                if kind != "xnatd" and ours:
+                    cell[f"xnatd_over_{kind}"] = round(ours / cell[kind]["instances_per_second"], 2)
+    shutil.rmtree(work, ignore_errors=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    report(results)
+    print(f"JSON: {args.json}")
+
+
+def report(results: dict) -> None:
+    print(f"\nmedian of {results['runs']}; xnatd idle timeout {results['idle_timeout']}")
+    for name, entry in results["sets"].items():
+        print(f"{name}: {entry['files']} files, {entry['megabytes']} MB")
+        for case, cell in entry["cases"].items():
+            ours = cell.get("xnatd", {})
+            ratios = ", ".join(
+                f"{k.removeprefix('xnatd_over_')} {v}x"
+                for k, v in cell.items()
+                if k.startswith("xnatd_over_")
+            )
+            extra = ""
+            if ours.get("last_file_to_ready_seconds") is not None:
+                extra = f"; last file -> READY {ours['last_file_to_ready_seconds']} s"
+            print(
+                f"  {case:18} xnatd {ours.get('instances_per_second')} inst/s, "
+                f"{ours.get('megabytes_per_second')} MB/s, peak RSS {ours.get('peak_rss_mb')} MB; "
+                f"ratio to {ratios}{extra}"
+            )
+
+
+if __name__ == "__main__":
+    main()

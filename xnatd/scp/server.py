@@ -15,7 +15,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer
 
 from xnatd.config import Receiver
-from xnatd.scp.transport import quick_ack_requests
+from xnatd.scp.transport import quick_ack_requests, wake_dul_on_io
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 _config.UNRESTRICTED_STORAGE_SERVICE = True
 # pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
 _config.LOG_REQUEST_IDENTIFIERS = False
+wake_dul_on_io()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0

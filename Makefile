@@ -1,7 +1,7 @@
 # The two commands the README promises.
 CONFIG ?= etc/xnatd.yaml
 
-.PHONY: run test lint bench bench-scale
+.PHONY: bench-ingest run test lint bench bench-scale
 
 run:            ## run the daemon on the embedded default (SQLite, var/, AE XNAT on 8104)
 	python3 -m xnatd run -c $(CONFIG)
@@ -18,6 +18,9 @@ bench:          ## last file to READY, and archive time, for 1,000-instance sess
 	python3 bench/anonymization.py
 	python3 bench/import_rate.py
 	python3 bench/nagle.py
+
+bench-ingest:   ## issue 5's suite against storescp, Orthanc and bare pynetdicom (about 15 min)
+	python3 bench/ingest.py
 
 bench-scale:    ## ingest and sessions list latency at 0, 10k and 100k sessions, both indexes
 	python3 bench/index_scale.py

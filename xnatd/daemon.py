@@ -30,6 +30,7 @@ from xnatd.metrics import Metrics
 from xnatd.operations import Operations
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.server import Listeners
+from xnatd.scp.transport import spill_large_data_sets
 from xnatd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,8 @@ class Daemon:
         self.prearchive = self.store.prearchive
         # Whatever this node had open or was building died with its previous process.
         self.prearchive.forget_node(self.node)
+        # Data sets too large to hold in memory spill here as they arrive.
+        spill_large_data_sets(data.fresh_spool(self.node))
         self.metrics = Metrics()
         self.metrics.watch_state(self.index.count_by_status, data.root)
         self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)

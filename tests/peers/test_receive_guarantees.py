@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pydicom
 import pytest
 from dicomgen import (
     ENCAPSULATED,
@@ -209,3 +210,24 @@ def test_metrics_count_by_ae_and_calling_ae(
     assert 'xnatd_prearchive_sessions{status="READY"} 1.0' in metrics
     assert 'xnatd_sessions_built_total{project="DEMO",result="ready"} 1.0' in metrics
     assert "xnatd_store_latency_seconds_bucket" in metrics and "xnatd_free_disk_bytes" in metrics
+
+
+def test_a_large_object_is_streamed_to_disk_and_kept_bit_for_bit(
+    xnatd: Xnatd, storescu: str, dcm_dir: Path
+) -> None:
+    """Above 16 MiB the data set is copied from pynetdicom's spool in chunks (bounded
+    memory); the stored file is still the sent data set, byte for byte, with our meta."""
+    study = StudySpec(
+        "large",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],  # 18 MB of pixels
+    )
+    [original] = write_study(study, dcm_dir)
+    result = storescu_send(storescu, xnatd.port, [original])
+    assert result.returncode == 0, result.stderr
+    stored = stored_path(xnatd, original)
+    assert dataset_bytes(stored) == dataset_bytes(original)
+    meta = pydicom.dcmread(stored, stop_before_pixels=True).file_meta
+    assert meta.SourceApplicationEntityTitle == "SCANNER"
+    spool = xnatd.data_dir / ".spool"
+    assert not [p for p in spool.rglob("*") if p.is_file()]  # nothing left behind

@@ -19,6 +19,7 @@ from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
 from xnatd.metrics import Metrics
 from xnatd.routing import Explicit, route
+from xnatd.store.durable import SpooledFile
 from xnatd.store.index.base import PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
@@ -46,7 +47,7 @@ class Outcome:
 class Received:
     """A file as it came in, framed as Part 10 bytes."""
 
-    data: bytes
+    data: bytes | SpooledFile  # large objects stay on disk (the receiver's spool)
     source: str  # the receiving AE title, or "import"
     calling_ae: str | None = None
     association_id: str | None = None
@@ -111,10 +112,14 @@ class Intake:
             script = None
         dataset = None
         try:
-            if script is None:
+            if script is None and isinstance(item.data, SpooledFile):
+                with item.data.open() as stream:
+                    header = read_header(stream, self._tags_for(config))
+            elif script is None:
                 header = read_header(item.data, self._tags_for(config))
             else:  # parsed once, whole: routed from it, then anonymized
-                dataset = parse_file(item.data)
+                raw = item.data.read_all() if isinstance(item.data, SpooledFile) else item.data
+                dataset = parse_file(raw)
                 header = header_of(dataset, self._tags_for(config))
         except (UnparsableDicom, ScriptFailed) as exc:
             return self._rejected(item, str(exc))

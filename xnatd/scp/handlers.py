@@ -22,6 +22,8 @@ from xnatd.dicom import make_file_meta, part10_prefix
 from xnatd.intake.intake import Intake, Received, Result, SessionCache
 from xnatd.metrics import Metrics
 from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
+from xnatd.scp.transport import SpillingBuffer
+from xnatd.store.durable import SpooledFile
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
@@ -193,17 +195,24 @@ def handle_store(event: Event, intake: Intake, associations: Associations) -> in
             event.context.transfer_syntax,
             state.calling_ae,
         )
-        data = part10_prefix(meta) + request.DataSet.getvalue()
-        outcome = intake.receive(
-            Received(
-                data=data,
-                source=state.receiver.ae_title,
-                calling_ae=state.calling_ae,
-                association_id=state.id,
-                receiver=state.receiver,
-            ),
-            state.cache,
-        )
+        buffer = request.DataSet
+        spilled = buffer.finish() if isinstance(buffer, SpillingBuffer) else None
+        prefix = part10_prefix(meta)
+        data = SpooledFile(prefix, spilled, 0) if spilled else prefix + buffer.getvalue()
+        try:
+            outcome = intake.receive(
+                Received(
+                    data=data,
+                    source=state.receiver.ae_title,
+                    calling_ae=state.calling_ae,
+                    association_id=state.id,
+                    receiver=state.receiver,
+                ),
+                state.cache,
+            )
+        finally:
+            if spilled:
+                spilled.unlink(missing_ok=True)
         if outcome.result is not Result.STORED:
             log.warning(
                 "store_failed",

@@ -9,13 +9,17 @@ every read makes the kernel acknowledge at once (it clears the flag after each A
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import select
 import socket
+import tempfile
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import pynetdicom.dimse_messages as dimse_module
 import pynetdicom.dul as dul_module
 from pynetdicom.dul import DULServiceProvider
 
@@ -121,3 +125,42 @@ def wake_dul_on_io() -> None:
     DULServiceProvider.run_reactor = closing_run_reactor
     DULServiceProvider._xnatd_wakeable = True
     dul_module.time = _WakeableClock()
+
+
+# -- large data sets go to disk as they arrive ----------------------------------------
+class SpillingBuffer(io.BytesIO):
+    """pynetdicom's buffer for an incoming data set, which moves to a file in the spool
+    folder once it grows past ``limit``: small objects stay in memory (no file to
+    create and remove per instance), a 2 GB object never is. Installed as the
+    ``BytesIO`` of ``pynetdicom.dimse_messages``; spills only once ``folder`` is set."""
+
+    folder: Path | None = None
+    limit = 16 * 2**20
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.spill: BinaryIO | None = None
+        self.spill_path: Path | None = None
+
+    def write(self, data: Any) -> int:
+        if self.spill is not None:
+            return self.spill.write(data)
+        if self.folder is not None and self.tell() + len(data) > self.limit:
+            fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
+            self.spill, self.spill_path = os.fdopen(fd, "wb"), Path(name)
+            self.spill.write(super().getvalue())
+            self.seek(0)
+            self.truncate()
+            return self.spill.write(data)
+        return super().write(data)
+
+    def finish(self) -> Path | None:
+        """Close the spill file, if any, and give its path (the caller removes it)."""
+        if self.spill is not None:
+            self.spill.close()
+        return self.spill_path
+
+
+def spill_large_data_sets(folder: Path) -> None:
+    SpillingBuffer.folder = folder
+    dimse_module.BytesIO = SpillingBuffer

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -83,3 +86,92 @@ def remove_empty_parents(folder: Path, stop: Path) -> None:
         except OSError:
             return
         current = current.parent
+
+
+CHUNK = 1 << 20
+
+
+class SpooledFile:
+    """A received object too large to hold in memory: a Part 10 prefix of ours, then
+    the data set bytes that lie in ``source`` from ``offset`` on (the receiver's spool
+    file). Read in chunks, never whole."""
+
+    def __init__(self, prefix: bytes, source: Path, offset: int) -> None:
+        self.prefix = prefix
+        self.source = source
+        self.offset = offset
+        self.size = len(prefix) + source.stat().st_size - offset
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.prefix
+        with self.source.open("rb") as reader:
+            reader.seek(self.offset)
+            while chunk := reader.read(CHUNK):
+                yield chunk
+
+    def open(self) -> BinaryIO:
+        """The framed file as one seekable stream (for reading its header)."""
+        return io.BufferedReader(_SpoolReader(self))
+
+    def read_all(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+class _SpoolReader(io.RawIOBase):
+    def __init__(self, spool: SpooledFile) -> None:
+        self.spool = spool
+        self.position = 0
+        self.file = spool.source.open("rb")
+
+    @property
+    def name(self) -> str:  # pydicom names the file in its messages
+        return str(self.spool.source)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.spool.size}
+        self.position = max(0, base[whence] + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        prefix = self.spool.prefix
+        if self.position < len(prefix):
+            data = prefix[self.position : self.position + len(buffer)]
+        else:
+            self.file.seek(self.spool.offset + self.position - len(prefix))
+            data = self.file.read(len(buffer))
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def write_durably_from(path: Path, data: SpooledFile, root: Path) -> None:
+    """As ``write_durably``, copying a spooled file in chunks (bounded memory)."""
+    makedirs_durable(path.parent, root)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(temporary, "wb") as handle:
+            for chunk in data.chunks():
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)

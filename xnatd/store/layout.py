@@ -8,6 +8,7 @@ outside the data directory.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,17 @@ class DataDir:
     def create(self) -> None:
         for folder in (PREARCHIVE, ARCHIVE, INBOX, DELETED):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def fresh_spool(self, node: str) -> Path:
+        """``.spool/NODE``: data sets being received by this node, not yet acknowledged.
+
+        Emptied when the node starts (anything there was never acknowledged); one
+        folder per node, as nodes may share the data directory.
+        """
+        folder = self.root / ".spool" / re.sub(r"[^A-Za-z0-9_.-]", "_", node)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
 
     def session_dir(self, name: PrearchiveName) -> Path:
         """``prearchive/PROJECT/TIMESTAMP/LABEL``."""

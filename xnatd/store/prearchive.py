@@ -22,10 +22,12 @@ from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import (
+    SpooledFile,
     fsync_dir,
     makedirs_durable,
     remove_empty_parents,
     write_durably,
+    write_durably_from,
 )
 from xnatd.store.index.base import (
     Index,
@@ -51,7 +53,7 @@ class IncomingInstance:
 
     header: Header
     route: Route
-    data: bytes
+    data: bytes | SpooledFile  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
     calling_ae: str | None = None
     association_id: str | None = None
@@ -62,6 +64,15 @@ class StoredInstance:
     session: PrearchiveSession
     path: Path
     new_instance: bool
+
+
+def _md5(data: bytes | SpooledFile) -> str:
+    if isinstance(data, bytes):
+        return hashlib.md5(data).hexdigest()
+    digest = hashlib.md5()
+    for chunk in data.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 class Prearchive:
@@ -95,7 +106,7 @@ class Prearchive:
         header = item.header
         scan = layout.scan_name(header)
         file_name = layout.instance_file_name(header)
-        md5 = hashlib.md5(item.data).hexdigest()
+        md5 = _md5(item.data)
         for _attempt in range(3):
             if session is None:
                 try:
@@ -105,7 +116,10 @@ class Prearchive:
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
-                write_durably(path, item.data, self.data.prearchive)
+                if isinstance(item.data, SpooledFile):
+                    write_durably_from(path, item.data, self.data.prearchive)
+                else:
+                    write_durably(path, item.data, self.data.prearchive)
             except OSError as exc:
                 raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
             record = InstanceRecord(

@@ -3,7 +3,7 @@ pynetdicom receiver, on the same synthetic data, in the same run.
 
 Data (deterministic, generated once into a temporary folder):
   mixed   12 sessions (4 MR, 4 CT, 4 PET), about 3,840 files and 1 GB
-  small   2,000 objects of about 12 kB
+  small   500 objects of about 12 kB
   big     one 10,000-instance session (xnatd: last file to READY, peak RSS)
   huge    one 2 GB object (peak RSS while it is received)
 Each receiver gets a fresh data directory; the sender is DCMTK storescu at 1 and 4
@@ -322,7 +322,8 @@ def main() -> None:
     if "mixed" in wanted:
         sets["mixed"] = (make_mixed(data / "mixed", scale), [(1, True), (4, True)], receivers, 12)
     if "small" in wanted:
-        folders = make_series(data / "small", "small", round(2000 * scale), 76)
+        # 500: peers stalled by Nagle take 20+ s for them already
+        folders = make_series(data / "small", "small", round(500 * scale), 76)
         sets["small"] = (folders, [(1, False), (1, True), (4, False)], receivers, 1)
     if "big" in wanted:
         folders = make_series(data / "big", "big", round(10000 * scale), 64)

@@ -125,3 +125,23 @@ def test_durations(tmp_path: Path, text: object, seconds: float) -> None:
 def test_sizes(tmp_path: Path, text: str, size: int) -> None:
     loaded = load_text(tmp_path, yaml.safe_dump({"site": {"min_free_disk": text}}))
     assert loaded.site.min_free_disk == size
+
+
+def test_workers_default_to_one_per_core_and_bad_values_are_named(tmp_path: Path) -> None:
+    import os
+
+    assert load_text(tmp_path, "site: {data_dir: d}\n").workers == min(os.cpu_count() or 1, 32)
+    assert load_text(tmp_path, "site: {data_dir: d}\nworkers: 3\n").workers == 3
+    for bad in ("0", "many", "true", "99"):
+        with pytest.raises(config.ConfigError) as caught:
+            load_text(tmp_path, f"site: {{data_dir: d}}\nworkers: {bad}\n")
+        assert any(p.startswith("workers:") for p in caught.value.problems), caught.value.problems
+
+
+def test_users_may_live_in_their_own_file(tmp_path: Path) -> None:
+    digest = "a" * 64
+    (tmp_path / "users.yaml").write_text(f"alice: {{token_sha256: {digest}}}\n")
+    loaded = load_text(tmp_path, "site: {data_dir: d}\nusers: users.yaml\n")
+    assert loaded.users["alice"].token_sha256 == digest
+    with pytest.raises(config.ConfigError, match=r"missing\.yaml"):
+        load_text(tmp_path, "site: {data_dir: d}\nusers: missing.yaml\n")

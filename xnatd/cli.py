@@ -88,9 +88,16 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # -- commands ------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    path = Path(args.config or config_module.default_config_path())
+    if not args.worker:
+        config = config_module.load(path)
+        if config.workers > 1:  # before prometheus_client is imported (by the daemon)
+            from xnatd.workers import prepare_metrics_dir
+
+            prepare_metrics_dir(config.site.data_dir, config.site.node)
     from xnatd.daemon import Daemon
 
-    Daemon(Path(args.config or config_module.default_config_path())).run()
+    Daemon(path, worker=args.worker).run()
     return EXIT_OK
 
 
@@ -444,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    run.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # xnatd.workers
     run.set_defaults(func=cmd_run)
     check = commands.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(func=cmd_check_config)

@@ -25,6 +25,7 @@ from xnatd.units import parse_duration, parse_size
 DEFAULT_PATHS = ("/etc/xnatd/xnatd.yaml", "etc/xnatd.yaml")
 PREARCHIVE_POLICIES = ("manual", "auto-archive", "auto-archive-overwrite")
 ROLES = ("owner", "member", "collaborator")
+MAX_WORKERS = 32
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -143,6 +144,7 @@ class Config:
     logging: Logging
     resolve_project: Callable[[str], str | None] = field(compare=False, repr=False)
     imports: ImportLimits = ImportLimits()
+    workers: int = 1  # receiving processes (SO_REUSEPORT); "auto" in the file: one per core
     inbox: Inbox = Inbox()
 
     def project(self, project_id: str) -> Project | None:
@@ -293,6 +295,7 @@ class _Parser:
                 "logging",
                 "import",
                 "inbox",
+                "workers",
             ),
         )
         site = self.site(top.get("site"))
@@ -307,6 +310,7 @@ class _Parser:
         logging = self.logging(top.get("logging"))
         imports = self.import_limits(top.get("import"))
         inbox = self.inbox(top.get("inbox"))
+        workers = self.workers(top.get("workers", "auto"))
         if self.problems:
             return None
         return Config(
@@ -321,6 +325,7 @@ class _Parser:
             logging=logging,
             imports=imports,
             inbox=inbox,
+            workers=workers,
             resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
         )
 
@@ -583,6 +588,15 @@ class _Parser:
             max_ratio=float(ratio),
             max_entries=entries,
         )
+
+    def workers(self, value: Any) -> int:
+        """Receiving processes: a number, or ``auto`` for one per core."""
+        if value == "auto":
+            return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+            self.problem("workers", f"{value!r} is not auto or a number from 1 to {MAX_WORKERS}")
+            return 1
+        return value
 
     def inbox(self, value: Any) -> Inbox:
         raw = self.mapping(value, "inbox", ("settle", "enabled"))

@@ -32,6 +32,7 @@ from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.server import Listeners
 from xnatd.scp.transport import spill_large_data_sets
 from xnatd.store import Store
+from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 
 log = structlog.get_logger(__name__)
 
@@ -40,17 +41,26 @@ DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
 
 
 class Daemon:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, worker: int = 0) -> None:
+        """``worker`` > 0: one of the extra receiving processes (see ``xnatd.workers``)."""
         self.config_path = config_path
         self.config: Config = config_module.load(config_path)
-        self.node = self.config.site.node
+        self.worker = worker
+        self.node = self.config.site.node + (f"/w{worker}" if worker else "")
         self.should_exit = threading.Event()
         self.reload_requested = False
+        self.workers: Workers | None = None
+        self.archiver: Archiver | None = None
+        self.sweeper: Sweeper | None = None
+        self.inbox: Inbox | None = None
+        self.http: ApiServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
         config = self.config
         logs.configure(config.logging.format, config.logging.level)
+        if self.worker:
+            die_with_parent()
         self.store = Store.open(config)
         data = self.store.data
         self.index = self.store.index
@@ -59,9 +69,22 @@ class Daemon:
         self.prearchive.forget_node(self.node)
         # Data sets too large to hold in memory spill here as they arrive.
         spill_large_data_sets(data.fresh_spool(self.node))
-        self.metrics = Metrics()
-        self.metrics.watch_state(self.index.count_by_status, data.root)
+        self.metrics = Metrics(shared_metrics_dir())
         self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)
+        self.associations = Associations(
+            self.prearchive, self.metrics, self.node, lease=config.site.lease
+        )
+        self.listeners = Listeners(
+            lambda receivers: event_handlers(
+                self.intake, self.associations, receivers, self.metrics
+            ),
+            reuse_port=config.workers > 1,
+        )
+        self.listeners.apply(config.receivers)
+        if self.worker:
+            log.info("worker_ready", worker=self.worker, node=self.node)
+            return
+        self.metrics.watch_state(self.index.count_by_status, data.root)
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
             self.prearchive,
@@ -70,20 +93,10 @@ class Daemon:
             node=self.node,
             on_ready=self.archiver.after_build,
         )
-        self.associations = Associations(
-            self.prearchive, self.metrics, self.node, lease=config.site.lease
-        )
-        self.listeners = Listeners(
-            lambda receivers: event_handlers(
-                self.intake, self.associations, receivers, self.metrics
-            )
-        )
-        self.listeners.apply(config.receivers)
         operations = Operations(
             self.store, lambda: self.config, self.metrics, self.node, self.archiver
         )
         importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
-        self.http = None
         if config.http is not None:
             services = Services(
                 store=self.store,
@@ -97,7 +110,9 @@ class Daemon:
             self.http = ApiServer(config.http.host, config.http.port, services)
             self.http.start()
         self.sweeper.start()
-        self.inbox = None
+        if config.workers > 1:
+            self.workers = Workers(self.config_path, config.workers)
+            self.workers.start()
         if config.inbox.enabled:
             self.inbox = Inbox(data.root / "inbox", importer, config.inbox.settle)
             self.inbox.start()
@@ -133,7 +148,9 @@ class Daemon:
                     self.associations.renew_leases()
                 except Exception:
                     log.exception("lease_renewal_failed")
-            if time.monotonic() >= next_housekeeping:
+            if self.workers is not None:
+                self.workers.check()
+            if self.archiver is not None and time.monotonic() >= next_housekeeping:
                 next_housekeeping = time.monotonic() + HOUSEKEEPING
                 try:
                     self.archiver.resume_stale()
@@ -147,29 +164,39 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_refused", problems=exc.problems)
             return
-        if (new.site.data_dir, new.index) != (self.config.site.data_dir, self.config.index):
-            log.warning("reload_needs_restart", keys=["site.data_dir", "index"])
+        before = (self.config.site.data_dir, self.config.index, self.config.workers)
+        if (new.site.data_dir, new.index, new.workers) != before:
+            log.warning("reload_needs_restart", keys=["site.data_dir", "index", "workers"])
         self.config = new
         self.prearchive.min_free_disk = new.site.min_free_disk
-        self.sweeper.idle_timeout = new.site.session_idle_timeout
+        if self.sweeper is not None:
+            self.sweeper.idle_timeout = new.site.session_idle_timeout
         self.listeners.apply(new.receivers)
+        if self.workers is not None:
+            self.workers.signal(signal.SIGHUP)
         log.info("config_reloaded", receivers=[f"{r.ae_title}:{r.port}" for r in new.receivers])
 
     def shutdown(self) -> None:
         """Stop accepting, let open associations and builds finish, then close the index."""
-        systemd.notify("STOPPING=1")
+        if not self.worker:
+            systemd.notify("STOPPING=1")
+        if self.workers is not None:
+            self.workers.signal(signal.SIGTERM)  # they drain their associations meanwhile
         stopped = self.listeners.stop_accepting()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while time.monotonic() < deadline and any(s.active_associations for s in stopped):
             time.sleep(0.05)
+        if self.workers is not None:
+            self.workers.stop()
         if self.inbox is not None:
             self.inbox.stop()
-        self.sweeper.stop(wait=True)
+        if self.sweeper is not None:
+            self.sweeper.stop(wait=True)
         if self.http is not None:
             self.http.shutdown()
         self.index.release_claims(self.node)
         self.store.close()
-        log.info("daemon_stopped")
+        log.info("daemon_stopped", worker=self.worker or None)
 
     def run(self) -> None:
         self.install_signal_handlers()

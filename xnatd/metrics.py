@@ -14,6 +14,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from xnatd.store.index.base import Status
@@ -51,9 +52,16 @@ class _StateCollector(Collector):
 class Metrics:
     """The daemon's counters and histograms."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """With ``multiprocess_dir`` (several receiving processes), every process writes
+        its values there and ``registry`` serves the sum over all of them (prometheus
+        client's multiprocess mode; PROMETHEUS_MULTIPROC_DIR must name the same folder
+        before prometheus_client is imported)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        if multiprocess_dir is not None:
+            MultiProcessCollector(self.registry, path=str(multiprocess_dir))
+            r = CollectorRegistry()  # this process's own values, not served directly
         self.associations = Counter(
             "xnatd_associations",
             "Associations by called AE, calling AE and result",
@@ -61,7 +69,11 @@ class Metrics:
             registry=r,
         )
         self.associations_active = Gauge(
-            "xnatd_associations_active", "Associations open now", ["ae"], registry=r
+            "xnatd_associations_active",
+            "Associations open now",
+            ["ae"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.instances = Counter(
             "xnatd_instances_received",

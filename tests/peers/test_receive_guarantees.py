@@ -200,8 +200,17 @@ def test_metrics_count_by_ae_and_calling_ae(
     else:
         assert pynetdicom_send(xnatd.port, paths, aet="MR7") == [0] * 3
     xnatd.wait_status("READY")
+    # The counters of whichever process took the association (workers:) are summed
+    # at scrape time; the association's own count lands when its connection closes.
     metrics = wait_for(
-        lambda: next((m for m in [xnatd.metrics()] if "sessions_built_total{" in m), None)
+        lambda: next(
+            (
+                m
+                for m in [xnatd.metrics()]
+                if "sessions_built_total{" in m and "xnatd_associations_total{" in m
+            ),
+            None,
+        )
     )
     assert (
         'xnatd_instances_received_total{ae="XNAT",calling_ae="MR7",status="stored"} 3.0' in metrics

@@ -7,6 +7,7 @@ table; anything unexpected goes back to pynetdicom, which logs it and answers
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 from pynetdicom import evt
 from pynetdicom.events import Event
+from pynetdicom.pdu import A_RELEASE_RQ
 from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
@@ -145,6 +147,15 @@ def handle_released(event: Event, associations: Associations) -> None:
         state.result = "released"
 
 
+def handle_pdu_received(event: Event, associations: Associations) -> None:
+    """A-RELEASE-RQ, seen on the reading thread: the peer's close that follows may be
+    handled before the association thread gets to EVT_RELEASED."""
+    if isinstance(event.pdu, A_RELEASE_RQ):
+        state = associations.get(event.assoc)
+        if state is not None:
+            state.result = "released"
+
+
 def handle_aborted(event: Event, associations: Associations) -> None:
     state = associations.get(event.assoc)
     if state is not None:
@@ -182,6 +193,12 @@ def handle_echo(event: Event) -> int:
     return 0x0000
 
 
+def is_valid_uid(uid: object) -> bool:
+    """Digits and dots, at most 64 characters (PS3.5 9.1); leading zeros tolerated."""
+    text = str(uid or "")
+    return 0 < len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", text) is not None
+
+
 def handle_store(event: Event, intake: Intake, associations: Associations) -> int:
     """Durably store one instance, then answer; nothing else happens on this thread."""
     state = associations.get(event.assoc)
@@ -189,6 +206,17 @@ def handle_store(event: Event, intake: Intake, associations: Associations) -> in
         return 0xA700
     request = event.request
     with bound_contextvars(ae=state.receiver.ae_title, calling_ae=state.calling_ae):
+        bad = [
+            name
+            for name, uid in (
+                ("Affected SOP Class UID", request.AffectedSOPClassUID),
+                ("Affected SOP Instance UID", request.AffectedSOPInstanceUID),
+            )
+            if not is_valid_uid(uid)
+        ]
+        if bad:  # this request alone fails; the association carries on
+            log.warning("store_failed", result="rejected", reason=f"invalid {' and '.join(bad)}")
+            return STATUS[Result.REJECTED]
         meta = make_file_meta(
             request.AffectedSOPClassUID,
             request.AffectedSOPInstanceUID,
@@ -235,6 +263,7 @@ def event_handlers(
         (evt.EVT_REQUESTED, handle_requested, [receivers, metrics]),
         (evt.EVT_ACCEPTED, handle_established, [receivers, associations]),
         (evt.EVT_RELEASED, handle_released, [associations]),
+        (evt.EVT_PDU_RECV, handle_pdu_received, [associations]),
         (evt.EVT_ABORTED, handle_aborted, [associations]),
         (evt.EVT_CONN_CLOSE, handle_closed, [associations, metrics]),
         (evt.EVT_C_ECHO, handle_echo),

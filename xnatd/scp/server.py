@@ -6,16 +6,18 @@ in the EVT_REQUESTED handler, so AE titles sharing a port are told apart there.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import AssociationServer
+from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
-from xnatd.scp.transport import quick_ack_requests, wake_dul_on_io
+from xnatd.scp.transport import quick_ack_requests, tolerate_bad_uids, wake_dul_on_io
 
 log = structlog.get_logger(__name__)
 
@@ -25,9 +27,18 @@ _config.UNRESTRICTED_STORAGE_SERVICE = True
 # pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
 _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()
+tolerate_bad_uids()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
+
+
+class ReusePortServer(ThreadedAssociationServer):
+    """A listener that shares its port with the daemon's other receiving processes."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,14 @@ def endpoints(receivers: tuple[Receiver, ...]) -> dict[Endpoint, dict[str, Recei
 class Listeners:
     """Starts, stops and re-targets the listening sockets as the configuration changes."""
 
-    def __init__(self, handlers: Callable[[Callable[[], Mapping[str, Receiver]]], list]) -> None:
+    def __init__(
+        self,
+        handlers: Callable[[Callable[[], Mapping[str, Receiver]]], list],
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self._handlers = handlers
+        self._server_class = ReusePortServer if reuse_port else ThreadedAssociationServer
         self._servers: dict[Endpoint, AssociationServer] = {}
         self._receivers: dict[Endpoint, dict[str, Receiver]] = {}
         self.failed: dict[Endpoint, str] = {}
@@ -82,8 +99,10 @@ class Listeners:
             return self._receivers.get(endpoint, {})
 
         try:
-            server = ae.start_server(
-                (endpoint.host, endpoint.port), block=False, evt_handlers=self._handlers(current)
+            server = ae.make_server(
+                (endpoint.host, endpoint.port),
+                evt_handlers=self._handlers(current),
+                server_class=self._server_class,
             )
         except OSError as exc:
             self.failed[endpoint] = str(exc)
@@ -96,6 +115,9 @@ class Listeners:
             )
             return
         quick_ack_requests(server)
+        ae._servers.append(server)  # as start_server does: server.shutdown() removes it
+        name = f"listener@{endpoint.host}:{endpoint.port}"
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
         self.failed.pop(endpoint, None)
         self._servers[endpoint] = server
         log.info(

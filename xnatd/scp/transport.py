@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pynetdicom.dimse_messages as dimse_module
+import pynetdicom.dimse_primitives as dimse_primitives
 import pynetdicom.dul as dul_module
 from pynetdicom.dul import DULServiceProvider
 
@@ -164,3 +165,33 @@ class SpillingBuffer(io.BytesIO):
 def spill_large_data_sets(folder: Path) -> None:
     SpillingBuffer.folder = folder
     dimse_module.BytesIO = SpillingBuffer
+
+
+# -- one bad request, not the whole association ---------------------------------------
+def tolerate_bad_uids() -> None:
+    """Decode a request's UIDs as sent, even when they break the rules.
+
+    pynetdicom refuses a UID that is not valid (longer than 64 characters, say) while
+    it decodes a request; the exception ends in an A-ABORT and the rest of the send is
+    lost. Decoded as sent, the request reaches our C-STORE handler, which answers that
+    one request with an error status (as DCMTK and Orthanc do) and the association
+    carries on.
+    """
+    if getattr(dimse_primitives.set_uid, "_xnatd_lenient", False):
+        return
+    strict = dimse_primitives.set_uid
+
+    def lenient(
+        value: Any,
+        name: str,
+        allow_empty: bool = True,
+        allow_none: bool = True,
+        validate: bool = True,
+    ) -> Any:
+        try:
+            return strict(value, name, allow_empty, allow_none, validate)
+        except ValueError:
+            return strict(value, name, allow_empty, allow_none, validate=False)
+
+    lenient._xnatd_lenient = True  # type: ignore[attr-defined]
+    dimse_primitives.set_uid = lenient

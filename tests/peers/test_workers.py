@@ -1,0 +1,72 @@
+"""Several receiving processes on one port (``workers:``, SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+from dicomgen import SeriesSpec, StudySpec, write_study
+from helpers import wait_for
+
+
+def processes(config: Path) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"xnatd run -c {config}"], capture_output=True, text=True
+    ).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def send_concurrently(storescu: str, port: int, folders: list[Path]) -> list[int]:
+    senders = [
+        subprocess.Popen(
+            [storescu, "-aec", "XNAT", "+sd", "127.0.0.1", str(port), str(folder)],
+            env={**os.environ, "TCP_NODELAY": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for folder in folders
+    ]
+    return [sender.wait(timeout=120) for sender in senders]
+
+
+def test_two_processes_share_the_port_the_index_and_the_metrics(
+    make_xnatd, storescu: str, tmp_path: Path
+) -> None:
+    xnatd = make_xnatd(hook=lambda s: s.update(workers=2))
+    wait_for(lambda: len(processes(xnatd.config_path)) == 2, timeout=20)
+    folders = []
+    for n in range(8):
+        folder = tmp_path / f"study{n}"
+        spec = StudySpec(f"workers{n}", patient_id=f"W{n}", study_description="DEMO")
+        spec.series = [SeriesSpec(1, instances=10)]
+        write_study(spec, folder)
+        folders.append(folder)
+    assert send_concurrently(storescu, xnatd.port, folders) == [0] * 8
+    rows = xnatd.wait_status("READY", count=8)
+    assert sorted(r["files"] for r in rows) == [10] * 8
+    stored = re.search(
+        r'xnatd_instances_received_total\{ae="XNAT",calling_ae="STORESCU",status="stored"\} (\S+)',
+        xnatd.metrics(),
+    )
+    assert stored and float(stored.group(1)) == 80  # summed over both processes
+    assert len(xnatd.events("association_accepted")) == 8  # one log, both processes
+    assert xnatd.stop() == 0
+    wait_for(lambda: not processes(xnatd.config_path), timeout=20)
+
+
+def test_a_worker_dies_with_a_killed_daemon_and_is_restarted_when_it_dies_alone(
+    make_xnatd,
+) -> None:
+    xnatd = make_xnatd(hook=lambda s: s.update(workers=2))
+    pids = wait_for(lambda: (p := processes(xnatd.config_path)) and len(p) == 2 and p)
+    worker = next(pid for pid in pids if pid != xnatd.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    restarted = wait_for(
+        lambda: [p for p in processes(xnatd.config_path) if p not in pids] or None, timeout=20
+    )
+    assert xnatd.events("worker_died")
+    xnatd.kill()  # kill -9 of the main process: the worker must not outlive it
+    wait_for(lambda: not any(p in processes(xnatd.config_path) for p in restarted), timeout=20)

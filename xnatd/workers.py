@@ -1,0 +1,122 @@
+"""Receiving processes beside the daemon (``workers:``), so C-STORE uses every core.
+
+Each worker is ``xnatd run --worker K``: its own pynetdicom listeners on the same
+ports (SO_REUSEPORT: the kernel spreads new associations over the processes), its own
+intake and index connection, node name ``NODE/wK``. Building, archiving, HTTP and the
+inbox stay in the main process; the index's claims and leases (built for several
+nodes) keep them consistent. Metrics are summed over the processes through
+prometheus-client's multiprocess mode. A worker dies with the main process (parent
+death signal) and is restarted if it dies alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PR_SET_PDEATHSIG = 1
+STOP_TIMEOUT = 40.0  # a worker drains its associations (30 s) before it exits
+
+
+def prepare_metrics_dir(data_dir: Path, node: str) -> Path:
+    """An empty folder for the processes' metric files, named in the environment so
+    that every process (this one and its workers) picks it up before
+    prometheus_client is imported."""
+    folder = data_dir / ".metrics" / "".join(c if c.isalnum() else "_" for c in node)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[METRICS_ENV] = str(folder)
+    return folder
+
+
+def shared_metrics_dir() -> Path | None:
+    """The folder named in the environment, with prometheus_client switched to it.
+
+    The client picks its value store when first imported; the command line may have
+    imported it before the folder was chosen, so choose again here.
+    """
+    folder = os.environ.get(METRICS_ENV)
+    if not folder:
+        return None
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+    return Path(folder)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker when the main process dies: a daemon killed with
+    kill -9 goes away whole, as a single process would (a SIGTERM to the main process
+    still lets every worker drain its associations first)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("parent_death_signal_unavailable")
+    if os.getppid() == 1:  # the parent is already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Workers:
+    """Starts, signals, reaps and restarts the worker processes."""
+
+    def __init__(self, config_path: Path, count: int) -> None:
+        self.config_path = config_path
+        self.count = count
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        for number in range(1, self.count):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path), "--worker",
+             str(number)],
+        )  # fmt: skip
+        self.processes[number] = process
+        log.info("worker_started", worker=number, pid=process.pid)
+
+    def signal(self, signum: int) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    def check(self) -> None:
+        """Restart any worker that died (its metrics are marked dead first)."""
+        for number, process in list(self.processes.items()):
+            code = process.poll()
+            if code is not None:
+                log.error("worker_died", worker=number, pid=process.pid, code=code)
+                _mark_dead(process.pid)
+                self._spawn(number)
+
+    def stop(self) -> None:
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            _mark_dead(process.pid)
+        self.processes.clear()
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get(METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

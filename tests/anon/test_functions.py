@@ -215,3 +215,35 @@ class TestOtherFunctions:
 
     def test_url_encode(self) -> None:
         assert value_of('urlEncode["a b&c"]') == "a+b%26c"
+
+
+def test_blank_known_phi_takes_nested_lists() -> None:
+    """The older spelling of blankValues[collectValues[...]], with lists of lists."""
+    ds = base()
+    ds.OtherPatientIDs = "PID1"
+    ds.ReferringPhysicianName = "DOE^JOHN"
+    run(parse("blankKnownPHI[{ {(0010,0010)}, {(0010,0020), (0010,1000)} }]"), ds, {})
+    assert (str(ds.PatientName), ds.PatientID, ds.OtherPatientIDs) == ("", "", "")
+    assert str(ds.ReferringPhysicianName) == "" and ds.Modality == "MR"
+
+
+def test_a_list_variable_keeps_its_tag_paths() -> None:
+    ds = base()
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20200101"
+    item = Dataset()
+    item.SOPInstanceUID = "1.2.3.9"
+    ds.ReferencedImageSequence = Sequence([item])
+    script = (
+        "removeTags[{(0008,0020), (0008,0021)}]\n"
+        "later := {\n  (0008,0022)\n}\nremoveTags[later]\n"
+        "uids := {*/(0008,1155), (0008,0018)}\n"
+        "hashUIDList[uids]\n"
+        "(0010,1000) := later"  # used as a value, the list gives its values
+    )
+    item.ReferencedSOPInstanceUID = "1.2.3.10"
+    ds.SOPInstanceUID = "1.2.3.11"
+    run(parse(script), ds, {})
+    assert "StudyDate" not in ds and "SeriesDate" not in ds and "AcquisitionDate" not in ds
+    assert ds.ContentDate == "20200101"
+    assert item.ReferencedSOPInstanceUID == hash_uid("1.2.3.10")
+    assert ds.SOPInstanceUID == hash_uid("1.2.3.11")

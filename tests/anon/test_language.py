@@ -194,3 +194,15 @@ class TestParseErrors:
     def test_a_runtime_failure_names_the_function(self) -> None:
         with pytest.raises(ScriptFailed, match="substring"):
             run(parse('(0010,0010) := substring["abc", 2, 9]'), dataset(), {})
+
+
+def test_a_backslash_before_a_line_break_continues_the_line() -> None:
+    """DicomEdit 6.6: statements and strings may be split across lines with ``\\``."""
+    ds = dataset()
+    script = (
+        'version "6.6"\n'
+        '(0008,0100) = "nope" ? \\\n    (0008,0100) := "nope" : \\\n    (0008,0100) := "A B"\n'
+        '(0008,0104) := "INSERTED \\\nSTR\\\nING"\n'
+    )
+    run(parse(script), ds, {})
+    assert (ds.CodeValue, ds.CodeMeaning) == ("A B", "INSERTED STRING")

@@ -119,7 +119,10 @@ class Context:
         if isinstance(node, Variable):
             if node.name not in self.variables:
                 raise ScriptFailed(f"variable {node.name} is not set")
-            return self.variables[node.name]
+            held = self.variables[node.name]
+            # A list literal is kept as written, so its tag paths stay paths for
+            # removeTags[var] and the like; used as a value it is evaluated here.
+            return self.value(held) if isinstance(held, ListValue) else held
         if isinstance(node, ListValue):
             return [self.value(item) for item in node.items]
         if isinstance(node, Call):
@@ -128,6 +131,20 @@ class Context:
 
     def text(self, node: Any) -> str | None:
         return _as_text(self.value(node))
+
+    def paths(self, node: Any) -> list[TagPath]:
+        """Every tag path an argument names: a path, a path string, a list (nested lists
+        too) or a variable holding one (``to_remove := {(0008,0022), (0008,1140)}``)."""
+        if isinstance(node, TagPath):
+            return [node]
+        if isinstance(node, ListValue):
+            return [path for item in node.items for path in self.paths(item)]
+        if isinstance(node, Variable) and isinstance(self.variables.get(node.name), ListValue):
+            return self.paths(self.variables[node.name])
+        value = self.value(node)
+        if isinstance(value, list):
+            return [path for item in value for path in self.paths(item)]
+        return [self.path(value if isinstance(value, TagPath) else node)]
 
     def path(self, node: Any) -> TagPath:
         """A tag path given as a path or as a string (``delete["(0010,0010)"]``)."""
@@ -268,7 +285,10 @@ class Context:
                 only_if_present=statement.only_if_present,
             )
         elif isinstance(statement, Initialize):
-            self.variables[statement.name] = self.value(statement.value)
+            value = statement.value
+            self.variables[statement.name] = (
+                value if isinstance(value, ListValue) else self.value(value)
+            )
         elif isinstance(statement, Delete):
             self.delete(statement.target)
         elif isinstance(statement, Call):

@@ -114,8 +114,8 @@ def f_hash_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
 
 def f_hash_uid_list(ctx: Context, args: tuple[Value, ...]) -> None:
     """Hash every UID, multi-valued ones included, at each tag path, in place."""
-    for arg in args:
-        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+    for path in (p for arg in args for p in ctx.paths(arg)):
+        for dataset, tag in path.find(ctx.dataset):
             values = [v for v in ctx.read(dataset, tag).split("\\") if v]
             ctx.write(dataset, tag, "\\".join(hash_uid(v) for v in values))
 
@@ -124,8 +124,8 @@ def f_map_referenced_uids(ctx: Context, args: tuple[Value, ...]) -> None:
     """Give each UID at the tag paths a new random UID under root, the same one each time
     it appears within the run."""
     root = _text(ctx, args, 0).rstrip(".")
-    for arg in args[1:]:
-        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+    for path in (p for arg in args[1:] for p in ctx.paths(arg)):
+        for dataset, tag in path.find(ctx.dataset):
             old = ctx.read(dataset, tag)
             if not old:
                 continue
@@ -147,8 +147,8 @@ def f_url_encode(ctx: Context, args: tuple[Value, ...]) -> str:
 def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
     """Remove every private element except those named (and their creators)."""
     keep: set[tuple[int, int]] = set()
-    for arg in args:
-        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+    for path in (p for arg in args for p in ctx.paths(arg)):
+        for dataset, tag in path.find(ctx.dataset):
             keep.add((id(dataset), tag))
             if (tag >> 16) % 2 == 1:
                 keep.add((id(dataset), (tag & 0xFFFF0000) | ((tag >> 8) & 0xFF)))
@@ -156,8 +156,8 @@ def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_remove_tags(ctx: Context, args: tuple[Value, ...]) -> None:
-    for arg in args:
-        ctx.delete(ctx.path(arg))
+    for path in (p for arg in args for p in ctx.paths(arg)):
+        ctx.delete(path)
 
 
 def f_delete(ctx: Context, args: tuple[Value, ...]) -> None:
@@ -190,8 +190,8 @@ def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str]:
 
 def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
     seconds = _int(ctx, args, 0)
-    for arg in args[1:]:
-        for dataset, tag in ctx.path(arg).find(ctx.dataset):
+    for path in (p for arg in args[1:] for p in ctx.paths(arg)):
+        for dataset, tag in path.find(ctx.dataset):
             value = ctx.read(dataset, tag)
             if value:
                 ctx.write(dataset, tag, shift_datetime(value, seconds, "seconds"))
@@ -231,6 +231,13 @@ def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
     for arg in args:
         value = ctx.value(arg)
         known.update(value if isinstance(value, list) else [str(value or "")])
+    ctx.blank_known_values(known - {""})
+
+
+def f_blank_known_phi(ctx: Context, args: tuple[Value, ...]) -> None:
+    """``blankKnownPHI[paths...]``: the older spelling of
+    ``blankValues[collectValues[paths...]]`` (XNAT's XRT runs the same cases on both)."""
+    known = {ctx.get(path) or "" for arg in args for path in ctx.paths(arg)}
     ctx.blank_known_values(known - {""})
 
 
@@ -278,6 +285,7 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "scalePatientAgeAndDobFromStudyDate": (f_scale_age_and_dob, 0, 0),
     "collectValues": (f_collect_values, 0, None),
     "blankValues": (f_blank_values, 1, None),
+    "blankKnownPHI": (f_blank_known_phi, 0, None),
     "reject": (f_reject, 0, 0),
     "alterPixels": (f_alter_pixels, 4, 4),
     "true": (lambda c, a: True, 0, 0),

@@ -147,6 +147,7 @@ class Script:
 
 # -- strings ------------------------------------------------------------------------------
 _ESCAPE = re.compile(r"\\([0-7]{3}|.)")
+_CONTINUATION = re.compile(r"\\\r?\n")  # backslash, line break: the line goes on
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 
 
@@ -159,7 +160,7 @@ def unquote(token: str) -> str:
             return chr(int(code, 8))
         return _SIMPLE_ESCAPES.get(code, code)
 
-    return _ESCAPE.sub(replace, token[1:-1])
+    return _ESCAPE.sub(replace, _CONTINUATION.sub("", token[1:-1]))
 
 
 class _ToStatements(Transformer):

@@ -102,6 +102,22 @@ class Operations:
         self.store.audit.record("rebuild", actor=actor, session=str(name))
         return self.builder.build(session)
 
+    def commit(self, name: PrearchiveName, actor: str) -> str | None:
+        """Build now, then let the project's policy decide (XNAT's ``action=commit``).
+
+        Returns the accession ID when the policy archived it, else None (still in the
+        prearchive: READY, CONFLICT or ERROR).
+        """
+        if self.rebuild(name, actor) is not Status.READY:
+            return None
+        session = self.store.index.get_session(name)
+        if session is not None:
+            self.archiver.after_build(session)
+        archived = self.store.index.find_archived(name.project, name.label)
+        if archived is None or self.store.index.get_session(name) is not None:
+            return None
+        return archived.id
+
     def move(self, name: PrearchiveName, project: str, actor: str) -> PrearchiveName:
         """Move to another project (Unassigned sessions too), then rebuild its document."""
         if project != UNASSIGNED and self.config().project(project) is None:

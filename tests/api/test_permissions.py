@@ -103,6 +103,10 @@ MATRIX: dict[str, tuple[Call, tuple[int, ...]]] = {
         lambda api, u: api.call("POST", prearchived(api), u, params={"action": "build"}),
         (200, 200, 200, 404, 404, 401),
     ),
+    "commit a DEMO prearchive session (manual: it stays, READY)": (
+        lambda api, u: api.call("POST", prearchived(api), u, params={"action": "commit"}),
+        (200, 200, 403, 404, 404, 401),
+    ),
     "archive a DEMO prearchive session": (
         lambda api, u: api.call(
             "POST", "/data/services/archive", u, params={"src": prearchived(api)[5:]}

@@ -380,3 +380,24 @@ def test_sop_instance_resent_with_new_number_is_not_kept_twice(make_site, dcm_di
     [archived] = site.archived()
     assert archived.files == 1
     assert len(list((site.store.data.root / archived.path).rglob("*.dcm"))) == 1
+
+
+class TestCommit:
+    """``action=commit`` (HTTP) and the end of an import: build now, then the policy."""
+
+    def test_commit_archives_under_auto_archive_and_stays_under_manual(
+        self, make_site, dcm_dir: Path
+    ) -> None:
+        site = make_site({"DEMO": {"prearchive": "auto-archive"}, "OTHER": {}})
+        assert set(site.receive(write_study(study("c1"), dcm_dir / "a"))) == {"stored"}
+        [waiting] = site.prearchive()  # not built yet: the idle timer has not run
+        assert waiting.status is Status.RECEIVING
+        accession = site.operations.commit(waiting.name, "t")
+        assert accession == "XNATD_E00001" and site.prearchive() == []
+        assert [a.id for a in site.archived()] == [accession]
+
+        spec = study("c2", project="OTHER")
+        assert set(site.receive(write_study(spec, dcm_dir / "b"))) == {"stored"}
+        [manual] = site.prearchive()
+        assert site.operations.commit(manual.name, "t") is None
+        assert [s.status for s in site.prearchive()] == [Status.READY]

@@ -38,6 +38,17 @@ def xnatd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def xnatd_send(path: Path, port: int, aec: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``xnatd send PATH`` to 127.0.0.1:port as the upload assistant runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "xnatd", "send", str(path), "--host", "127.0.0.1",
+         "--port", str(port), "--aec", aec, *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
 def prearchive(config: Path) -> list[dict]:
     return json.loads(xnatd(config, "prearchive", "list", "--json").stdout)
 
@@ -277,27 +288,7 @@ def test_send_into_storescp_and_into_xnatd(tmp_path: Path, dcm_dir: Path, make_x
     )
     try:
         wait_for(lambda: port_accepts(port), timeout=30)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "xnatd",
-                "send",
-                str(archive),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--aec",
-                "PEER",
-                "--associations",
-                "3",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = xnatd_send(archive, port, "PEER", "--associations", "3", "--json")
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert (
@@ -313,26 +304,7 @@ def test_send_into_storescp_and_into_xnatd(tmp_path: Path, dcm_dir: Path, make_x
         )
 
     daemon = make_xnatd()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xnatd",
-            "send",
-            str(dcm_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(daemon.port),
-            "--aec",
-            "XNAT",
-            "--associations",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = xnatd_send(dcm_dir, daemon.port, "XNAT", "--associations", "2")
     assert done.returncode == 0 and "sent 10, failed 0" in done.stdout
     [row] = daemon.wait_status("READY")
     assert row["files"] == 10
@@ -344,27 +316,7 @@ def test_send_retries_then_reports_refusals(make_xnatd, dcm_dir: Path) -> None:
         StudySpec("refused", study_description="DEMO", series=[SeriesSpec(1, instances=2)]), dcm_dir
     )
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xnatd",
-            "send",
-            str(dcm_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(daemon.port),
-            "--aec",
-            "XNAT",
-            "--retries",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = xnatd_send(dcm_dir, daemon.port, "XNAT", "--retries", "2", "--json")
     assert done.returncode == 1
     result = json.loads(done.stdout)
     assert result["sent"] == 0 and result["retries"] == 4 and result["statuses"] == {"0xA700": 2}
@@ -410,25 +362,7 @@ def test_send_into_orthanc(tmp_path: Path, dcm_dir: Path) -> None:
     )
     try:
         wait_for(lambda: port_accepts(dicom_port) and port_accepts(http_port), timeout=60)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "xnatd",
-                "send",
-                str(dcm_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(dicom_port),
-                "--aec",
-                "ORTHANC",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = xnatd_send(dcm_dir, dicom_port, "ORTHANC", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["statuses"] == {"0x0000": 10}
         with urllib.request.urlopen(

@@ -35,24 +35,26 @@ def send_concurrently(storescu: str, port: int, folders: list[Path]) -> list[int
 def test_two_processes_share_the_port_the_index_and_the_metrics(
     make_xnatd, storescu: str, tmp_path: Path
 ) -> None:
-    xnatd = make_xnatd(hook=lambda s: s.update(workers=2))
+    xnatd = make_xnatd(hook=lambda s: s.update(workers=2), node="n1")
     wait_for(lambda: len(processes(xnatd.config_path)) == 2, timeout=20)
     folders = []
-    for n in range(8):
+    for n in range(16):  # the kernel spreads connections by hash: all 16 on one is 1 in 32k
         folder = tmp_path / f"study{n}"
         spec = StudySpec(f"workers{n}", patient_id=f"W{n}", study_description="DEMO")
         spec.series = [SeriesSpec(1, instances=10)]
         write_study(spec, folder)
         folders.append(folder)
-    assert send_concurrently(storescu, xnatd.port, folders) == [0] * 8
-    rows = xnatd.wait_status("READY", count=8)
-    assert sorted(r["files"] for r in rows) == [10] * 8
+    assert send_concurrently(storescu, xnatd.port, folders) == [0] * 16
+    rows = xnatd.wait_status("READY", count=16)
+    assert sorted(r["files"] for r in rows) == [10] * 16
     stored = re.search(
         r'xnatd_instances_received_total\{ae="XNAT",calling_ae="STORESCU",status="stored"\} (\S+)',
         xnatd.metrics(),
     )
-    assert stored and float(stored.group(1)) == 80  # summed over both processes
-    assert len(xnatd.events("association_accepted")) == 8  # one log, both processes
+    assert stored and float(stored.group(1)) == 160  # summed over both processes
+    accepted = xnatd.events("association_accepted")  # one log, both processes
+    assert len(accepted) == 16
+    assert {e["node"] for e in accepted} == {"n1", "n1/w1"}  # both took associations
     assert xnatd.stop() == 0
     wait_for(lambda: not processes(xnatd.config_path), timeout=20)
 

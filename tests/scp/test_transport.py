@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dicomgen import SeriesSpec, StudySpec, write_study
+from dicomgen import SeriesSpec, StudySpec, instances, write_study
 from helpers import pynetdicom_send, wait_for
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import MRImageStorage
+
+from xnatd.scp.transport import SpillingBuffer, wake_dul_on_io
 
 
 def open_fds(pid: int) -> int:
@@ -24,11 +29,49 @@ def test_associations_leave_no_descriptors_behind(xnatd, dcm_dir: Path) -> None:
     wait_for(lambda: open_fds(pid) <= before + 2, timeout=10)
 
 
-def test_request_and_response_do_not_wait_for_the_poll(xnatd, dcm_dir: Path) -> None:
-    """Many small instances on one association: every one stored, none lost to the
-    reactor's wake-ups (the doorbell rings for each response)."""
-    paths = write_study(
-        StudySpec("many", series=[SeriesSpec(1, instances=150, rows=4, columns=4)]), dcm_dir
+def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int) -> None:
+    """In-process: an acceptor's DUL thread idles through our select (its doorbell
+    exists while the association runs) and drops the pipe when the reactor ends."""
+    wake_dul_on_io()
+    seen: dict[str, object] = {}
+
+    def on_store(event: evt.Event) -> int:
+        seen["dul"] = event.assoc.dul
+        seen["bell"] = event.assoc.dul.__dict__.get("_xnatd_bell")
+        return 0x0000
+
+    scp = AE(ae_title="SCP")
+    scp.add_supported_context(MRImageStorage, ExplicitVRLittleEndian)
+    server = scp.start_server(
+        ("127.0.0.1", unused_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
-    assert pynetdicom_send(xnatd.port, paths) == [0] * 150
-    wait_for(lambda: xnatd.prearchive() and xnatd.prearchive()[0]["files"] == 150)
+    try:
+        scu = AE(ae_title="SCU")
+        scu.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+        assoc = scu.associate("127.0.0.1", unused_port, ae_title="SCP")
+        study = StudySpec("bell", series=[SeriesSpec(1, instances=1)])
+        [dataset] = instances(study)
+        assert assoc.send_c_store(dataset).Status == 0x0000
+        assoc.release()
+        assert isinstance(seen["bell"], tuple)  # the DUL thread slept in our select
+        dul = seen["dul"]
+        wait_for(lambda: not dul.is_alive(), timeout=10)
+        assert "_xnatd_bell" not in dul.__dict__
+    finally:
+        server.shutdown()
+
+
+def test_large_data_sets_spill_to_the_spool_folder(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(SpillingBuffer, "folder", tmp_path)
+    monkeypatch.setattr(SpillingBuffer, "limit", 10)
+    small = SpillingBuffer()
+    small.write(b"12345")
+    assert small.finish() is None and small.getvalue() == b"12345"
+    large = SpillingBuffer()
+    large.write(b"1234")
+    large.write(b"5678901234567890")  # past the limit: memory moves to a file
+    large.write(b"abc")
+    spill = large.finish()
+    assert spill is not None and spill.parent == tmp_path
+    assert spill.read_bytes() == b"12345678901234567890abc"
+    assert large.getvalue() == b""  # nothing left in memory

@@ -149,22 +149,29 @@ def _store_all(
     return JSONResponse(body, status_code=status, media_type="application/dicom+json")
 
 
+async def _stow(
+    request: Request, svc: Services, principal: Principal, study: str | None, project: str | None
+) -> JSONResponse:
+    """Read the body as it streams, then store each part off the event loop."""
+    parts = await _read_parts(request)
+    base = str(request.base_url).rstrip("/") + "/dicomweb"
+    if project is not None:
+        base += f"/projects/{project}"
+    return await run_in_threadpool(_store_all, svc, principal, parts, study, project, base)
+
+
 @router.post("/dicomweb/studies", openapi_extra={"requestBody": _BODY})
 async def stow(
     request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
-    parts = await _read_parts(request)
-    base = str(request.base_url).rstrip("/") + "/dicomweb"
-    return await run_in_threadpool(_store_all, svc, principal, parts, None, None, base)
+    return await _stow(request, svc, principal, None, None)
 
 
 @router.post("/dicomweb/studies/{study}", openapi_extra={"requestBody": _BODY})
 async def stow_study(
     study: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
-    parts = await _read_parts(request)
-    base = str(request.base_url).rstrip("/") + "/dicomweb"
-    return await run_in_threadpool(_store_all, svc, principal, parts, study, None, base)
+    return await _stow(request, svc, principal, study, None)
 
 
 @router.post("/dicomweb/projects/{project}/studies", openapi_extra={"requestBody": _BODY})
@@ -172,6 +179,4 @@ async def stow_project(
     project: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
     require(principal, project, Right.UPLOAD)
-    parts = await _read_parts(request)
-    base = str(request.base_url).rstrip("/") + f"/dicomweb/projects/{project}"
-    return await run_in_threadpool(_store_all, svc, principal, parts, None, project, base)
+    return await _stow(request, svc, principal, None, project)

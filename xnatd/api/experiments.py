@@ -10,6 +10,7 @@ deleted ones to everyone but admins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -129,6 +130,22 @@ def download(
     )
 
 
+def _manage(
+    svc: Services,
+    principal: Principal,
+    session_id: str,
+    operation: Callable[[str, str], ArchivedSession],
+) -> PlainTextResponse:
+    """An owner's change to an archived session: the new status, or 409 when refused."""
+    session = _experiment(svc, principal, session_id)
+    require(principal, session.project, Right.MANAGE)
+    try:
+        changed = operation(session.id, f"http:{principal.name}")
+    except Refused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return PlainTextResponse(f"{changed.id} {changed.status.value}\n")
+
+
 @router.post("/data/experiments/{session_id}")
 def change(
     session_id: str,
@@ -137,13 +154,7 @@ def change(
     svc: Services = Svc,
 ) -> PlainTextResponse:
     """``action=release`` takes a session out of quarantine (owners)."""
-    session = _experiment(svc, principal, session_id)
-    require(principal, session.project, Right.MANAGE)
-    try:
-        changed = svc.operations.release(session.id, f"http:{principal.name}")
-    except Refused as exc:
-        raise HTTPException(409, str(exc)) from None
-    return PlainTextResponse(f"{changed.id} {changed.status.value}\n")
+    return _manage(svc, principal, session_id, svc.operations.release)
 
 
 @router.delete("/data/experiments/{session_id}")
@@ -154,12 +165,8 @@ def delete(
     svc: Services = Svc,
 ) -> PlainTextResponse:
     """Soft delete (owners); ``removeFiles=true`` moves the files to ``deleted/``."""
-    session = _experiment(svc, principal, session_id)
-    require(principal, session.project, Right.MANAGE)
-    try:
-        changed = svc.operations.delete_archived(
-            session.id, purge=removeFiles, actor=f"http:{principal.name}"
-        )
-    except Refused as exc:
-        raise HTTPException(409, str(exc)) from None
-    return PlainTextResponse(f"{changed.id} {changed.status.value}\n")
+
+    def delete_archived(session: str, actor: str) -> ArchivedSession:
+        return svc.operations.delete_archived(session, purge=removeFiles, actor=actor)
+
+    return _manage(svc, principal, session_id, delete_archived)

@@ -17,7 +17,7 @@ from xnatd.api.auth import Principal, Right
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.rows import iso, prearchive_row
-from xnatd.store.index.base import PrearchiveSession, Status
+from xnatd.store.index.base import PrearchiveSession
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(tags=["prearchive"])
@@ -115,14 +115,10 @@ def act(
             return PlainTextResponse(
                 prearchive_uri(svc.operations.move(name, newProject, actor)) + "\n"
             )
-        status = svc.operations.rebuild(name, actor)
-        if action == "commit" and status is Status.READY:
-            session = svc.store.index.get_session(name)
-            if session is not None:
-                svc.operations.archiver.after_build(session)
-            archived = svc.store.index.find_archived(project, label)
-            if archived is not None and svc.store.index.get_session(name) is None:
-                return PlainTextResponse(archive_uri(svc, archived.id) + "\n")
+        if action == "build":
+            svc.operations.rebuild(name, actor)
+        elif archived := svc.operations.commit(name, actor):
+            return PlainTextResponse(archive_uri(svc, archived) + "\n")
     except Refused as exc:
         raise HTTPException(409, str(exc)) from None
     return PlainTextResponse(prearchive_uri(name) + "\n")

@@ -211,15 +211,12 @@ class Importer:
         for session in cache.sessions.values():
             if self.store.index.get_session(session.name) is None:
                 continue
-            status = self.operations.rebuild(session.name, request.actor)
-            if status is not Status.READY:
-                continue
-            if request.archive:
+            if not request.archive:
+                archived = self.operations.commit(session.name, request.actor)
+            elif self.operations.rebuild(session.name, request.actor) is Status.READY:
                 outcome = self.operations.archive(session.name, request.overwrite, request.actor)
-                if outcome.session_id:
-                    summary.archived.append(outcome.session_id)
+                archived = outcome.session_id
             else:
-                self.operations.archiver.after_build(session)
-                archived = self.store.index.find_archived(session.project, session.label)
-                if archived is not None and self.store.index.get_session(session.name) is None:
-                    summary.archived.append(archived.id)
+                archived = None
+            if archived:
+                summary.archived.append(archived)

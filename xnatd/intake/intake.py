@@ -6,6 +6,7 @@ C-STORE, import, the inbox and HTTP all call :meth:`Intake.receive`; each maps t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
 from xnatd.metrics import Metrics
 from xnatd.routing import Explicit, route
-from xnatd.store.durable import SpooledFile
+from xnatd.store.durable import Payload, SpooledFile
 from xnatd.store.index.base import PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
@@ -47,7 +48,7 @@ class Outcome:
 class Received:
     """A file as it came in, framed as Part 10 bytes."""
 
-    data: bytes | SpooledFile  # large objects stay on disk (the receiver's spool)
+    data: Payload  # large objects stay on disk (the receiver's spill file)
     source: str  # the receiving AE title, or "import"
     calling_ae: str | None = None
     association_id: str | None = None
@@ -112,11 +113,10 @@ class Intake:
             script = None
         dataset = None
         try:
-            if script is None and isinstance(item.data, SpooledFile):
-                with item.data.open() as stream:
-                    header = read_header(stream, self._tags_for(config))
-            elif script is None:
-                header = read_header(item.data, self._tags_for(config))
+            if script is None:  # only the routing tags; a spilled file is read in place
+                spilled = isinstance(item.data, SpooledFile)
+                with item.data.open() if spilled else contextlib.nullcontext(item.data) as source:
+                    header = read_header(source, self._tags_for(config))
             else:  # parsed once, whole: routed from it, then anonymized
                 raw = item.data.read_all() if isinstance(item.data, SpooledFile) else item.data
                 dataset = parse_file(raw)

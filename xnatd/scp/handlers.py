@@ -21,11 +21,10 @@ from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
 from xnatd.dicom import make_file_meta, part10_prefix
-from xnatd.intake.intake import Intake, Received, Result, SessionCache
+from xnatd.intake.intake import Intake, Received, Result, SessionCache, SpooledFile
 from xnatd.metrics import Metrics
 from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.scp.transport import SpillingBuffer
-from xnatd.store.durable import SpooledFile
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
@@ -138,7 +137,9 @@ def handle_established(
     _, peer = _peer(event)
     state = AssociationState(uuid.uuid4().hex, receiver, calling, peer)
     associations.add(event.assoc, state)
-    log.info("association_accepted", ae=called, calling_ae=calling, peer=peer)
+    log.info(
+        "association_accepted", ae=called, calling_ae=calling, peer=peer, node=associations.node
+    )
 
 
 def handle_released(event: Event, associations: Associations) -> None:
@@ -226,7 +227,7 @@ def handle_store(event: Event, intake: Intake, associations: Associations) -> in
         buffer = request.DataSet
         spilled = buffer.finish() if isinstance(buffer, SpillingBuffer) else None
         prefix = part10_prefix(meta)
-        data = SpooledFile(prefix, spilled, 0) if spilled else prefix + buffer.getvalue()
+        data = SpooledFile(prefix, spilled) if spilled else prefix + buffer.getvalue()
         try:
             outcome = intake.receive(
                 Received(

@@ -1,4 +1,9 @@
-"""The accepted socket, tuned for senders that leave Nagle's algorithm on.
+"""What xnatd changes under pynetdicom, in one place, each installed by scp/server.py:
+
+- the accepted socket re-arms TCP_QUICKACK (senders that leave Nagle on);
+- the DUL reactor waits on its socket and a doorbell instead of a 1 ms poll;
+- data sets past 16 MiB spill to the node's spool folder as they arrive;
+- a request's invalid UID is decoded as sent, so that request alone fails.
 
 Most modalities (and stock DCMTK) send with Nagle on: the last small segment of a PDU
 waits until the previous one is acknowledged, and Linux delays that ACK by up to 40 ms

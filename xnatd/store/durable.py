@@ -6,7 +6,7 @@ import io
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,16 +34,17 @@ def makedirs_durable(path: Path, stop: Path) -> None:
         fsync_dir(folder.parent)
 
 
-def write_durably(path: Path, data: bytes, root: Path) -> None:
+def write_durably(path: Path, data: Payload, root: Path) -> None:
     """Write data at path atomically: temp file, fsync, rename, fsync the folder.
 
-    No partial file remains if anything fails.
+    No partial file remains if anything fails. A spooled file is copied in chunks.
     """
     makedirs_durable(path.parent, root)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks_of(data):
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -93,14 +94,12 @@ CHUNK = 1 << 20
 
 class SpooledFile:
     """A received object too large to hold in memory: a Part 10 prefix of ours, then
-    the data set bytes that lie in ``source`` from ``offset`` on (the receiver's spool
-    file). Read in chunks, never whole."""
+    the data set bytes the receiver spilled to ``source``. Read in chunks, never whole."""
 
-    def __init__(self, prefix: bytes, source: Path, offset: int) -> None:
+    def __init__(self, prefix: bytes, source: Path) -> None:
         self.prefix = prefix
         self.source = source
-        self.offset = offset
-        self.size = len(prefix) + source.stat().st_size - offset
+        self.size = len(prefix) + source.stat().st_size
 
     def __len__(self) -> int:
         return self.size
@@ -108,7 +107,6 @@ class SpooledFile:
     def chunks(self) -> Iterator[bytes]:
         yield self.prefix
         with self.source.open("rb") as reader:
-            reader.seek(self.offset)
             while chunk := reader.read(CHUNK):
                 yield chunk
 
@@ -118,6 +116,13 @@ class SpooledFile:
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks())
+
+
+Payload = bytes | SpooledFile  # a received file: in memory, or spilled to disk
+
+
+def chunks_of(data: Payload) -> Iterable[bytes]:
+    return data.chunks() if isinstance(data, SpooledFile) else (data,)
 
 
 class _SpoolReader(io.RawIOBase):
@@ -149,7 +154,7 @@ class _SpoolReader(io.RawIOBase):
         if self.position < len(prefix):
             data = prefix[self.position : self.position + len(buffer)]
         else:
-            self.file.seek(self.spool.offset + self.position - len(prefix))
+            self.file.seek(self.position - len(prefix))
             data = self.file.read(len(buffer))
         buffer[: len(data)] = data
         self.position += len(data)
@@ -158,20 +163,3 @@ class _SpoolReader(io.RawIOBase):
     def close(self) -> None:
         self.file.close()
         super().close()
-
-
-def write_durably_from(path: Path, data: SpooledFile, root: Path) -> None:
-    """As ``write_durably``, copying a spooled file in chunks (bounded memory)."""
-    makedirs_durable(path.parent, root)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with open(temporary, "wb") as handle:
-            for chunk in data.chunks():
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)

@@ -22,12 +22,12 @@ from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import (
-    SpooledFile,
+    Payload,
+    chunks_of,
     fsync_dir,
     makedirs_durable,
     remove_empty_parents,
     write_durably,
-    write_durably_from,
 )
 from xnatd.store.index.base import (
     Index,
@@ -53,7 +53,7 @@ class IncomingInstance:
 
     header: Header
     route: Route
-    data: bytes | SpooledFile  # a large object stays on disk until it is written
+    data: Payload  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
     calling_ae: str | None = None
     association_id: str | None = None
@@ -66,11 +66,9 @@ class StoredInstance:
     new_instance: bool
 
 
-def _md5(data: bytes | SpooledFile) -> str:
-    if isinstance(data, bytes):
-        return hashlib.md5(data).hexdigest()
+def _md5(data: Payload) -> str:
     digest = hashlib.md5()
-    for chunk in data.chunks():
+    for chunk in chunks_of(data):
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -116,10 +114,7 @@ class Prearchive:
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
-                if isinstance(item.data, SpooledFile):
-                    write_durably_from(path, item.data, self.data.prearchive)
-                else:
-                    write_durably(path, item.data, self.data.prearchive)
+                write_durably(path, item.data, self.data.prearchive)
             except OSError as exc:
                 raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
             record = InstanceRecord(

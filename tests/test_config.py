@@ -89,6 +89,32 @@ def test_missing_script_is_named(tmp_path: Path) -> None:
     assert any(p.startswith("site.anonymization:") and "site.das" in p for p in found)
 
 
+def test_lookup_tables_are_loaded_beside_their_script(tmp_path: Path) -> None:
+    """A script calling lookup[] needs its table named; a bad table line is named."""
+    (tmp_path / "site.das").write_text('(0010,0010) := lookup["pn", (0010,0010)]\n')
+    (tmp_path / "site.lookup").write_text("# names\npn/DOE^JOHN = SUBJ001\n")
+    (tmp_path / "bad.lookup").write_text("pn/DOE^JOHN = SUBJ001\nno slash here\n")
+    (tmp_path / "plain.das").write_text('(0010,0010) := "x"\n')
+
+    loaded = load_text(
+        tmp_path, "site: {anonymization: site.das, anonymization_lookup: site.lookup}\n"
+    )
+    assert loaded.site.script is not None
+    assert dict(loaded.site.script.lookup or {}) == {"pn/DOE^JOHN": "SUBJ001"}
+
+    missing = problems(tmp_path, {"site": {"anonymization": "site.das"}})
+    assert any(
+        p.startswith("site.anonymization:") and "site.anonymization_lookup" in p for p in missing
+    )
+    bad = problems(
+        tmp_path,
+        {"projects": {"P": {"anonymization": "plain.das", "anonymization_lookup": "bad.lookup"}}},
+    )
+    assert any(
+        p.startswith("projects.P.anonymization_lookup:") and "bad.lookup, line 2" in p for p in bad
+    )
+
+
 def test_ae_titles_may_share_a_port(tmp_path: Path) -> None:
     loaded = load_text(
         tmp_path,

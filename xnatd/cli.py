@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xnatd import __version__, logs
 from xnatd import config as config_module
@@ -29,6 +29,9 @@ from xnatd.store.index.base import (
     SessionFilter,
     Status,
 )
+
+if TYPE_CHECKING:
+    from xnatd.anon.script import Script
 from xnatd.store.layout import PrearchiveName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -396,12 +399,30 @@ def cmd_send(args: argparse.Namespace) -> int:
     return EXIT_OK if not summary.failed else EXIT_FAILED
 
 
-def cmd_anon_check(args: argparse.Namespace) -> int:
+def _load_script(args: argparse.Namespace) -> Script:
+    """The script named on the command line, with its --lookup table.
+
+    Raises:
+        ScriptError, LookupTableError, OSError: naming the file.
+    """
+    from xnatd.anon.lookup import load_lookup_table
     from xnatd.anon.script import ScriptError, load
 
+    script = load(args.script)
+    if args.lookup is not None:
+        return script.with_lookup(load_lookup_table(args.lookup))
+    if "lookup" in script.functions:
+        raise ScriptError(f"{args.script} calls lookup[]; give its table with --lookup FILE")
+    return script
+
+
+def cmd_anon_check(args: argparse.Namespace) -> int:
+    from xnatd.anon.lookup import LookupTableError
+    from xnatd.anon.script import ScriptError
+
     try:
-        script = load(args.script)
-    except (ScriptError, OSError) as exc:
+        script = _load_script(args)
+    except (ScriptError, LookupTableError, OSError) as exc:
         print(f"xnatd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.script}: ok ({len(script.statements)} statements, version {script.version})")
@@ -411,7 +432,8 @@ def cmd_anon_check(args: argparse.Namespace) -> int:
 def cmd_anon_apply(args: argparse.Namespace) -> int:
     from xnatd.anon.apply import apply_to_bytes
     from xnatd.anon.engine import ScriptFailed
-    from xnatd.anon.script import ScriptError, load
+    from xnatd.anon.lookup import LookupTableError
+    from xnatd.anon.script import ScriptError
 
     variables = {}
     for item in args.var:
@@ -420,9 +442,9 @@ def cmd_anon_apply(args: argparse.Namespace) -> int:
             raise UsageError(f"--var {item!r} is not NAME=VALUE")
         variables[name] = value
     try:
-        script = load(args.script)
+        script = _load_script(args)
         result = apply_to_bytes(script, args.input.read_bytes(), variables)
-    except (ScriptError, ScriptFailed, OSError) as exc:
+    except (ScriptError, LookupTableError, ScriptFailed, OSError) as exc:
         print(f"xnatd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if result is None:
@@ -430,6 +452,9 @@ def cmd_anon_apply(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     args.output.write_bytes(result)
     return EXIT_OK
+
+
+LOOKUP_HELP = "the lookup[] table: KEY-TYPE/KEY = VALUE lines"
 
 
 class UsageError(Exception):
@@ -541,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     anon_actions = anon.add_subparsers(dest="action", required=True, metavar="ACTION")
     check_script = anon_actions.add_parser("check", help="parse a script: exit 0, or 2")
     check_script.add_argument("script", type=Path)
+    check_script.add_argument("--lookup", type=Path, metavar="FILE", help=LOOKUP_HELP)
     check_script.set_defaults(func=cmd_anon_check)
     apply = anon_actions.add_parser(
         "apply", help="apply a script to a file: 0 written, 3 rejected, 2 failed"
@@ -549,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("input", type=Path, metavar="IN")
     apply.add_argument("output", type=Path, metavar="OUT")
     apply.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    apply.add_argument("--lookup", type=Path, metavar="FILE", help=LOOKUP_HELP)
     apply.set_defaults(func=cmd_anon_apply)
     return parser
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from xnatd.anon.lookup import LookupTableError, load_lookup_table
 from xnatd.anon.script import Script, ScriptError
 from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
@@ -247,19 +248,36 @@ class _Parser:
             self.problem(key, str(exc))
             return default
 
-    def script(self, value: Any, key: str) -> tuple[Path | None, Script | None]:
-        """A DicomEdit 6 script, parsed now: a script that does not parse is a problem."""
+    def script(self, value: Any, key: str, lookup: Any = None) -> tuple[Path | None, Script | None]:
+        """A DicomEdit 6 script, parsed now: a script that does not parse is a problem;
+        so is one calling lookup[] without ``anonymization_lookup`` beside it."""
         text = self.string(value, key)
+        table_key = f"{key}_lookup"
+        table_text = self.string(lookup, table_key)
         if not text:
+            if table_text:
+                self.problem(table_key, "is set but there is no anonymization script")
             return None, None
         path = self.base / text
         try:
-            return path, load_script(path)
+            script = load_script(path)
         except OSError as exc:
             self.problem(key, f"script {path} cannot be read: {exc.strerror or exc}")
+            return path, None
         except ScriptError as exc:
             self.problem(key, str(exc))
-        return path, None
+            return path, None
+        if table_text:
+            table_path = self.base / table_text
+            try:
+                return path, script.with_lookup(load_lookup_table(table_path))
+            except OSError as exc:
+                self.problem(table_key, f"{table_path} cannot be read: {exc.strerror or exc}")
+            except LookupTableError as exc:
+                self.problem(table_key, str(exc))
+        elif "lookup" in script.functions:
+            self.problem(key, f"{path} calls lookup[]; name its table in {table_key}")
+        return path, script
 
     def rules(self, value: Any, key: str) -> RuleSet:
         raw = self.mapping(value, key, ("project", "subject", "session"))
@@ -338,6 +356,7 @@ class _Parser:
                 "data_dir",
                 "session_idle_timeout",
                 "anonymization",
+                "anonymization_lookup",
                 "min_free_disk",
                 "node",
                 "lease",
@@ -347,7 +366,9 @@ class _Parser:
         if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", site_id):
             self.problem("site.id", f"{site_id!r} must be 1 to 32 letters, digits or _")
         data_dir = self.string(raw.get("data_dir"), "site.data_dir", "../var") or "../var"
-        script = self.script(raw.get("anonymization"), "site.anonymization")
+        script = self.script(
+            raw.get("anonymization"), "site.anonymization", raw.get("anonymization_lookup")
+        )
         return Site(
             id=site_id,
             data_dir=(self.base / data_dir).resolve(),
@@ -380,7 +401,14 @@ class _Parser:
             body = self.mapping(
                 settings,
                 key,
-                ("aliases", "prearchive", "quarantine", "anonymization", "autorun"),
+                (
+                    "aliases",
+                    "prearchive",
+                    "quarantine",
+                    "anonymization",
+                    "anonymization_lookup",
+                    "autorun",
+                ),
             )
             aliases = body.get("aliases") or []
             if not isinstance(aliases, list):
@@ -399,7 +427,11 @@ class _Parser:
                     f"{policy!r} is not one of {', '.join(PREARCHIVE_POLICIES)}",
                 )
             autorun = self.autorun(body.get("autorun"), f"{key}.autorun")
-            script = self.script(body.get("anonymization"), f"{key}.anonymization")
+            script = self.script(
+                body.get("anonymization"),
+                f"{key}.anonymization",
+                body.get("anonymization_lookup"),
+            )
             projects[project_id] = Project(
                 id=project_id,
                 aliases=aliases,

@@ -80,3 +80,22 @@ def test_anon_commands_exit_codes(tmp_path: Path) -> None:
     failed = xnatd_anon("apply", str(failing), str(path), str(out))
     assert failed.returncode == 2 and "substring" in failed.stderr and not out.exists()
     assert xnatd_anon("apply", str(bad), str(path), str(out)).returncode == 2
+
+
+def test_anon_apply_with_a_lookup_table(tmp_path: Path) -> None:
+    [path] = write_study(StudySpec("lookup", series=[SeriesSpec(5, instances=1)]), tmp_path / "in")
+    patient_id = pydicom.dcmread(path).PatientID
+    script = tmp_path / "site.das"
+    script.write_text('version "6.3"\n(0010,0020) := lookup["id", (0010,0020)]\n')
+    table = tmp_path / "ids.lookup"
+    table.write_text(f"# site identities\nid/{patient_id} = SUBJ-0042\n")
+    out = tmp_path / "out.dcm"
+
+    without = xnatd_anon("check", str(script))
+    assert without.returncode == 2 and "--lookup" in without.stderr
+    assert xnatd_anon("check", str(script), "--lookup", str(table)).returncode == 0
+    applied = xnatd_anon("apply", str(script), str(path), str(out), "--lookup", str(table))
+    assert applied.returncode == 0 and pydicom.dcmread(out).PatientID == "SUBJ-0042"
+    table.write_text("id/\n")
+    broken = xnatd_anon("apply", str(script), str(path), str(out), "--lookup", str(table))
+    assert broken.returncode == 2 and "ids.lookup, line 1" in broken.stderr

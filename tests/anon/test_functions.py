@@ -8,8 +8,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from xnatd.anon.engine import run
+from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.functions import hash_uid
+from xnatd.anon.lookup import parse_lookup_table
 from xnatd.anon.script import parse
 
 
@@ -128,6 +129,32 @@ class TestOtherFunctions:
         new = ds.SeriesInstanceUID
         assert new.startswith("1.2.840.99.") and new != "1.2.3.4.5.6"
         assert [i.SeriesInstanceUID for i in ds.ReferencedSeriesSequence] == [new, new]
+
+    def test_map_uid_puts_the_hashed_uid_under_the_root(self) -> None:
+        """The same UID maps to the same new one in any file: root + hashUID's digits."""
+        hashed = hash_uid("1.2.3.4.5")  # 2.25.281097975800109040096884226991818420711
+        assert value_of('mapUID[(0020,000D), "1.2.826.0.1"]') == "1.2.826.0.1" + hashed[4:]
+        assert value_of('mapUID[(0020,000D), "1.2.826.0.1."]') == "1.2.826.0.1" + hashed[4:]
+        assert value_of('mapUID[(0020,000D), ""]') == hashed
+
+    @pytest.mark.parametrize(
+        ("root", "says"), [("1.2.x", "not a UID prefix"), ("1." * 13 + "1", "64 at most")]
+    )
+    def test_map_uid_refuses_a_root_that_cannot_make_a_uid(self, root: str, says: str) -> None:
+        with pytest.raises(ScriptFailed, match=rf"line 1: mapUID\[\]: .*{says}"):
+            value_of(f'mapUID[(0020,000D), "{root}"]')
+
+    def test_lookup_reads_key_type_and_key_from_the_table(self) -> None:
+        table = parse_lookup_table("pn/DOE^JOHN = SUBJ001\nid/PID1=S-1\n")
+        script = parse(
+            '(0010,0010) := lookup["pn", (0010,0010)]\n'
+            '(0010,0020) := lookup["id", (0010,0020)]\n'
+            '(0010,1000) := lookup["pn", "NOBODY^HERE"]\n'
+        ).with_lookup(table)
+        ds = base()
+        run(script, ds, {})
+        assert (str(ds.PatientName), ds.PatientID) == ("SUBJ001", "S-1")
+        assert ds[0x00101000].value in ("", None)  # absent key: no value, never the old one
 
     def test_retain_private_tags_keeps_only_those_named(self) -> None:
         ds = base()

@@ -183,9 +183,9 @@ class TestParseErrors:
         with pytest.raises(ScriptError, match=r"substring\[\] takes 2 to 3 arguments, not 1"):
             parse('(0010,0010) := substring["abc"]')
 
-    def test_unsupported_functions_are_refused_not_skipped(self) -> None:
-        with pytest.raises(ScriptError, match="mapUID"):
-            parse("(0020,000D) := mapUID[(0020,000D)]")
+    def test_lookup_without_a_table_fails_the_file_not_silently(self) -> None:
+        with pytest.raises(ScriptFailed, match=r"lookup\[\]: no lookup table"):
+            run(parse('(0010,0010) := lookup["pn", (0010,0010)]'), dataset(), {})
 
     def test_dicomedit_4_scripts_are_not_6(self) -> None:
         with pytest.raises(ScriptError, match="not DicomEdit 6"):

@@ -21,12 +21,17 @@ SITE_SCRIPT = """version "6.3"
 (0008,0018) := hashUID[(0008,0018)]
 removeAllPrivateTags
 (0020,0011) = "99" ? reject[]
+(0010,4000) := lookup["id", (0010,0020)]
+(0020,000E) := mapUID[(0020,000E), "1.2.826.0.1.3680043.10"]
 """
+LOOKUP_TABLE = "# the site's identities, kept out of the script\nid/SUBJ9 = STUDY-SUBJECT-0042\n"
 
 
 def with_site_script(settings: dict, workdir: Path) -> None:
     (workdir / "site.das").write_text(SITE_SCRIPT)
+    (workdir / "site.lookup").write_text(LOOKUP_TABLE)
     settings["site"]["anonymization"] = "site.das"
+    settings["site"]["anonymization_lookup"] = "site.lookup"
 
 
 def make(make_xnatd, tmp_path: Path, hook) -> Xnatd:
@@ -68,6 +73,10 @@ def test_site_script_applied_to_every_received_file(
         original = next(o for uid, o in originals.items() if hash_uid(uid) == ds.SOPInstanceUID)
         assert ds.PixelData == original.PixelData
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.PatientComments == "STUDY-SUBJECT-0042"
+        assert ds.SeriesInstanceUID == (
+            "1.2.826.0.1.3680043.10" + hash_uid(original.SeriesInstanceUID)[4:]
+        )
     metrics = xnatd.metrics()
     assert 'xnatd_anonymization_rejects_total{script="site"} 2.0' in metrics
     assert (

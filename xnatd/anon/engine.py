@@ -104,9 +104,15 @@ def _as_text(value: Any) -> str | None:
 class Context:
     """One run of a script over one dataset."""
 
-    def __init__(self, dataset: Dataset, variables: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        variables: Mapping[str, Any],
+        lookup: Mapping[str, str] | None = None,
+    ) -> None:
         self.dataset = dataset
         self.variables: dict[str, Any] = dict(variables)
+        self.lookup = lookup
         self.uid_map: dict[str, str] = {}
         self.result = Result()
 
@@ -356,7 +362,7 @@ def run(script: Script, dataset: Dataset, variables: Mapping[str, Any] | None = 
     Raises:
         ScriptFailed: the script could not be applied (the file should not be kept as is).
     """
-    context = Context(dataset, variables or {})
+    context = Context(dataset, variables or {}, script.lookup)
     with contextlib.suppress(Rejected):
         context.run(script.statements)
     return context.result

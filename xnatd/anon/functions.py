@@ -134,6 +134,29 @@ def f_map_referenced_uids(ctx: Context, args: tuple[Value, ...]) -> None:
             ctx.write(dataset, tag, ctx.uid_map[old])
 
 
+def f_map_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    """The UID under another root: the root, then the decimal part of its hashUID, so a
+    UID maps to the same new one in every file, session and run."""
+    value = ctx.text(args[0])
+    if not value:
+        return value
+    root = _text(ctx, args, 1).strip().rstrip(".")
+    if root and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", root):
+        raise ValueError(f"root {root!r} is not a UID prefix")
+    mapped = f"{root}.{hash_uid(value)[len('2.25.') :]}" if root else hash_uid(value)
+    if len(mapped) > 64:
+        raise ValueError(f"root {root!r} makes a UID of {len(mapped)} characters (64 at most)")
+    return mapped
+
+
+def f_lookup(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    """The value the lookup table gives ``key-type/key``; no value when the key is absent."""
+    if ctx.lookup is None:
+        raise ValueError("no lookup table was given for this script")
+    key = ctx.text(args[1])
+    return None if key is None else ctx.lookup.get(f"{_text(ctx, args, 0)}/{key}")
+
+
 def f_get_url(ctx: Context, args: tuple[Value, ...]) -> str:
     url = _text(ctx, args, 0)
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -270,6 +293,8 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "hashUIDList": (f_hash_uid_list, 1, None),
     "newUID": (lambda c, a: new_uid(), 0, 0),
     "mapReferencedUIDs": (f_map_referenced_uids, 2, None),
+    "mapUID": (f_map_uid, 2, 2),
+    "lookup": (f_lookup, 2, 2),
     "getURL": (f_get_url, 1, 1),
     "urlEncode": (f_url_encode, 1, 1),
     "retainPrivateTags": (f_retain_private_tags, 0, None),
@@ -292,12 +317,6 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "false": (lambda c, a: False, 0, 0),
 }
 
-# Listed by XNAT but not run by xnatd: refused when the script loads, never skipped.
-UNSUPPORTED = {
-    "lookup": "lookup tables are not supported",
-    "mapUID": "mapUID is not supported; use hashUID or mapReferencedUIDs",
-}
-
 
 def check_call(call: Call) -> None:
     """Refuse, at load, a function that does not exist or gets the wrong number of arguments.
@@ -307,8 +326,6 @@ def check_call(call: Call) -> None:
     """
     from xnatd.anon.script import ScriptError
 
-    if call.name in UNSUPPORTED:
-        raise ScriptError(f"{call.name}[]: {UNSUPPORTED[call.name]}", call.line, 1)
     entry = FUNCTIONS.get(call.name)
     if entry is None:
         raise ScriptError(f"unknown function {call.name}[]", call.line, 1)

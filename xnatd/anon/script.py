@@ -8,7 +8,8 @@ line, the column and what was expected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Union
@@ -143,6 +144,11 @@ class Script:
     statements: tuple[Statement, ...]
     version: str | None
     source: str  # file name or "<text>", for messages
+    functions: frozenset[str] = frozenset()  # every function the script calls
+    lookup: Mapping[str, str] | None = None  # the table lookup[] reads, when one is given
+
+    def with_lookup(self, table: Mapping[str, str]) -> Script:
+        return replace(self, lookup=table)
 
 
 # -- strings ------------------------------------------------------------------------------
@@ -316,9 +322,10 @@ def parse(text: str, source: str = "<text>") -> Script:
     version = next((s.text for s in statements if isinstance(s, Version)), None)
     if version is not None and not version.startswith("6"):
         raise ScriptError(f'version "{version}" is not DicomEdit 6 (write version "6.x")', 1, 1)
-    for call in _calls(statements):
+    calls = _calls(statements)
+    for call in calls:
         check_call(call)
-    return Script(statements, version, source)
+    return Script(statements, version, source, frozenset(call.name for call in calls))
 
 
 def _calls(node: object) -> list[Call]:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
+import types
 from pathlib import Path
 
+import pynetdicom.association as association_module
 from dicomgen import SeriesSpec, StudySpec, instances, write_study
 from helpers import pynetdicom_send, wait_for
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage
 
-from xnatd.scp.transport import SpillingBuffer, wake_dul_on_io
+from xnatd.scp.transport import SpillingBuffer, wake_association_on_message, wake_dul_on_io
 
 
 def open_fds(pid: int) -> int:
@@ -59,6 +64,34 @@ def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int) -
         assert "_xnatd_bell" not in dul.__dict__
     finally:
         server.shutdown()
+
+
+def test_the_association_reactor_wakes_when_a_message_is_queued() -> None:
+    """pynetdicom's association thread sleeps between looks at its DIMSE queue; with the
+    shim the sleep ends the moment a message arrives, and lasts when none does."""
+    wake_association_on_message()
+    clock = association_module.time
+    messages: queue.Queue = queue.Queue()
+    slept: dict[str, float] = {}
+
+    class Reactor(threading.Thread):  # stands in for an Association: a thread with .dimse
+        dimse = types.SimpleNamespace(msg_queue=messages)
+
+        def run(self) -> None:
+            started = time.monotonic()
+            clock.sleep(0.05)  # nothing queued: the whole sleep
+            slept["idle"] = time.monotonic() - started
+            started = time.monotonic()
+            clock.sleep(30.0)  # ended by the put below
+            slept["woken"] = time.monotonic() - started
+
+    reactor = Reactor()
+    reactor.start()
+    time.sleep(0.3)
+    messages.put((1, "C-STORE-RQ"))
+    reactor.join(timeout=10)
+    assert not reactor.is_alive()
+    assert slept["idle"] >= 0.05 and slept["woken"] < 5.0
 
 
 def test_large_data_sets_spill_to_the_spool_folder(monkeypatch, tmp_path: Path) -> None:

@@ -17,7 +17,12 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
-from xnatd.scp.transport import quick_ack_requests, tolerate_bad_uids, wake_dul_on_io
+from xnatd.scp.transport import (
+    quick_ack_requests,
+    tolerate_bad_uids,
+    wake_association_on_message,
+    wake_dul_on_io,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +32,7 @@ _config.UNRESTRICTED_STORAGE_SERVICE = True
 # pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
 _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()
+wake_association_on_message()
 tolerate_bad_uids()
 
 MAX_ASSOCIATIONS = 64

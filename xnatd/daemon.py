@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import structlog
@@ -22,13 +23,14 @@ from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
 from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
-from xnatd.config import Config, ConfigError
+from xnatd.config import Config, ConfigError, Receiver
 from xnatd.intake.importer import Importer
 from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
 from xnatd.scp.handlers import Associations, event_handlers
+from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
 from xnatd.scp.transport import spill_large_data_sets
 from xnatd.store import Store
@@ -50,6 +52,7 @@ class Daemon:
         self.should_exit = threading.Event()
         self.reload_requested = False
         self.workers: Workers | None = None
+        self.dispatcher: Dispatcher | None = None
         self.archiver: Archiver | None = None
         self.sweeper: Sweeper | None = None
         self.inbox: Inbox | None = None
@@ -74,16 +77,29 @@ class Daemon:
         self.associations = Associations(
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
-        self.listeners = Listeners(
-            lambda receivers: event_handlers(
-                self.intake, self.associations, receivers, self.metrics
-            ),
-            reuse_port=config.workers > 1,
-        )
-        self.listeners.apply(config.receivers)
-        if self.worker:
+
+        def handlers(receivers: Callable[[], Mapping[str, Receiver]]) -> list:
+            return event_handlers(self.intake, self.associations, receivers, self.metrics)
+
+        if self.worker:  # serves the connections the main process hands over
+            handed = HandoffReceiver.from_environment(
+                lambda client, host, port: self.listeners.serve(client, host, port)
+            )
+            self.listeners = Listeners(
+                handlers, load=handed.load if handed else None, handed_only=True
+            )
+            self.listeners.apply(config.receivers)
+            if handed is not None:
+                handed.start()
             log.info("worker_ready", worker=self.worker, node=self.node)
             return
+        if config.workers > 1:
+            load = Load()
+            self.dispatcher = Dispatcher(load)
+            self.listeners = Listeners(handlers, load=load, place=self.dispatcher.place)
+        else:
+            self.listeners = Listeners(handlers)
+        self.listeners.apply(config.receivers)
         self.metrics.watch_state(self.index.count_by_status, data.root)
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
@@ -110,8 +126,8 @@ class Daemon:
             self.http = ApiServer(config.http.host, config.http.port, services)
             self.http.start()
         self.sweeper.start()
-        if config.workers > 1:
-            self.workers = Workers(self.config_path, config.workers)
+        if self.dispatcher is not None:
+            self.workers = Workers(self.config_path, config.workers, self.dispatcher)
             self.workers.start()
         if config.inbox.enabled:
             self.inbox = Inbox(data.root / "inbox", importer, config.inbox.settle)

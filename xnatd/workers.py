@@ -1,8 +1,9 @@
 """Receiving processes beside the daemon (``workers:``), so C-STORE uses every core.
 
-Each worker is ``xnatd run --worker K``: its own pynetdicom listeners on the same
-ports (SO_REUSEPORT: the kernel spreads new associations over the processes), its own
-intake and index connection, node name ``NODE/wK``. Building, archiving, HTTP and the
+Each worker is ``xnatd run --worker K``: its own pynetdicom servers for the same
+receivers, fed with connections the main process accepts and hands to the least busy
+process (``xnatd.scp.handoff``), its own intake and index connection, node name
+``NODE/wK``. Building, archiving, HTTP and the
 inbox stay in the main process; the index's claims and leases (built for several
 nodes) keep them consistent. Metrics are summed over the processes through
 prometheus-client's multiprocess mode. A worker dies with the main process (parent
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 
 import structlog
+
+from xnatd.scp.handoff import HANDOFF_ENV, Dispatcher
 
 log = structlog.get_logger(__name__)
 
@@ -71,9 +74,10 @@ def die_with_parent() -> None:
 class Workers:
     """Starts, signals, reaps and restarts the worker processes."""
 
-    def __init__(self, config_path: Path, count: int) -> None:
+    def __init__(self, config_path: Path, count: int, dispatcher: Dispatcher) -> None:
         self.config_path = config_path
         self.count = count
+        self.dispatcher = dispatcher
         self.processes: dict[int, subprocess.Popen] = {}
 
     def start(self) -> None:
@@ -81,10 +85,16 @@ class Workers:
             self._spawn(number)
 
     def _spawn(self, number: int) -> None:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path), "--worker",
-             str(number)],
-        )  # fmt: skip
+        channel = self.dispatcher.attach(number)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path), "--worker",
+                 str(number)],
+                pass_fds=[channel.fileno()],
+                env={**os.environ, HANDOFF_ENV: str(channel.fileno())},
+            )  # fmt: skip
+        finally:
+            channel.close()  # the worker holds its own copy
         self.processes[number] = process
         log.info("worker_started", worker=number, pid=process.pid)
 
@@ -100,6 +110,7 @@ class Workers:
             if code is not None:
                 log.error("worker_died", worker=number, pid=process.pid, code=code)
                 _mark_dead(process.pid)
+                self.dispatcher.detach(number)
                 self._spawn(number)
 
     def stop(self) -> None:

@@ -12,12 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
+from xnatd.scp.handoff import Load
 from xnatd.scp.transport import (
+    QuickAckSocket,
     quick_ack_requests,
     tolerate_bad_uids,
     wake_association_on_message,
@@ -39,12 +41,16 @@ MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
 
 
-class ReusePortServer(ThreadedAssociationServer):
-    """A listener that shares its port with the daemon's other receiving processes."""
+class HandoffServer(ThreadedAssociationServer):
+    """A worker's server for one receiver port: it serves the connections the main
+    process hands over (``xnatd.scp.handoff``) and listens on no real port itself
+    (an unused loopback port, as socketserver wants a socket)."""
 
     def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        configured = self.server_address
+        self.server_address = ("127.0.0.1", 0)
         super().server_bind()
+        self.server_address = configured  # what pynetdicom reports as the local address
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,16 @@ class Listeners:
         self,
         handlers: Callable[[Callable[[], Mapping[str, Receiver]]], list],
         *,
-        reuse_port: bool = False,
+        load: Load | None = None,
+        place: Callable[[socket.socket, str, int], bool] | None = None,
+        handed_only: bool = False,
     ) -> None:
+        """``load`` counts open associations; ``place`` may send an accepted connection to
+        a worker; ``handed_only``: a worker's servers, fed through ``serve``."""
         self._handlers = handlers
-        self._server_class = ReusePortServer if reuse_port else ThreadedAssociationServer
+        self._load = load
+        self._place = place
+        self._server_class = HandoffServer if handed_only else ThreadedAssociationServer
         self._servers: dict[Endpoint, AssociationServer] = {}
         self._receivers: dict[Endpoint, dict[str, Receiver]] = {}
         self.failed: dict[Endpoint, str] = {}
@@ -104,10 +116,13 @@ class Listeners:
         def current() -> Mapping[str, Receiver]:
             return self._receivers.get(endpoint, {})
 
+        handlers = self._handlers(current)
+        if self._load is not None:
+            handlers.append((evt.EVT_CONN_CLOSE, self._load.closed))
         try:
             server = ae.make_server(
                 (endpoint.host, endpoint.port),
-                evt_handlers=self._handlers(current),
+                evt_handlers=handlers,
                 server_class=self._server_class,
             )
         except OSError as exc:
@@ -120,7 +135,10 @@ class Listeners:
                 reason=exc.strerror or str(exc),
             )
             return
-        quick_ack_requests(server)
+        place = self._place
+        quick_ack_requests(
+            server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
+        )
         ae._servers.append(server)  # as start_server does: server.shutdown() removes it
         name = f"listener@{endpoint.host}:{endpoint.port}"
         threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
@@ -129,6 +147,19 @@ class Listeners:
         log.info(
             "receiver_started", host=endpoint.host, port=endpoint.port, ae_titles=sorted(current())
         )
+
+    def serve(self, client: socket.socket, host: str, port: int) -> bool:
+        """Run an association on a connection accepted elsewhere (a worker's share);
+        False when no receiver listens on that port here (the caller closes it)."""
+        server = self._servers.get(Endpoint(host, port))
+        if server is None:
+            return False
+        try:
+            address = client.getpeername()
+        except OSError:  # the caller already hung up
+            return False
+        server.process_request(QuickAckSocket(client), address)
+        return True
 
     def _stop(self, endpoint: Endpoint) -> None:
         server = self._servers.pop(endpoint)

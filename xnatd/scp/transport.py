@@ -23,6 +23,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,12 +54,18 @@ class QuickAckSocket:
         return getattr(self._sock, name)
 
 
-def quick_ack_requests(server: Any) -> None:
-    """Make a pynetdicom AssociationServer hand out QuickAckSockets."""
+def quick_ack_requests(server: Any, place: Callable[[socket.socket], bool] | None = None) -> None:
+    """Make a pynetdicom AssociationServer hand out QuickAckSockets.
+
+    ``place`` may take the accepted socket elsewhere (another process) and say so; the
+    server then skips it (socketserver ignores an OSError from ``get_request``).
+    """
     original = server.get_request
 
     def get_request() -> tuple[QuickAckSocket, Any]:
         client, address = original()
+        if place is not None and place(client):
+            raise OSError("connection handed to another receiving process")
         return QuickAckSocket(client), address
 
     server.get_request = get_request

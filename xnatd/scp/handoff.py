@@ -7,9 +7,10 @@ runs the association in its own pynetdicom server for that port. SO_REUSEPORT, u
 before, hashes connections: four associations often landed 3/1 or 4/0 on two
 processes, leaving a core idle.
 
-Each worker reports ``received active`` after every change; the main process adds
-the sockets it sent that the worker has not reported yet, so a burst of connections
-is spread even before the first report arrives.
+Each worker reports ``received active`` once it serves and after every change (a
+worker still starting gets nothing: a socket queued to it would wait, or be lost if
+it failed to start); the main process adds the sockets it sent that the worker has
+not reported yet, so a burst of connections is spread before the reports arrive.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class _Channel:
         self.sent = 0
         self.received = 0
         self.active = 0
+        self.ready = False  # the worker reports once it serves; nothing is sent before
         self.lock = threading.Lock()
 
     def load(self) -> int:
@@ -83,6 +85,7 @@ class _Channel:
                 continue
             with self.lock:
                 self.received, self.active = received, active
+                self.ready = True
 
 
 class Dispatcher:
@@ -114,7 +117,7 @@ class Dispatcher:
     def place(self, client: socket.socket, host: str, port: int) -> bool:
         """Send the connection to a less busy worker (True), or keep it here (False)."""
         with self._lock:
-            channels = list(self._channels.values())
+            channels = [channel for channel in self._channels.values() if channel.ready]
         for channel in sorted(channels, key=_Channel.load):
             if channel.load() >= self.local.active:
                 break  # nobody is less busy than this process
@@ -154,7 +157,9 @@ class HandoffReceiver:
         return cls(socket.socket(fileno=int(fd)), serve)
 
     def start(self) -> None:
+        """Serve handed connections; the first report tells the main process we can."""
         threading.Thread(target=self._run, name="handoff", daemon=True).start()
+        self._report(self.load.received, self.load.active)
 
     def _report(self, received: int, active: int) -> None:
         # OSError: the main process is gone, and this worker is about to be killed.

@@ -145,7 +145,7 @@ class Config:
     logging: Logging
     resolve_project: Callable[[str], str | None] = field(compare=False, repr=False)
     imports: ImportLimits = ImportLimits()
-    workers: int = 1  # receiving processes (SO_REUSEPORT); "auto" in the file: one per core
+    workers: int = 1  # receiving processes (scp/handoff.py); "auto" in the file: one per core
     inbox: Inbox = Inbox()
 
     def project(self, project_id: str) -> Project | None:

@@ -7,6 +7,7 @@ data; a malformed scanner value is kept as text rather than failing the file.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterable, Mapping
 from typing import BinaryIO
 
@@ -153,16 +154,40 @@ def part10_prefix(file_meta: FileMetaDataset) -> bytes:
     return buffer.getvalue()
 
 
-def make_file_meta(
+IMPLEMENTATION_VERSION = "XNATD_010"
+
+
+def received_prefix(
     sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str | None
-) -> FileMetaDataset:
-    """The file meta group xnatd writes in front of received bytes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "XNATD_010"
-    if source_ae:
-        meta.SourceApplicationEntityTitle = source_ae.strip()[:16]
-    return meta
+) -> bytes:
+    """Preamble, ``DICM`` and the file meta group xnatd writes in front of received bytes.
+
+    Encoded here (explicit VR little endian, PS3.10 7.1) rather than by building and
+    writing a pydicom FileMetaDataset: it runs once per C-STORE, where that cost a
+    twentieth of the handler's time. The bytes are the ones pydicom writes (tested).
+    """
+    elements = [
+        _meta_element(0x0001, b"OB", b"\x00\x01"),
+        _meta_element(0x0002, b"UI", _padded(sop_class_uid, b"\x00")),
+        _meta_element(0x0003, b"UI", _padded(sop_instance_uid, b"\x00")),
+        _meta_element(0x0010, b"UI", _padded(transfer_syntax, b"\x00")),
+        _meta_element(0x0012, b"UI", _padded(PYDICOM_IMPLEMENTATION_UID, b"\x00")),
+        _meta_element(0x0013, b"SH", _padded(IMPLEMENTATION_VERSION, b" ")),
+    ]
+    title = (source_ae or "").strip()[:16]
+    if title:
+        elements.append(_meta_element(0x0016, b"AE", _padded(title, b" ")))
+    body = b"".join(elements)
+    length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + length + body
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    value = text.encode("ascii")
+    return value + pad if len(value) % 2 else value
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":  # 2 reserved bytes, then a 32-bit length
+        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value

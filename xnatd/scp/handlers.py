@@ -20,7 +20,7 @@ from pynetdicom.pdu import A_RELEASE_RQ
 from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
-from xnatd.dicom import make_file_meta, part10_prefix
+from xnatd.dicom import received_prefix
 from xnatd.intake.intake import Intake, Received, Result, SessionCache, SpooledFile
 from xnatd.metrics import Metrics
 from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
@@ -218,7 +218,7 @@ def handle_store(event: Event, intake: Intake, associations: Associations) -> in
         if bad:  # this request alone fails; the association carries on
             log.warning("store_failed", result="rejected", reason=f"invalid {' and '.join(bad)}")
             return STATUS[Result.REJECTED]
-        meta = make_file_meta(
+        prefix = received_prefix(
             request.AffectedSOPClassUID,
             request.AffectedSOPInstanceUID,
             event.context.transfer_syntax,
@@ -226,7 +226,6 @@ def handle_store(event: Event, intake: Intake, associations: Associations) -> in
         )
         buffer = request.DataSet
         spilled = buffer.finish() if isinstance(buffer, SpillingBuffer) else None
-        prefix = part10_prefix(meta)
         data = SpooledFile(prefix, spilled) if spilled else prefix + buffer.getvalue()
         try:
             outcome = intake.receive(

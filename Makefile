@@ -17,7 +17,6 @@ bench:          ## last file to READY, and archive time, for 1,000-instance sess
 	python3 bench/archive_time.py
 	python3 bench/anonymization.py
 	python3 bench/import_rate.py
-	python3 bench/nagle.py
 
 bench-ingest:   ## issue 5's suite against storescp, Orthanc and bare pynetdicom (about 15 min)
 	python3 bench/ingest.py

@@ -22,6 +22,15 @@ def processes(config: Path) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
+def start_two_processes(make_xnatd):
+    """A daemon with one worker, once the worker serves (until then the main process
+    takes every connection, as it should)."""
+    xnatd = make_xnatd(hook=lambda s: s.update(workers=2), node="n1")
+    wait_for(lambda: len(processes(xnatd.config_path)) == 2, timeout=20)
+    wait_for(lambda: xnatd.events("worker_ready"), timeout=30)
+    return xnatd
+
+
 def send_concurrently(storescu: str, port: int, folders: list[Path]) -> list[int]:
     senders = [
         subprocess.Popen(
@@ -38,8 +47,7 @@ def send_concurrently(storescu: str, port: int, folders: list[Path]) -> list[int
 def test_two_processes_share_the_port_the_index_and_the_metrics(
     make_xnatd, storescu: str, tmp_path: Path
 ) -> None:
-    xnatd = make_xnatd(hook=lambda s: s.update(workers=2), node="n1")
-    wait_for(lambda: len(processes(xnatd.config_path)) == 2, timeout=20)
+    xnatd = start_two_processes(make_xnatd)
     folders = []
     for n in range(16):
         folder = tmp_path / f"study{n}"
@@ -66,9 +74,7 @@ def test_open_associations_are_spread_evenly_over_the_processes(make_xnatd) -> N
     """Four associations held open at once land 2 and 2: each goes to the process with
     the fewest open (a hash of the address, as SO_REUSEPORT did, gave 3/1 or 4/0 in
     five cases of eight)."""
-    xnatd = make_xnatd(hook=lambda s: s.update(workers=2), node="n1")
-    wait_for(lambda: len(processes(xnatd.config_path)) == 2, timeout=20)
-    wait_for(lambda: xnatd.events("worker_ready"), timeout=20)
+    xnatd = start_two_processes(make_xnatd)
     scu = AE(ae_title="BALANCE")
     scu.add_requested_context(Verification)
     held = []

@@ -7,6 +7,7 @@ data; a malformed scanner value is kept as text rather than failing the file.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections.abc import Iterable, Mapping
 from typing import BinaryIO
@@ -17,6 +18,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+from xnatd.headerscan import NotScanned, scan_header
 
 # A bad value from a scanner must not fail the file: keep it, don't warn per element.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -122,8 +125,14 @@ def read_header(
     Raises:
         UnparsableDicom: the input is not a readable DICOM file.
     """
-    stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
     wanted = sorted(set(tags))
+    try:  # the common case without pydicom (headerscan.py); pydicom for the rest
+        if isinstance(source, bytes):
+            return scan_header(source, wanted)
+        return _scan_start(source, wanted)
+    except NotScanned:
+        pass
+    stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         dataset = pydicom.dcmread(
             stream, stop_before_pixels=True, specific_tags=wanted, force=False
@@ -131,6 +140,23 @@ def read_header(
         return header_of(dataset, wanted)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise UnparsableDicom(f"not a readable DICOM file: {exc}") from exc
+
+
+SCANNED_START = 256 * 1024  # of a file on disk: routing tags sit in its first kilobytes
+
+
+def _scan_start(source: BinaryIO | str, wanted: list[int]) -> dict[int, str]:
+    """Scan the start of a file (path or open file, rewound for pydicom if need be)."""
+    if isinstance(source, str):
+        with open(source, "rb") as file:
+            start = file.read(SCANNED_START)
+            complete = not file.read(1)
+    else:
+        position = source.tell()
+        start = source.read(SCANNED_START)
+        complete = not source.read(1)
+        source.seek(position)
+    return scan_header(start, wanted, complete=complete)
 
 
 def header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
@@ -155,6 +181,12 @@ def part10_prefix(file_meta: FileMetaDataset) -> bytes:
 
 
 IMPLEMENTATION_VERSION = "XNATD_010"
+
+
+def is_valid_uid(uid: object) -> bool:
+    """Digits and dots, at most 64 characters (PS3.5 9.1); leading zeros tolerated."""
+    text = str(uid or "")
+    return 0 < len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", text) is not None
 
 
 def received_prefix(

@@ -243,7 +243,7 @@ def pynetdicom_send(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in sorted({(m.MediaStorageSOPClassUID, m.TransferSyntaxUID) for m in metas}):
         ae.add_requested_context(pair[0], [pair[1]])
-    previous = _config.STORE_SEND_CHUNKED_DATASET
+    # Global to pynetdicom; set for good, since senders run in parallel threads.
     _config.STORE_SEND_CHUNKED_DATASET = True
     assoc = None
     try:
@@ -261,7 +261,6 @@ def pynetdicom_send(
             time.sleep(hold_open)
         assoc.release()
     finally:
-        _config.STORE_SEND_CHUNKED_DATASET = previous
         ae.shutdown()
         # pynetdicom leaves the socket open when the peer vanishes mid-association.
         transport = assoc.dul.socket if assoc is not None else None
@@ -405,3 +404,28 @@ def postgres_schema() -> Iterator[str]:
             yield f"{POSTGRES}?options={quote(f'-csearch_path={schema}')}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def tolerate_bad_uids() -> None:
+    """Let this process's pynetdicom SCU decode a response whose UID breaks the rules
+    (the bad UID a test sent, echoed back by xnatd); pynetdicom would raise instead."""
+    import pynetdicom.dimse_primitives as dimse_primitives
+
+    if getattr(dimse_primitives.set_uid, "_xnatd_lenient", False):
+        return
+    strict = dimse_primitives.set_uid
+
+    def lenient(
+        value: Any,
+        name: str,
+        allow_empty: bool = True,
+        allow_none: bool = True,
+        validate: bool = True,
+    ) -> Any:
+        try:
+            return strict(value, name, allow_empty, allow_none, validate)
+        except ValueError:
+            return strict(value, name, allow_empty, allow_none, validate=False)
+
+    lenient._xnatd_lenient = True  # type: ignore[attr-defined]
+    dimse_primitives.set_uid = lenient

@@ -29,10 +29,10 @@ from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
+from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
-from xnatd.scp.transport import spill_large_data_sets
 from xnatd.store import Store
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 

@@ -9,14 +9,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
+from helpers import tolerate_bad_uids
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import MRImageStorage
-
-from xnatd.scp.transport import tolerate_bad_uids
 
 
 def _raw_store(assoc, context_id: int, dataset: pydicom.Dataset, sop_class: str) -> int:

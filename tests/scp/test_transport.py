@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
-import types
 from pathlib import Path
 
 import pynetdicom.association as association_module
@@ -14,9 +12,11 @@ from dicomgen import SeriesSpec, StudySpec, instances, write_study
 from helpers import pynetdicom_send, wait_for
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import MRImageStorage
 
-from xnatd.scp.transport import SpillingBuffer, wake_association_on_message, wake_dul_on_io
+from xnatd.scp import transport
+from xnatd.scp.transport import wake_association_on_message, wake_dul_on_io
 
 
 def open_fds(pid: int) -> int:
@@ -66,45 +66,114 @@ def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int) -
         server.shutdown()
 
 
-def test_the_association_reactor_wakes_when_a_message_is_queued() -> None:
-    """pynetdicom's association thread sleeps between looks at its DIMSE queue; with the
-    shim the sleep ends the moment a message arrives, and lasts when none does."""
+def unstarted_association() -> Association:
+    """A real pynetdicom Association (its DIMSE queue, DUL queue and checkpoint), with
+    the shim installed and no thread started."""
+    wake_association_on_message()
+    return Association(AE(ae_title="SHIM"), "requestor")
+
+
+def test_a_pause_asked_right_after_the_reactor_passed_its_checkpoint_waits_for_it() -> None:
+    """pynetdicom's reactor sets _is_paused before its checkpoint wait and resets it
+    after: a pause asked in between saw a stale True and sent a request the reactor
+    then took the response of. With the shim, clear() forgets that flag, rings the
+    reactor, and only a wait that really blocks says paused again."""
+    assoc = unstarted_association()
+    checkpoint, bell = assoc._reactor_checkpoint, assoc._xnatd_bell
+    assoc._is_paused = True  # the reactor, just before its checkpoint...
+    assert checkpoint.wait()  # ...which is open: it goes on, the flag not yet reset
+    rung = bell.rung
+    checkpoint.clear()  # a thread asks for the reactor to pause, now
+    assert assoc._is_paused is False and bell.rung == rung + 1
+    reactor = threading.Thread(target=checkpoint.wait, daemon=True)
+    reactor.start()  # the reactor's next look at its checkpoint blocks...
+    wait_for(lambda: assoc._is_paused, timeout=10)  # ...and only now says so
+    assert reactor.is_alive()
+    checkpoint.set()
+    reactor.join(timeout=10)
+    assert not reactor.is_alive()
+
+
+def test_the_association_reactor_wakes_when_a_message_or_primitive_is_queued(
+    monkeypatch,
+) -> None:
+    """pynetdicom's association thread sleeps between looks at its DIMSE queue and at
+    its DUL's primitives; with the shim a quiet sleep lasts IDLE_WAIT (not 1 ms, a
+    thousand wake-ups a second) and ends the moment a message or a primitive (a
+    release request, say) is queued, or at once if one came while it was looking."""
     wake_association_on_message()
     clock = association_module.time
-    messages: queue.Queue = queue.Queue()
+    monkeypatch.setattr(transport, "IDLE_WAIT", 0.2)
+    assoc = unstarted_association()
+    messages, primitives = assoc.dimse.msg_queue, assoc.dul.to_user_queue
     slept: dict[str, float] = {}
+    asleep = threading.Event()
 
-    class Reactor(threading.Thread):  # stands in for an Association: a thread with .dimse
-        dimse = types.SimpleNamespace(msg_queue=messages)
+    class Reactor(threading.Thread):  # runs as the association's reactor would
+        def __init__(self) -> None:
+            super().__init__()
+            self._xnatd_bell = assoc._xnatd_bell
+
+        def nap(self, name: str) -> None:
+            started = time.monotonic()
+            clock.sleep(0.001)  # what pynetdicom asks for
+            slept[name] = time.monotonic() - started
 
         def run(self) -> None:
-            started = time.monotonic()
-            clock.sleep(0.05)  # nothing queued: the whole sleep
-            slept["idle"] = time.monotonic() - started
-            started = time.monotonic()
-            clock.sleep(30.0)  # ended by the put below
-            slept["woken"] = time.monotonic() - started
+            self.nap("quiet")
+            monkeypatch.setattr(transport, "IDLE_WAIT", 30.0)  # only a put ends these
+            asleep.set()
+            self.nap("message")
+            messages.get()
+            asleep.set()
+            self.nap("primitive")
+            primitives.put("A-ABORT")  # queued between two looks
+            self.nap("between")
 
     reactor = Reactor()
     reactor.start()
-    time.sleep(0.3)
-    messages.put((1, "C-STORE-RQ"))
-    reactor.join(timeout=10)
+    for put in (lambda: messages.put((1, "C-STORE-RQ")), lambda: primitives.put("A-RELEASE")):
+        assert asleep.wait(timeout=10)
+        asleep.clear()
+        time.sleep(0.3)
+        put()
+    reactor.join(timeout=20)
     assert not reactor.is_alive()
-    assert slept["idle"] >= 0.05 and slept["woken"] < 5.0
+    assert slept["quiet"] >= 0.2
+    assert 0.3 <= slept["message"] < 10 and 0.3 <= slept["primitive"] < 10
+    assert slept["between"] < 10
 
 
-def test_large_data_sets_spill_to_the_spool_folder(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(SpillingBuffer, "folder", tmp_path)
-    monkeypatch.setattr(SpillingBuffer, "limit", 10)
-    small = SpillingBuffer()
-    small.write(b"12345")
-    assert small.finish() is None and small.getvalue() == b"12345"
-    large = SpillingBuffer()
-    large.write(b"1234")
-    large.write(b"5678901234567890")  # past the limit: memory moves to a file
-    large.write(b"abc")
-    spill = large.finish()
-    assert spill is not None and spill.parent == tmp_path
-    assert spill.read_bytes() == b"12345678901234567890abc"
-    assert large.getvalue() == b""  # nothing left in memory
+def test_a_message_for_another_waiter_is_not_swallowed_by_the_reactor(monkeypatch) -> None:
+    """An SCU thread waits in get() for its response while the reactor idles on the same
+    queue: put() wakes one waiter, the reactor first; it must pass the wake-up on, or
+    the SCU sleeps out its DIMSE timeout (the 30 s stalls our pynetdicom senders saw)."""
+    wake_association_on_message()
+    clock = association_module.time
+    monkeypatch.setattr(transport, "IDLE_WAIT", 30.0)
+    assoc = unstarted_association()
+    messages = assoc.dimse.msg_queue
+    got: dict[str, float] = {}
+
+    class Reactor(threading.Thread):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self._xnatd_bell = assoc._xnatd_bell
+
+        def run(self) -> None:
+            clock.sleep(0.001)
+
+    def user() -> None:
+        started = time.monotonic()
+        messages.get(timeout=20)
+        got["after"] = time.monotonic() - started
+
+    reactor = Reactor(daemon=True)
+    reactor.start()
+    time.sleep(0.2)  # the reactor waits first, so put() wakes it, not the user
+    waiter = threading.Thread(target=user, daemon=True)
+    waiter.start()
+    time.sleep(0.2)
+    messages.put((1, "C-STORE-RSP"))
+    waiter.join(timeout=30)
+    assert got["after"] < 5

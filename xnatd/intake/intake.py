@@ -50,6 +50,7 @@ class Received:
 
     data: Payload  # large objects stay on disk (the receiver's spill file)
     source: str  # the receiving AE title, or "import"
+    md5: str | None = None  # of data, when the door took it as the bytes arrived
     calling_ae: str | None = None
     association_id: str | None = None
     receiver: Receiver | None = None
@@ -146,7 +147,7 @@ class Intake:
                 Result.NOT_PERMITTED,
                 f"routed to project {decided.project}, which this user may not upload to",
             )
-        data = item.data
+        data, md5 = item.data, item.md5
         if script is not None and dataset is not None:
             variables = {
                 "project": decided.project,
@@ -159,7 +160,7 @@ class Intake:
                 return self._script_problem(item, "error", f"site anonymization failed: {exc}")
             if anonymized is None:
                 return self._script_problem(item, "reject", "rejected by the site script")
-            data = anonymized
+            data, md5 = anonymized, None
             # Layout and grouping follow the anonymized header (UIDs may be hashed).
             header = header_of(dataset, self._tags_for(config))
         study_uid = header.get(Tag.StudyInstanceUID, "")
@@ -168,6 +169,7 @@ class Intake:
             header=header,
             route=decided,
             data=data,
+            md5=md5,
             source=item.source,
             calling_ae=item.calling_ae,
             association_id=item.association_id,

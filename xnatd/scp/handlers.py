@@ -1,13 +1,13 @@
 """pynetdicom event handlers: association policy, C-ECHO and C-STORE.
 
 The C-STORE handler calls intake once and maps its outcome through one status
-table; anything unexpected goes back to pynetdicom, which logs it and answers
-0xC211. Dependencies arrive as bound handler arguments, never module globals.
+table; anything unexpected goes back to the caller (pynetdicom for events, the data
+phase for C-ECHO and C-STORE), which logs it and answers 0xC211. Dependencies arrive
+as bound handler arguments, never module globals.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,11 +20,11 @@ from pynetdicom.pdu import A_RELEASE_RQ
 from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
-from xnatd.dicom import received_prefix
-from xnatd.intake.intake import Intake, Received, Result, SessionCache, SpooledFile
+from xnatd.dicom import is_valid_uid
+from xnatd.intake.intake import Intake, Received, Result, SessionCache
 from xnatd.metrics import Metrics
+from xnatd.scp.dataphase import RequestEvent, StoreRequest
 from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
-from xnatd.scp.transport import SpillingBuffer
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
@@ -194,53 +194,39 @@ def handle_echo(event: Event) -> int:
     return 0x0000
 
 
-def is_valid_uid(uid: object) -> bool:
-    """Digits and dots, at most 64 characters (PS3.5 9.1); leading zeros tolerated."""
-    text = str(uid or "")
-    return 0 < len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", text) is not None
+def handle_store(event: RequestEvent, intake: Intake, associations: Associations) -> int:
+    """Durably store one instance, then answer; nothing else happens on this thread.
 
-
-def handle_store(event: Event, intake: Intake, associations: Associations) -> int:
-    """Durably store one instance, then answer; nothing else happens on this thread."""
+    Called by the native data phase (``dataphase.py``) with a complete request: the
+    file framed as Part 10 and its MD5, both made as the bytes arrived.
+    """
     state = associations.get(event.assoc)
     if state is None:
         return 0xA700
-    request = event.request
+    request: StoreRequest = event.request
     with bound_contextvars(ae=state.receiver.ae_title, calling_ae=state.calling_ae):
-        bad = [
-            name
-            for name, uid in (
-                ("Affected SOP Class UID", request.AffectedSOPClassUID),
-                ("Affected SOP Instance UID", request.AffectedSOPInstanceUID),
-            )
-            if not is_valid_uid(uid)
-        ]
-        if bad:  # this request alone fails; the association carries on
+        if request.data is None:  # a UID that is not one: this request alone fails
+            bad = [
+                name
+                for name, uid in (
+                    ("Affected SOP Class UID", request.AffectedSOPClassUID),
+                    ("Affected SOP Instance UID", request.AffectedSOPInstanceUID),
+                )
+                if not is_valid_uid(uid)
+            ]
             log.warning("store_failed", result="rejected", reason=f"invalid {' and '.join(bad)}")
             return STATUS[Result.REJECTED]
-        prefix = received_prefix(
-            request.AffectedSOPClassUID,
-            request.AffectedSOPInstanceUID,
-            event.context.transfer_syntax,
-            state.calling_ae,
+        outcome = intake.receive(
+            Received(
+                data=request.data,
+                md5=request.md5,
+                source=state.receiver.ae_title,
+                calling_ae=state.calling_ae,
+                association_id=state.id,
+                receiver=state.receiver,
+            ),
+            state.cache,
         )
-        buffer = request.DataSet
-        spilled = buffer.finish() if isinstance(buffer, SpillingBuffer) else None
-        data = SpooledFile(prefix, spilled) if spilled else prefix + buffer.getvalue()
-        try:
-            outcome = intake.receive(
-                Received(
-                    data=data,
-                    source=state.receiver.ae_title,
-                    calling_ae=state.calling_ae,
-                    association_id=state.id,
-                    receiver=state.receiver,
-                ),
-                state.cache,
-            )
-        finally:
-            if spilled:
-                spilled.unlink(missing_ok=True)
         if outcome.result is not Result.STORED:
             log.warning(
                 "store_failed",

@@ -115,12 +115,14 @@ class Dispatcher:
             channel.sock.close()
 
     def place(self, client: socket.socket, host: str, port: int) -> bool:
-        """Send the connection to a less busy worker (True), or keep it here (False)."""
+        """Send the connection to a worker no busier than this process (True), or keep
+        it here (False). A tie goes to the worker: this process also builds sessions
+        (during a long send, those that went idle), archives and serves HTTP."""
         with self._lock:
             channels = [channel for channel in self._channels.values() if channel.ready]
         for channel in sorted(channels, key=_Channel.load):
-            if channel.load() >= self.local.active:
-                break  # nobody is less busy than this process
+            if channel.load() > self.local.active:
+                break  # every worker is busier than this process
             with channel.lock:
                 channel.sent += 1
             try:

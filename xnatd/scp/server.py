@@ -17,11 +17,11 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
+from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.handoff import Load
 from xnatd.scp.transport import (
     QuickAckSocket,
     quick_ack_requests,
-    tolerate_bad_uids,
     wake_association_on_message,
     wake_dul_on_io,
 )
@@ -35,7 +35,7 @@ _config.UNRESTRICTED_STORAGE_SERVICE = True
 _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()
 wake_association_on_message()
-tolerate_bad_uids()
+read_data_phase_natively()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0

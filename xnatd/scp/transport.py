@@ -2,9 +2,9 @@
 
 - the accepted socket re-arms TCP_QUICKACK (senders that leave Nagle on);
 - the DUL reactor waits on its socket and a doorbell instead of a 1 ms poll;
-- the association reactor wakes when a DIMSE message is queued, not after 1 ms;
-- data sets past 16 MiB spill to the node's spool folder as they arrive;
-- a request's invalid UID is decoded as sent, so that request alone fails.
+- the association reactor idles on its queues instead of a 1 ms poll.
+
+The data phase itself (P-DATA, C-STORE, C-ECHO) is xnatd's own: dataphase.py.
 
 Most modalities (and stock DCMTK) send with Nagle on: the last small segment of a PDU
 waits until the previous one is acknowledged, and Linux delays that ACK by up to 40 ms
@@ -15,22 +15,18 @@ every read makes the kernel acknowledge at once (it clears the flag after each A
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import queue
 import select
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pynetdicom.association as association_module
-import pynetdicom.dimse_messages as dimse_module
-import pynetdicom.dimse_primitives as dimse_primitives
 import pynetdicom.dul as dul_module
+from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -44,11 +40,18 @@ class QuickAckSocket:
         # Our own small responses (C-STORE-RSP) must not wait either.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def recv(self, size: int, *flags: int) -> bytes:
+    def _acknowledge_at_once(self) -> None:
         if _QUICKACK is not None:
-            with contextlib.suppress(OSError):  # a closed socket: recv reports it
+            with contextlib.suppress(OSError):  # a closed socket: the read reports it
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        self._acknowledge_at_once()
         return self._sock.recv(size, *flags)
+
+    def recv_into(self, buffer: Any, size: int = 0, *flags: int) -> int:
+        self._acknowledge_at_once()
+        return self._sock.recv_into(buffer, size, *flags)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -81,11 +84,16 @@ def quick_ack_requests(server: Any, place: Callable[[socket.socket], bool] | Non
 IDLE_WAIT = 0.02  # the longest a quiet reactor sleeps; its timers count in seconds
 
 
-class _WakeableClock:
-    """Stands in for the ``time`` module inside ``pynetdicom.dul``."""
+class _TimeModule:
+    """Stands in for the ``time`` module inside a pynetdicom module; only ``sleep``
+    differs, and only on the threads a subclass knows."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class _WakeableClock(_TimeModule):
+    """``time`` inside ``pynetdicom.dul``."""
 
     def sleep(self, seconds: float) -> None:
         provider = threading.current_thread()
@@ -145,95 +153,101 @@ def wake_dul_on_io() -> None:
 
 # -- the association reactor's idle wait ---------------------------------------------
 # The association thread polls too: it sleeps 1 ms, then takes the next decoded DIMSE
-# message off its queue. A C-STORE that the DUL finished decoding waits out the rest
-# of that sleep before its handler runs. The shim makes the sleep a wait on the
-# queue: it ends the moment a message is put there, and lasts the full 1 ms (release
-# and abort checks keep their pace) when none is.
-class _ReactorClock:
-    """Stands in for the ``time`` module inside ``pynetdicom.association``."""
+# message off its queue and looks for a release or abort from the peer. With the data
+# phase read natively (dataphase.py) an acceptor's queue stays empty, so that poll
+# would only burn a thousand wake-ups a second per association, each taking the GIL
+# from the thread that receives. The shim makes the sleep a wait on the DIMSE queue,
+# rung also when the DUL hands the association a primitive (a release or abort
+# request) and when a thread asks the reactor to pause: it ends the moment there is
+# something to do, and lasts IDLE_WAIT when there is not.
+class _ReactorBell:
+    """What wakes one association's reactor besides a DIMSE message."""
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
+    def __init__(self, messages: queue.Queue) -> None:
+        self.messages = messages
+        self.rung = self.seen = 0
+
+    def ring(self) -> None:
+        with self.messages.not_empty:
+            self.rung += 1
+            self.messages.not_empty.notify_all()
+
+
+class _Checkpoint(threading.Event):
+    """pynetdicom's reactor checkpoint, made safe to pause on.
+
+    A thread about to use the association (``send_c_store``, ``release``) clears the
+    checkpoint, then waits until the reactor says ``_is_paused``. pynetdicom sets that
+    flag just before its wait and resets it just after, so a clear() landing between a
+    wait that returned and the reset saw a stale True: the thread sent its request
+    while the reactor went on to take the response ("Received unexpected C-STORE
+    service message", then a DIMSE timeout). Here a wait about to block sets the flag
+    under the checkpoint's own lock, and clear() forgets it and rings the reactor so
+    that it gets to that wait at once.
+    """
+
+    def __init__(self, assoc: Association, bell: _ReactorBell) -> None:
+        super().__init__()
+        self._assoc = assoc
+        self._bell = bell
+
+    def clear(self) -> None:
+        with self._cond:
+            was_set, self._flag = self._flag, False
+            if was_set:
+                self._assoc._is_paused = False
+        if was_set:
+            self._bell.ring()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            if not self._flag:
+                self._assoc._is_paused = True  # blocked from here until set()
+                self._cond.wait(timeout)
+            return self._flag
+
+
+class _ReactorClock(_TimeModule):
+    """``time`` inside ``pynetdicom.association``."""
 
     def sleep(self, seconds: float) -> None:
-        messages = getattr(getattr(threading.current_thread(), "dimse", None), "msg_queue", None)
-        if not isinstance(messages, queue.Queue):
+        bell = threading.current_thread().__dict__.get("_xnatd_bell")
+        if bell is None:  # not an association's reactor
             time.sleep(seconds)
             return
+        messages = bell.messages
         with messages.not_empty:  # the queue's own lock: qsize() here would deadlock
-            if not messages.queue:
-                messages.not_empty.wait(seconds)
+            if not messages.queue and bell.rung == bell.seen:
+                messages.not_empty.wait(IDLE_WAIT)
+            bell.seen = bell.rung  # rung since the last look: look again now
+            if messages.queue:
+                # put() wakes one waiter. An SCU's own thread may be waiting in get()
+                # for this very response: pass the wake-up on, or that thread sleeps
+                # out its whole DIMSE timeout.
+                messages.not_empty.notify()
 
 
 def wake_association_on_message() -> None:
     """Install the shim (idempotent; affects Association threads only)."""
     association_module.time = _ReactorClock()
-
-
-# -- large data sets go to disk as they arrive ----------------------------------------
-class SpillingBuffer(io.BytesIO):
-    """pynetdicom's buffer for an incoming data set, which moves to a file in the spool
-    folder once it grows past ``limit``: small objects stay in memory (no file to
-    create and remove per instance), a 2 GB object never is. Installed as the
-    ``BytesIO`` of ``pynetdicom.dimse_messages``; spills only once ``folder`` is set."""
-
-    folder: Path | None = None
-    limit = 16 * 2**20
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.spill: BinaryIO | None = None
-        self.spill_path: Path | None = None
-
-    def write(self, data: Any) -> int:
-        if self.spill is not None:
-            return self.spill.write(data)
-        if self.folder is not None and self.tell() + len(data) > self.limit:
-            fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
-            self.spill, self.spill_path = os.fdopen(fd, "wb"), Path(name)
-            self.spill.write(super().getvalue())
-            self.seek(0)
-            self.truncate()
-            return self.spill.write(data)
-        return super().write(data)
-
-    def finish(self) -> Path | None:
-        """Close the spill file, if any, and give its path (the caller removes it)."""
-        if self.spill is not None:
-            self.spill.close()
-        return self.spill_path
-
-
-def spill_large_data_sets(folder: Path) -> None:
-    SpillingBuffer.folder = folder
-    dimse_module.BytesIO = SpillingBuffer
-
-
-# -- one bad request, not the whole association ---------------------------------------
-def tolerate_bad_uids() -> None:
-    """Decode a request's UIDs as sent, even when they break the rules.
-
-    pynetdicom refuses a UID that is not valid (longer than 64 characters, say) while
-    it decodes a request; the exception ends in an A-ABORT and the rest of the send is
-    lost. Decoded as sent, the request reaches our C-STORE handler, which answers that
-    one request with an error status (as DCMTK and Orthanc do) and the association
-    carries on.
-    """
-    if getattr(dimse_primitives.set_uid, "_xnatd_lenient", False):
+    if getattr(Association, "_xnatd_belled", False):
         return
-    strict = dimse_primitives.set_uid
+    init = Association.__init__
 
-    def lenient(
-        value: Any,
-        name: str,
-        allow_empty: bool = True,
-        allow_none: bool = True,
-        validate: bool = True,
-    ) -> Any:
-        try:
-            return strict(value, name, allow_empty, allow_none, validate)
-        except ValueError:
-            return strict(value, name, allow_empty, allow_none, validate=False)
+    def belled_init(self: Association, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bell = _ReactorBell(self.dimse.msg_queue)
+        primitives = self.dul.to_user_queue
+        put = primitives.put
 
-    lenient._xnatd_lenient = True  # type: ignore[attr-defined]
-    dimse_primitives.set_uid = lenient
+        def ringing_put(item: Any, *put_args: Any, **put_kwargs: Any) -> None:
+            put(item, *put_args, **put_kwargs)
+            bell.ring()
+
+        primitives.put = ringing_put  # type: ignore[method-assign]
+        self._reactor_checkpoint = _Checkpoint(self, bell)
+        self._reactor_checkpoint.set()
+        self.__dict__["_xnatd_bell"] = bell
+
+    Association.__init__ = belled_init  # type: ignore[method-assign]
+    Association._xnatd_belled = True  # type: ignore[attr-defined]

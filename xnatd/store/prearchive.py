@@ -55,6 +55,7 @@ class IncomingInstance:
     route: Route
     data: Payload  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
+    md5: str | None = None  # of data, if the door already took it
     calling_ae: str | None = None
     association_id: str | None = None
 
@@ -104,7 +105,7 @@ class Prearchive:
         header = item.header
         scan = layout.scan_name(header)
         file_name = layout.instance_file_name(header)
-        md5 = _md5(item.data)
+        md5 = item.md5 or _md5(item.data)
         for _attempt in range(3):
             if session is None:
                 try:

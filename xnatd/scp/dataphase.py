@@ -1,0 +1,367 @@
+"""An established association's P-DATA, read straight off the socket (PS3.8 9.3.5).
+
+pynetdicom reads a P-DATA-TF PDU 4 kB per ``recv``, decodes it into PDU objects and
+primitives, queues them for the association thread, which reassembles the message,
+builds a C_STORE primitive, calls the handler and encodes the response through pydicom:
+about 7 CPU-seconds a GB (issue 5), more than the rest of the receive path. Here, on the
+DUL's own thread, once the association is established: each P-DATA-TF PDU is read in
+pieces of up to 1 MiB, its data set fragments go straight into the instance's buffer
+(which spills to disk past 16 MiB, so a huge PDU never sits in memory), and the complete
+message goes to the same EVT_C_STORE / EVT_C_ECHO handler pynetdicom would call. The
+response is encoded by hand and sent on the same thread. Association negotiation,
+release, abort and every other PDU stay with pynetdicom's state machine.
+
+Only xnatd's listeners use this path (their sockets are ``QuickAckSocket``); an SCU or
+any other pynetdicom SCP in the process is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import socket
+import struct
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import structlog
+from pynetdicom import evt
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.presentation import PresentationContextTuple
+
+from xnatd.dicom import is_valid_uid, received_prefix
+from xnatd.scp.dimse import (
+    C_CANCEL_RQ,
+    C_ECHO_RQ,
+    C_STORE_RQ,
+    Command,
+    MalformedCommand,
+    decode_command,
+    encode_response,
+    p_data_tf,
+)
+from xnatd.scp.transport import QuickAckSocket
+from xnatd.store.durable import Payload, SpooledFile
+
+log = structlog.get_logger(__name__)
+
+P_DATA_TF = 0x04
+VERIFICATION = "1.2.840.10008.1.1"
+CHUNK = 1 << 20  # the most read from the socket at once
+ESTABLISH_WAIT = 30.0  # longest a first request waits for EVT_ACCEPTED's handler to finish
+
+# DIMSE statuses this module answers itself (PS3.7 C.4, C.5)
+PROCESSING_FAILURE = 0xC211  # a handler raised; as pynetdicom answers
+CANNOT_UNDERSTAND = 0xC000  # C-STORE-RQ without a data set
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # C-STORE on the Verification context, or C-ECHO elsewhere
+UNRECOGNIZED_OPERATION = 0x0211  # a command no storage SCP performs
+
+
+# -- large data sets go to disk as they arrive ----------------------------------------
+class SpillingBuffer(io.BytesIO):
+    """One incoming data set, which moves to a file in the spool folder once it grows
+    past ``limit``: small objects stay in memory (no file to create and remove per
+    instance), a 2 GB object never is. Spills only once ``folder`` is set."""
+
+    folder: Path | None = None
+    limit = 16 * 2**20
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.spill: BinaryIO | None = None
+        self.spill_path: Path | None = None
+
+    def write(self, data: Any) -> int:
+        if self.spill is not None:
+            return self.spill.write(data)
+        if self.folder is not None and self.tell() + len(data) > self.limit:
+            fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
+            self.spill, self.spill_path = os.fdopen(fd, "wb"), Path(name)
+            self.spill.write(super().getvalue())
+            self.seek(0)
+            self.truncate()
+            return self.spill.write(data)
+        return super().write(data)
+
+    def finish(self) -> Path | None:
+        """Close the spill file, if any, and give its path (the caller removes it)."""
+        if self.spill is not None:
+            self.spill.close()
+        return self.spill_path
+
+
+def spill_large_data_sets(folder: Path) -> None:
+    """Where this process spills data sets past ``SpillingBuffer.limit``."""
+    SpillingBuffer.folder = folder
+
+
+class ProtocolViolation(Exception):
+    """The peer broke PS3.8's framing: pynetdicom's reactor aborts the association."""
+
+
+class ConnectionLost(Exception):
+    """The peer closed the connection in the middle of a PDU."""
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """A complete C-STORE request, named as pynetdicom's C_STORE primitive names it.
+
+    ``data`` is the file to keep: xnatd's meta group (``dicom.received_prefix``), then
+    the data set as received, in memory or spilled to disk; ``md5`` its digest, taken
+    as the bytes arrived (while the sender was still sending). Both are None exactly
+    when a UID of the command is not valid (``dicom.is_valid_uid``, checked once, here):
+    the handler fails that request alone.
+    """
+
+    MessageID: int
+    AffectedSOPClassUID: str
+    AffectedSOPInstanceUID: str
+    data: Payload | None
+    md5: str | None
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """Stands for pynetdicom's ``Event`` in a request handler: assoc, request, context."""
+
+    assoc: Any
+    request: Any
+    context: PresentationContextTuple
+
+
+@dataclass
+class _Message:
+    """One DIMSE message as its fragments arrive."""
+
+    context_id: int
+    command_bytes: bytearray = field(default_factory=bytearray)
+    command: Command | None = None
+    data: SpillingBuffer | None = None
+    framed: bool = False  # data begins with our Part 10 prefix
+    digest: Any = None  # hashlib MD5 of data so far, when framed
+
+
+def _discard(buffer: SpillingBuffer | None) -> None:
+    if buffer is not None:
+        spilled = buffer.finish()
+        if spilled is not None:
+            spilled.unlink(missing_ok=True)
+
+
+class DataPhase:
+    """The P-DATA side of one acceptor association, driven by its DUL thread."""
+
+    def __init__(self, dul: DULServiceProvider) -> None:
+        self.dul = dul
+        self.assoc = dul.assoc
+        self.sock: QuickAckSocket = dul.socket.socket
+        self._buffer = memoryview(bytearray(CHUNK))
+        self._contexts: dict[int, PresentationContextTuple] | None = None
+        self._message: _Message | None = None
+
+    # -- reading ---------------------------------------------------------------------
+    def _fill(self, view: memoryview) -> None:
+        while view:
+            received = self.sock.recv_into(view)
+            if not received:
+                raise ConnectionLost("connection closed in the middle of a PDU")
+            view = view[received:]
+
+    def _exact(self, length: int) -> bytes:
+        data = bytearray(length)
+        self._fill(memoryview(data))
+        return bytes(data)
+
+    def _copy(self, length: int, message: _Message) -> None:
+        assert message.data is not None
+        while length:
+            piece = self._buffer[: min(length, CHUNK)]
+            self._fill(piece)
+            message.data.write(piece)
+            if message.digest is not None:
+                message.digest.update(piece)  # without the GIL, as the rest arrives
+            length -= len(piece)
+
+    def read_pdu(self) -> None:
+        """Read one P-DATA-TF PDU and act on every message it completes."""
+        _, _, remaining = struct.unpack(">BBI", self._exact(6))
+        while remaining:
+            if remaining < 6:
+                raise ProtocolViolation("a PDV item header runs past the end of its PDU")
+            item_length, context_id, control = struct.unpack(">IBB", self._exact(6))
+            if item_length < 2 or item_length + 4 > remaining:
+                raise ProtocolViolation(f"a PDV item of {item_length} bytes does not fit its PDU")
+            self._fragment(context_id, control, item_length - 2)
+            remaining -= item_length + 4
+
+    def _fragment(self, context_id: int, control: int, length: int) -> None:
+        message = self._message
+        if message is None:
+            message = self._message = _Message(context_id)
+        elif context_id != message.context_id:
+            raise ProtocolViolation(
+                f"presentation context {context_id} inside a message on {message.context_id}"
+            )
+        if control & 0x01:  # a command fragment
+            if message.command is not None:
+                raise ProtocolViolation("a command fragment after the command set was complete")
+            message.command_bytes += self._exact(length)
+            if control & 0x02:
+                message.command = decode_command(message.command_bytes)
+                if message.command.has_data_set:
+                    self._start_data(message)
+                else:
+                    self._complete()
+        else:
+            if message.data is None:
+                raise ProtocolViolation("a data set fragment before its command set")
+            self._copy(length, message)
+            if control & 0x02:
+                self._complete()
+
+    def _start_data(self, message: _Message) -> None:
+        """A buffer for the data set, opened with the file's meta group when this is a
+        store whose UIDs can go in one."""
+        command = message.command
+        assert command is not None
+        message.data = SpillingBuffer()
+        context = self._context(message.context_id)
+        if (
+            command.command_field == C_STORE_RQ
+            and context.abstract_syntax != VERIFICATION
+            and is_valid_uid(command.affected_sop_class_uid)
+            and is_valid_uid(command.affected_sop_instance_uid)
+        ):
+            prefix = received_prefix(
+                command.affected_sop_class_uid,
+                command.affected_sop_instance_uid,
+                context.transfer_syntax,
+                self.assoc.requestor.primitive.calling_ae_title,
+            )
+            message.data.write(prefix)
+            message.framed, message.digest = True, hashlib.md5(prefix)
+
+    # -- answering -------------------------------------------------------------------
+    def _context(self, context_id: int) -> PresentationContextTuple:
+        if self._contexts is None:
+            self._contexts = {cx.context_id: cx.as_tuple for cx in self.assoc.accepted_contexts}
+        context = self._contexts.get(context_id)
+        if context is None:
+            raise ProtocolViolation(f"presentation context {context_id} was not accepted")
+        return context
+
+    def _complete(self) -> None:
+        message, self._message = self._message, None
+        assert message is not None and message.command is not None
+        command = message.command
+        try:
+            context = self._context(message.context_id)
+            if command.command_field == C_CANCEL_RQ:
+                return  # nothing of ours runs long enough to cancel
+            status = self._status(command, context, message)
+        finally:
+            _discard(message.data)  # written durably by now, if it was kept
+        self.dul.socket.send(p_data_tf(message.context_id, encode_response(command, status)))
+
+    def _status(
+        self, command: Command, context: PresentationContextTuple, message: _Message
+    ) -> int:
+        verification = context.abstract_syntax == VERIFICATION
+        if command.command_field == C_STORE_RQ and not verification:
+            if message.data is None:
+                return CANNOT_UNDERSTAND
+            data: Payload | None = None
+            if message.framed:
+                spilled = message.data.finish()
+                data = SpooledFile(b"", spilled) if spilled else message.data.getvalue()
+            request = StoreRequest(
+                command.message_id,
+                command.affected_sop_class_uid,
+                command.affected_sop_instance_uid,
+                data,
+                message.digest.hexdigest() if message.digest is not None else None,
+            )
+            return self._call(evt.EVT_C_STORE, request, context)
+        if command.command_field == C_ECHO_RQ and verification:
+            return self._call(evt.EVT_C_ECHO, command, context)
+        if command.command_field in (C_STORE_RQ, C_ECHO_RQ):
+            return SOP_CLASS_NOT_SUPPORTED
+        return UNRECOGNIZED_OPERATION
+
+    def _call(self, event: Any, request: Any, context: PresentationContextTuple) -> int:
+        handler, args = self.assoc.get_handlers(event)
+        if handler is None:
+            return 0x0000 if event is evt.EVT_C_ECHO else PROCESSING_FAILURE
+        self._wait_until_established()
+        try:
+            status = handler(RequestEvent(self.assoc, request, context), *(args or ()))
+        except Exception:
+            log.exception("request_handler_failed", message_id=getattr(request, "MessageID", None))
+            return PROCESSING_FAILURE
+        return int(getattr(status, "Status", status))
+
+    def _wait_until_established(self) -> None:
+        """The peer may send its first request the moment it has the A-ASSOCIATE-AC,
+        while the association thread is still in the EVT_ACCEPTED handler."""
+        deadline = time.monotonic() + ESTABLISH_WAIT
+        assoc = self.assoc
+        while not assoc.is_established and not assoc.is_aborted and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        """The connection ended: drop a message cut off in the middle."""
+        message, self._message = self._message, None
+        if message is not None:
+            _discard(message.data)
+
+
+def _next_pdu_type(sock: QuickAckSocket) -> int | None:
+    with contextlib.suppress(OSError):
+        peeked = sock.recv(1, socket.MSG_PEEK)
+        return peeked[0] if peeked else None
+    return None
+
+
+def read_data_phase_natively() -> None:
+    """Install the native data phase (idempotent; xnatd's acceptor associations only)."""
+    if getattr(DULServiceProvider, "_xnatd_native", False):
+        return
+    read_pdu_data, run_reactor = DULServiceProvider._read_pdu_data, DULServiceProvider.run_reactor
+
+    def native_read_pdu_data(self: DULServiceProvider) -> None:
+        sock = getattr(self.socket, "socket", None)
+        if (
+            not isinstance(sock, QuickAckSocket)
+            or self.state_machine.current_state != "Sta6"
+            or _next_pdu_type(sock) != P_DATA_TF
+        ):
+            read_pdu_data(self)
+            return
+        phase = self.__dict__.get("_xnatd_phase")
+        if phase is None:
+            phase = self.__dict__["_xnatd_phase"] = DataPhase(self)
+        try:
+            phase.read_pdu()
+        except (OSError, ConnectionLost):
+            self.event_queue.put("Evt17")  # transport closed, as pynetdicom reports it
+        except (ProtocolViolation, MalformedCommand) as exc:
+            log.warning("association_aborted", reason=f"protocol error: {exc}")
+            raise  # pynetdicom's reactor sends an A-ABORT and stops
+
+    def closing_run_reactor(self: DULServiceProvider) -> None:
+        try:
+            run_reactor(self)
+        finally:
+            phase = self.__dict__.pop("_xnatd_phase", None)
+            if phase is not None:
+                phase.close()
+
+    DULServiceProvider._read_pdu_data = native_read_pdu_data
+    DULServiceProvider.run_reactor = closing_run_reactor
+    DULServiceProvider._xnatd_native = True

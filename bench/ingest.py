@@ -142,6 +142,19 @@ def _rss(pids: list[int]) -> int:
     return total
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of the processes (all their threads) and of their
+    children that ended and were reaped (storescp --fork's, one per association)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def sampling(peer: Peer) -> Iterator[None]:
     stop = threading.Event()
@@ -206,6 +219,9 @@ def start(kind: str, work: Path, idle: str) -> Peer:
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     log.close()
     wait_for(lambda: port_accepts(port), timeout=60)
+    if kind == "xnatd":  # workers: auto; associations go only to workers that serve
+        workers = (os.cpu_count() or 1) - 1
+        wait_for(lambda: (work / "log").read_text().count('"worker_ready"') >= workers, 60)
     return Peer(port, aec, process, work)
 
 
@@ -271,10 +287,16 @@ def measure(
     idle: str,
     sessions: int | None = None,
 ) -> dict:
+    # The previous receiver's files were just deleted: let that write-back and discard
+    # finish, so it does not land on whoever is measured next.
+    os.sync()
+    time.sleep(1.0)
     peer = start(kind, work, idle)
     try:
         with sampling(peer):
+            cpu = _cpu_seconds(_tree(peer.process.pid))
             seconds = send(peer, folders, associations, nodelay)
+            cpu = _cpu_seconds(_tree(peer.process.pid)) - cpu
             last_file = time.perf_counter()
             to_ready = None
             if kind == "xnatd" and sessions:
@@ -283,7 +305,12 @@ def measure(
                 to_ready = time.perf_counter() - last_file
     finally:
         stop(peer)
-    return {"seconds": seconds, "peak_rss_mb": round(peer.rss[0] / 1e6, 1), "to_ready": to_ready}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": round(cpu, 2),
+        "peak_rss_mb": round(peer.rss[0] / 1e6, 1),
+        "to_ready": to_ready,
+    }
 
 
 # -- the suite ---------------------------------------------------------------------------
@@ -296,6 +323,10 @@ def summarize(runs: list[dict], files: int, size: int) -> dict:
         "instances_per_second": round(files / seconds, 2),
         "megabytes_per_second": round(size / 1e6 / seconds, 1),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        # the receiver's processes while the set was sent: what one instance costs it
+        "cpu_ms_per_instance": round(
+            statistics.median(r["cpu_seconds"] for r in runs) / files * 1e3, 2
+        ),
         "last_file_to_ready_seconds": round(statistics.median(ready), 2) if ready else None,
     }
 
@@ -370,7 +401,8 @@ def main() -> None:
                 print(
                     f"  {name:6} {case:18} {kind:10} {got['instances_per_second']:8.1f} inst/s "
                     f"{got['megabytes_per_second']:7.1f} MB/s "
-                    f"peak RSS {got['peak_rss_mb']:7.1f} MB",
+                    f"peak RSS {got['peak_rss_mb']:7.1f} MB "
+                    f"CPU {got['cpu_ms_per_instance']:5.2f} ms/inst",
                     flush=True,
                 )
             # From the median seconds, not the rounded rates (one 2 GB object: 0.0 inst/s).

@@ -17,6 +17,12 @@ from pynetdicom import AE, _config
 
 from xnatd.intake.staging import StagedFile
 from xnatd.progress import Progress
+from xnatd.scp.transport import wake_association_on_message
+
+# pynetdicom's send_c_store can lose a response to its own reactor (a stale pause
+# flag) and wait out the DIMSE timeout; about one association in 400 against a
+# receiver that answers within a millisecond. The daemon's fix covers our senders too.
+wake_association_on_message()
 
 MAX_CONTEXTS = 128  # presentation contexts one association may propose
 

@@ -94,6 +94,16 @@ def test_a_pause_asked_right_after_the_reactor_passed_its_checkpoint_waits_for_i
     assert not reactor.is_alive()
 
 
+def test_a_pause_asked_after_the_association_ended_returns_at_once() -> None:
+    """A sender whose association the peer just reset calls send_c_store again before
+    it notices: kill() has stopped the reactor and said paused; clear() must leave that
+    so, or pynetdicom's wait for the pause spins for ever (a hung test in CI)."""
+    assoc = unstarted_association()
+    assoc.kill()  # what the reactor does on its way out
+    assoc._reactor_checkpoint.clear()
+    assert assoc._is_paused is True
+
+
 def test_the_association_reactor_wakes_when_a_message_or_primitive_is_queued(
     monkeypatch,
 ) -> None:

@@ -183,7 +183,8 @@ class _Checkpoint(threading.Event):
     while the reactor went on to take the response ("Received unexpected C-STORE
     service message", then a DIMSE timeout). Here a wait about to block sets the flag
     under the checkpoint's own lock, and clear() forgets it and rings the reactor so
-    that it gets to that wait at once.
+    that it gets to that wait at once. Once the association is killed there is no
+    reactor to pause: the True that kill() leaves must stand, or the thread spins on.
     """
 
     def __init__(self, assoc: Association, bell: _ReactorBell) -> None:
@@ -194,7 +195,7 @@ class _Checkpoint(threading.Event):
     def clear(self) -> None:
         with self._cond:
             was_set, self._flag = self._flag, False
-            if was_set:
+            if was_set and not self._assoc._kill:
                 self._assoc._is_paused = False
         if was_set:
             self._bell.ring()

@@ -87,6 +87,31 @@ def test_site_script_applied_to_every_received_file(
     assert len(rejects) == 2 and "site script" in rejects[0]["details"]["reason"]
 
 
+def test_site_script_on_a_large_object_leaves_its_pixels_as_sent(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    """Past 16 MiB the script runs on the header alone; the pixel data goes from the
+    receiver's spool file to the prearchive untouched, and the spool is emptied."""
+    xnatd = make(make_xnatd, tmp_path, None)
+    spec = StudySpec(
+        "large-anon",
+        patient_id="SUBJ9",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],  # 18 MB of pixels
+    )
+    [sent] = write_study(spec, dcm_dir)
+    result = storescu_send(storescu, xnatd.port, [sent])
+    assert result.returncode == 0, result.stderr
+    xnatd.wait_status("READY")
+    [stored] = dicom_files(xnatd.data_dir / "prearchive")
+    ds, original = pydicom.dcmread(stored), pydicom.dcmread(sent)
+    assert str(ds.PatientName) == "ANONYMIZED" and "PatientBirthDate" not in ds
+    assert ds.SOPInstanceUID == hash_uid(original.SOPInstanceUID)
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.PixelData == original.PixelData
+    assert not [p for p in (xnatd.data_dir / ".spool").rglob("*") if p.is_file()]
+
+
 def test_receiver_with_anonymize_false_keeps_files_as_sent(
     make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
 ) -> None:

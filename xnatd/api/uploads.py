@@ -28,6 +28,7 @@ from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.intake.intake import Received, Result
 from xnatd.routing import Explicit
+from xnatd.store.durable import file_payload
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(tags=["upload"])
@@ -201,7 +202,7 @@ def _gradual(
         raise HTTPException(400, "gradual-DICOM needs one DICOM object in the body")
     outcome = svc.intake.receive(
         Received(
-            body.read_bytes(),
+            file_payload(body),
             source="http",
             explicit=Explicit(params.project, params.subject, params.session),
             projects=principal.projects_with(Right.UPLOAD),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
-from xnatd.anon.apply import apply_to_bytes
+from xnatd.anon.apply import apply_to_payload
 from xnatd.config import Config
 from xnatd.metrics import Metrics
 from xnatd.store import Store
@@ -42,7 +42,7 @@ class ProjectScripts:
         }
         kept, dropped = self.store.prearchive.rewrite_instances(
             session,
-            lambda data: apply_to_bytes(project.script, data, variables),
+            lambda data: apply_to_payload(project.script, data, variables),
             done_as=f"project:{session.project}",
         )
         if dropped:

@@ -26,6 +26,7 @@ from xnatd.operations import Operations
 from xnatd.progress import Progress
 from xnatd.routing import Explicit
 from xnatd.store import Store
+from xnatd.store.durable import file_payload
 from xnatd.store.index.base import Status
 
 log = structlog.get_logger(__name__)
@@ -163,7 +164,7 @@ class Importer:
             for entry in files:
                 outcome = self.intake.receive(
                     Received(
-                        entry.path.read_bytes(),
+                        file_payload(entry.path),
                         source="import",
                         calling_ae=None,
                         association_id=upload,

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import structlog
 
-from xnatd.anon.apply import anonymize, parse_file
+from xnatd.anon.apply import anonymize, parse
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
@@ -112,16 +112,15 @@ class Intake:
         script = config.site.script
         if not (item.anonymize and (receiver is None or receiver.anonymize)):
             script = None
-        dataset = None
+        parsed = None
         try:
             if script is None:  # only the routing tags; a spilled file is read in place
                 spilled = isinstance(item.data, SpooledFile)
                 with item.data.open() if spilled else contextlib.nullcontext(item.data) as source:
                     header = read_header(source, self._tags_for(config))
-            else:  # parsed once, whole: routed from it, then anonymized
-                raw = item.data.read_all() if isinstance(item.data, SpooledFile) else item.data
-                dataset = parse_file(raw)
-                header = header_of(dataset, self._tags_for(config))
+            else:  # parsed once (a large file without its pixels): routed, then anonymized
+                parsed = parse(item.data, script)
+                header = header_of(parsed.dataset, self._tags_for(config))
         except (UnparsableDicom, ScriptFailed) as exc:
             return self._rejected(item, str(exc))
         missing = [
@@ -148,21 +147,21 @@ class Intake:
                 f"routed to project {decided.project}, which this user may not upload to",
             )
         data, md5 = item.data, item.md5
-        if script is not None and dataset is not None:
+        if script is not None and parsed is not None:
             variables = {
                 "project": decided.project,
                 "subject": decided.subject,
                 "session": decided.session,
             }
             try:
-                anonymized = anonymize(script, dataset, variables)
+                anonymized = anonymize(script, parsed, variables)
             except ScriptFailed as exc:
                 return self._script_problem(item, "error", f"site anonymization failed: {exc}")
             if anonymized is None:
                 return self._script_problem(item, "reject", "rejected by the site script")
             data, md5 = anonymized, None
             # Layout and grouping follow the anonymized header (UIDs may be hashed).
-            header = header_of(dataset, self._tags_for(config))
+            header = header_of(parsed.dataset, self._tags_for(config))
         study_uid = header.get(Tag.StudyInstanceUID, "")
         key = SessionKey(decided.project, study_uid, decided.session)
         incoming = IncomingInstance(

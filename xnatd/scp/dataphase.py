@@ -46,7 +46,7 @@ from xnatd.scp.dimse import (
     p_data_tf,
 )
 from xnatd.scp.transport import QuickAckSocket
-from xnatd.store.durable import Payload, SpooledFile
+from xnatd.store.durable import IN_MEMORY_LIMIT, Payload, SpooledFile
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +69,7 @@ class SpillingBuffer(io.BytesIO):
     instance), a 2 GB object never is. Spills only once ``folder`` is set."""
 
     folder: Path | None = None
-    limit = 16 * 2**20
+    limit = IN_MEMORY_LIMIT
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

@@ -92,14 +92,30 @@ def remove_empty_parents(folder: Path, stop: Path) -> None:
 CHUNK = 1 << 20
 
 
-class SpooledFile:
-    """A received object too large to hold in memory: a Part 10 prefix of ours, then
-    the data set bytes the receiver spilled to ``source``. Read in chunks, never whole."""
+IN_MEMORY_LIMIT = 16 * 2**20  # a file larger than this is read in chunks, never whole
 
-    def __init__(self, prefix: bytes, source: Path) -> None:
+
+class SpooledFile:
+    """A file too large to hold in memory: ``prefix``, then bytes ``start`` to ``end``
+    of ``source`` on disk, then ``suffix``. A received object is our Part 10 prefix and
+    the spill file; an anonymized one, its rewritten header, the original pixel data
+    (still in the source) and any rewritten trailing elements. Read in chunks."""
+
+    def __init__(
+        self,
+        prefix: bytes,
+        source: Path,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        suffix: bytes = b"",
+    ) -> None:
         self.prefix = prefix
         self.source = source
-        self.size = len(prefix) + source.stat().st_size
+        self.start = start
+        self.end = source.stat().st_size if end is None else end
+        self.suffix = suffix
+        self.size = len(prefix) + (self.end - start) + len(suffix)
 
     def __len__(self) -> int:
         return self.size
@@ -107,11 +123,16 @@ class SpooledFile:
     def chunks(self) -> Iterator[bytes]:
         yield self.prefix
         with self.source.open("rb") as reader:
-            while chunk := reader.read(CHUNK):
+            reader.seek(self.start)
+            left = self.end - self.start
+            while left > 0 and (chunk := reader.read(min(CHUNK, left))):
+                left -= len(chunk)
                 yield chunk
+        if self.suffix:
+            yield self.suffix
 
     def open(self) -> BinaryIO:
-        """The framed file as one seekable stream (for reading its header)."""
+        """The whole file as one seekable stream (for reading its header)."""
         return io.BufferedReader(_SpoolReader(self))
 
     def read_all(self) -> bytes:
@@ -119,6 +140,13 @@ class SpooledFile:
 
 
 Payload = bytes | SpooledFile  # a received file: in memory, or spilled to disk
+
+
+def file_payload(path: Path) -> Payload:
+    """A file to hand to the intake: its bytes, or read in place when it is large."""
+    if path.stat().st_size > IN_MEMORY_LIMIT:
+        return SpooledFile(b"", path)
+    return path.read_bytes()
 
 
 def chunks_of(data: Payload) -> Iterable[bytes]:
@@ -150,12 +178,15 @@ class _SpoolReader(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer) -> int:
-        prefix = self.spool.prefix
-        if self.position < len(prefix):
-            data = prefix[self.position : self.position + len(buffer)]
+        spool, position = self.spool, self.position
+        middle = len(spool.prefix) + spool.end - spool.start
+        if position < len(spool.prefix):
+            data = spool.prefix[position : position + len(buffer)]
+        elif position < middle:
+            self.file.seek(spool.start + position - len(spool.prefix))
+            data = self.file.read(min(len(buffer), middle - position))
         else:
-            self.file.seek(self.position - len(prefix))
-            data = self.file.read(len(buffer))
+            data = spool.suffix[position - middle : position - middle + len(buffer)]
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)

@@ -23,7 +23,9 @@ from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import (
     Payload,
+    SpooledFile,
     chunks_of,
+    file_payload,
     fsync_dir,
     makedirs_durable,
     remove_empty_parents,
@@ -320,7 +322,7 @@ class Prearchive:
     def rewrite_instances(
         self,
         session: PrearchiveSession,
-        transform: Callable[[bytes], bytes | None],
+        transform: Callable[[Payload], Payload | None],
         *,
         done_as: str,
     ) -> tuple[list[InstanceRecord], int]:
@@ -338,12 +340,16 @@ class Prearchive:
         dropped = 0
         for record in records:
             path = folder / record.relative_path
-            rewritten = transform(path.read_bytes())
+            rewritten = transform(file_payload(path))  # a large file is not read whole
             if rewritten is None:
                 path.unlink(missing_ok=True)
                 dropped += 1
                 continue
-            header = read_header(rewritten, INTAKE_TAGS)
+            if isinstance(rewritten, SpooledFile):
+                with rewritten.open() as stream:
+                    header = read_header(stream, INTAKE_TAGS)
+            else:
+                header = read_header(rewritten, INTAKE_TAGS)
             file_name = layout.instance_file_name(header)
             target = self.data.instance_path(session.name, record.scan, file_name)
             write_durably(target, rewritten, self.data.prearchive)
@@ -357,7 +363,7 @@ class Prearchive:
                     series_uid=header.get(Tag.SeriesInstanceUID, record.series_uid),
                     file_name=file_name,
                     size=len(rewritten),
-                    md5=hashlib.md5(rewritten).hexdigest(),
+                    md5=_md5(rewritten),
                 )
             )
         self.index.replace_instances(session.id, kept)

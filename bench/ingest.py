@@ -5,7 +5,7 @@ Data (deterministic, generated once into a temporary folder):
   mixed   12 sessions (4 MR, 4 CT, 4 PET), about 3,840 files and 1 GB
   small   500 objects of about 12 kB
   big     one 10,000-instance session (xnatd: last file to READY, peak RSS)
-  huge    one 2 GB object (peak RSS while it is received)
+  huge    one 2 GB object (peak RSS while it is received; xnatd also with a site script)
 Each receiver gets a fresh data directory; the sender is DCMTK storescu at 1 and 4
 associations, with TCP_NODELAY=1 (Nagle off) and without (stock). Peak RSS is the sum
 over the receiver's processes, sampled every 0.1 s. Prints a table; writes JSON.
@@ -37,6 +37,7 @@ from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 from pydicom.filewriter import dcmwrite
 
 RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
+SITE_SCRIPT = 'version "6.3"\n(0010,0010) := "ANON"\n-(0010,0030)\n'
 
 
 # -- data ----------------------------------------------------------------------------
@@ -177,10 +178,14 @@ def start(kind: str, work: Path, idle: str) -> Peer:
     port = free_port()
     log = open(work / "log", "wb")  # noqa: SIM115 - the child keeps it
     env = {**os.environ, "TCP_NODELAY": "1"}
-    if kind == "xnatd":
+    if kind.startswith("xnatd"):
         http = free_port()
+        script = ""
+        if kind == "xnatd+script":  # a site script: the header rewritten, pixels copied
+            (work / "site.das").write_text(SITE_SCRIPT)
+            script = ", anonymization: site.das"
         (work / "xnatd.yaml").write_text(
-            f"site: {{data_dir: data, min_free_disk: 0, session_idle_timeout: {idle}}}\n"
+            f"site: {{data_dir: data, min_free_disk: 0, session_idle_timeout: {idle}{script}}}\n"
             f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
             f"projects: {{BENCH: {{}}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
         )
@@ -219,7 +224,7 @@ def start(kind: str, work: Path, idle: str) -> Peer:
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     log.close()
     wait_for(lambda: port_accepts(port), timeout=60)
-    if kind == "xnatd":  # workers: auto; associations go only to workers that serve
+    if kind.startswith("xnatd"):  # workers: auto; associations go only to workers that serve
         workers = (os.cpu_count() or 1) - 1
         wait_for(lambda: (work / "log").read_text().count('"worker_ready"') >= workers, 60)
     return Peer(port, aec, process, work)
@@ -299,7 +304,7 @@ def measure(
             cpu = _cpu_seconds(_tree(peer.process.pid)) - cpu
             last_file = time.perf_counter()
             to_ready = None
-            if kind == "xnatd" and sessions:
+            if kind.startswith("xnatd") and sessions:
                 index = work / "data" / "index.sqlite"
                 wait_for(lambda: ready_count(index) >= sessions, timeout=900, interval=0.02)
                 to_ready = time.perf_counter() - last_file
@@ -364,7 +369,7 @@ def main() -> None:
         sets["huge"] = (
             make_huge(data / "huge", 2.0 * scale),
             [(1, True)],
-            ["xnatd", "storescp"],
+            ["xnatd", "xnatd+script", "storescp"],
             1,
         )
 
@@ -431,6 +436,8 @@ def report(results: dict) -> None:
             extra = ""
             if ours.get("last_file_to_ready_seconds") is not None:
                 extra = f"; last file -> READY {ours['last_file_to_ready_seconds']} s"
+            if "xnatd+script" in cell:
+                extra += f"; with a site script peak RSS {cell['xnatd+script']['peak_rss_mb']} MB"
             print(
                 f"  {case:18} xnatd {ours.get('instances_per_second')} inst/s, "
                 f"{ours.get('megabytes_per_second')} MB/s, peak RSS {ours.get('peak_rss_mb')} MB; "

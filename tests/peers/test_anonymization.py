@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pydicom
 from dicomgen import SeriesSpec, StudySpec, write_study
@@ -155,6 +157,44 @@ def test_project_script_applied_at_archive(
         assert ds.SeriesInstanceUID == hash_uid(str(spec.series_uid(spec.series[0])))
     # The prearchive kept the received files as they were until archive.
     assert not list((xnatd.data_dir / "prearchive").rglob("*.dcm"))
+
+
+def test_project_script_on_a_large_file_keeps_pixels_and_catalog_digest(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    """At archive a large file (past 16 MiB) is rewritten without reading its pixel data
+    into memory; the catalog's digest is the MD5 of the file as archived."""
+
+    def project_script(settings: dict) -> None:
+        settings["projects"]["DEMO"] = {"prearchive": "auto-archive", "anonymization": "demo.das"}
+
+    xnatd = make_xnatd(start=False, hook=project_script)
+    (xnatd.workdir / "demo.das").write_text(
+        'version "6.3"\n(0010,0020) := concatenate[project, "_", subject]\n'
+        "(0008,0018) := hashUID[(0008,0018)]\n"
+    )
+    xnatd.start()
+    spec = StudySpec(
+        "project-large",
+        patient_id="P8",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],  # 18 MB of pixels
+    )
+    [sent] = write_study(spec, dcm_dir)
+    assert storescu_send(storescu, xnatd.port, [sent]).returncode == 0
+    [row] = wait_for(lambda: json.loads(xnatd.cli("sessions", "list", "--json").stdout), 30)
+    [archived] = dicom_files(Path(row["path"]))
+    ds, original = pydicom.dcmread(archived), pydicom.dcmread(sent)
+    assert ds.PatientID == "DEMO_DOE_JOHN"
+    assert ds.SOPInstanceUID == hash_uid(original.SOPInstanceUID)
+    assert ds.PixelData == original.PixelData
+    digests = [
+        entry.get("digest")
+        for catalog in Path(row["path"]).rglob("*catalog*.xml")
+        for entry in ElementTree.parse(catalog).getroot().iter()
+        if entry.get("digest")
+    ]
+    assert digests == [hashlib.md5(archived.read_bytes()).hexdigest()]
 
 
 def test_script_that_does_not_parse_is_a_config_error(tmp_path: Path) -> None:

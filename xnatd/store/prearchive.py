@@ -350,6 +350,9 @@ class Prearchive:
                     header = read_header(stream, INTAKE_TAGS)
             else:
                 header = read_header(rewritten, INTAKE_TAGS)
+            # Before the write: a large result reads its pixel data from ``path``,
+            # which the write replaces or the rename below removes.
+            md5, size = _md5(rewritten), len(rewritten)
             file_name = layout.instance_file_name(header)
             target = self.data.instance_path(session.name, record.scan, file_name)
             write_durably(target, rewritten, self.data.prearchive)
@@ -362,8 +365,8 @@ class Prearchive:
                     sop_class_uid=header.get(Tag.SOPClassUID, record.sop_class_uid),
                     series_uid=header.get(Tag.SeriesInstanceUID, record.series_uid),
                     file_name=file_name,
-                    size=len(rewritten),
-                    md5=_md5(rewritten),
+                    size=size,
+                    md5=md5,
                 )
             )
         self.index.replace_instances(session.id, kept)

@@ -128,18 +128,25 @@ def test_receiver_with_anonymize_false_keeps_files_as_sent(
         assert str(pydicom.dcmread(path).PatientName) == "DOE^JOHN"
 
 
-def test_project_script_applied_at_archive(
-    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
-) -> None:
+def with_project_script(make_xnatd, script: str) -> Xnatd:
+    """A daemon whose DEMO project archives at once through the given script."""
+
     def project_script(settings: dict) -> None:
         settings["projects"]["DEMO"] = {"prearchive": "auto-archive", "anonymization": "demo.das"}
 
-    xnatd = make_xnatd(start=False, hook=project_script)
-    (xnatd.workdir / "demo.das").write_text(
+    daemon = make_xnatd(start=False, hook=project_script)
+    (daemon.workdir / "demo.das").write_text(script)
+    return daemon.start()
+
+
+def test_project_script_applied_at_archive(
+    make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
+) -> None:
+    xnatd = with_project_script(
+        make_xnatd,
         'version "6.3"\n(0010,0020) := concatenate[project, "_", subject]\n'
-        '(0008,103E) = "DROP ME" ? reject[]\n(0020,000E) := hashUID[(0020,000E)]\n'
+        '(0008,103E) = "DROP ME" ? reject[]\n(0020,000E) := hashUID[(0020,000E)]\n',
     )
-    xnatd.start()
     spec = StudySpec(
         "project",
         patient_id="P7",
@@ -165,15 +172,11 @@ def test_project_script_on_a_large_file_keeps_pixels_and_catalog_digest(
     """At archive a large file (past 16 MiB) is rewritten without reading its pixel data
     into memory; the catalog's digest is the MD5 of the file as archived."""
 
-    def project_script(settings: dict) -> None:
-        settings["projects"]["DEMO"] = {"prearchive": "auto-archive", "anonymization": "demo.das"}
-
-    xnatd = make_xnatd(start=False, hook=project_script)
-    (xnatd.workdir / "demo.das").write_text(
+    xnatd = with_project_script(
+        make_xnatd,
         'version "6.3"\n(0010,0020) := concatenate[project, "_", subject]\n'
-        "(0008,0018) := hashUID[(0008,0018)]\n"
+        "(0008,0018) := hashUID[(0008,0018)]\n",
     )
-    xnatd.start()
     spec = StudySpec(
         "project-large",
         patient_id="P8",

@@ -89,19 +89,25 @@ def test_site_script_applied_to_every_received_file(
     assert len(rejects) == 2 and "site script" in rejects[0]["details"]["reason"]
 
 
+def large_object(name: str, folder: Path) -> Path:
+    """One instance with 18 MB of pixels: past the 16 MiB that is held in memory."""
+    spec = StudySpec(
+        name,
+        patient_id="SUBJ9",
+        study_description="DEMO",
+        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],
+    )
+    [path] = write_study(spec, folder)
+    return path
+
+
 def test_site_script_on_a_large_object_leaves_its_pixels_as_sent(
     make_xnatd, tmp_path: Path, storescu: str, dcm_dir: Path
 ) -> None:
     """Past 16 MiB the script runs on the header alone; the pixel data goes from the
     receiver's spool file to the prearchive untouched, and the spool is emptied."""
     xnatd = make(make_xnatd, tmp_path, None)
-    spec = StudySpec(
-        "large-anon",
-        patient_id="SUBJ9",
-        study_description="DEMO",
-        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],  # 18 MB of pixels
-    )
-    [sent] = write_study(spec, dcm_dir)
+    sent = large_object("large-anon", dcm_dir)
     result = storescu_send(storescu, xnatd.port, [sent])
     assert result.returncode == 0, result.stderr
     xnatd.wait_status("READY")
@@ -177,13 +183,7 @@ def test_project_script_on_a_large_file_keeps_pixels_and_catalog_digest(
         'version "6.3"\n(0010,0020) := concatenate[project, "_", subject]\n'
         "(0008,0018) := hashUID[(0008,0018)]\n",
     )
-    spec = StudySpec(
-        "project-large",
-        patient_id="P8",
-        study_description="DEMO",
-        series=[SeriesSpec(1, instances=1, rows=3000, columns=3000)],  # 18 MB of pixels
-    )
-    [sent] = write_study(spec, dcm_dir)
+    sent = large_object("project-large", dcm_dir)
     assert storescu_send(storescu, xnatd.port, [sent]).returncode == 0
     [row] = wait_for(lambda: json.loads(xnatd.cli("sessions", "list", "--json").stdout), 30)
     [archived] = dicom_files(Path(row["path"]))

@@ -6,7 +6,6 @@ C-STORE, import, the inbox and HTTP all call :meth:`Intake.receive`; each maps t
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
 from xnatd.metrics import Metrics
 from xnatd.routing import Explicit, route
-from xnatd.store.durable import Payload, SpooledFile
+from xnatd.store.durable import Payload, readable
 from xnatd.store.index.base import PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
@@ -115,8 +114,7 @@ class Intake:
         parsed = None
         try:
             if script is None:  # only the routing tags; a spilled file is read in place
-                spilled = isinstance(item.data, SpooledFile)
-                with item.data.open() if spilled else contextlib.nullcontext(item.data) as source:
+                with readable(item.data) as source:
                     header = read_header(source, self._tags_for(config))
             else:  # parsed once (a large file without its pixels): routed, then anonymized
                 parsed = parse(item.data, script)

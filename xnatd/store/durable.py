@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -140,6 +141,16 @@ class SpooledFile:
 
 
 Payload = bytes | SpooledFile  # a received file: in memory, or spilled to disk
+
+
+@contextlib.contextmanager
+def readable(data: Payload) -> Iterator[bytes | BinaryIO]:
+    """The payload as ``dicom.read_header`` takes it: bytes, or a large file's stream."""
+    if isinstance(data, SpooledFile):
+        with data.open() as stream:
+            yield stream
+    else:
+        yield data
 
 
 def file_payload(path: Path) -> Payload:

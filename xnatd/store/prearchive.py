@@ -23,11 +23,11 @@ from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import (
     Payload,
-    SpooledFile,
     chunks_of,
     file_payload,
     fsync_dir,
     makedirs_durable,
+    readable,
     remove_empty_parents,
     write_durably,
 )
@@ -345,11 +345,8 @@ class Prearchive:
                 path.unlink(missing_ok=True)
                 dropped += 1
                 continue
-            if isinstance(rewritten, SpooledFile):
-                with rewritten.open() as stream:
-                    header = read_header(stream, INTAKE_TAGS)
-            else:
-                header = read_header(rewritten, INTAKE_TAGS)
+            with readable(rewritten) as source:
+                header = read_header(source, INTAKE_TAGS)
             # Before the write: a large result reads its pixel data from ``path``,
             # which the write replaces or the rename below removes.
             md5, size = _md5(rewritten), len(rewritten)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from xnatd.dicom import INTAKE_TAGS, Header, Tag, read_header
+from xnatd.dicom import INTAKE_TAGS, Header, Tag, UnparsableDicom, read_header
 from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
@@ -43,6 +43,9 @@ from xnatd.store.layout import DataDir, PrearchiveName, inside
 from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
 
 log = structlog.get_logger(__name__)
+
+
+ADOPT_AFTER = 1.0  # seconds: a writer records its file within milliseconds of naming it
 
 
 class StoreRefused(Exception):
@@ -74,6 +77,30 @@ def _md5(data: Payload) -> str:
     for chunk in chunks_of(data):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def record_of_file(path: Path) -> InstanceRecord:
+    """The index row of a stored file, read back from ``SCANS/SCAN/DICOM/FILE``.
+
+    Raises:
+        UnparsableDicom: the file is not readable DICOM.
+    """
+    data = file_payload(path)  # a large file is not read whole
+    with readable(data) as source:
+        header = read_header(source, INTAKE_TAGS)
+    return InstanceRecord(
+        sop_instance_uid=header.get(Tag.SOPInstanceUID, path.stem),
+        sop_class_uid=header.get(Tag.SOPClassUID, ""),
+        series_uid=header.get(Tag.SeriesInstanceUID, ""),
+        series_number=header.get(Tag.SeriesNumber, ""),
+        instance_number=header.get(Tag.InstanceNumber, ""),
+        modality=header.get(Tag.Modality, ""),
+        scan=path.parent.parent.name,
+        file_name=path.name,
+        size=len(data),
+        md5=_md5(data),
+        received=path.stat().st_mtime,
+    )
 
 
 class Prearchive:
@@ -183,6 +210,43 @@ class Prearchive:
 
     def instances(self, session: PrearchiveSession) -> list[InstanceRecord]:
         return self.index.instances(session.id)
+
+    def adopt_unrecorded(
+        self, session: PrearchiveSession, *, settled: float = ADOPT_AFTER
+    ) -> list[InstanceRecord]:
+        """Record the session's files the index does not know; returns them.
+
+        A file gets its final name only once it is complete and flushed, so a file
+        without a row was written by a process that died before recording it (or,
+        after a power cut, whose row was never flushed: see ``record_instance``).
+        Never acknowledged, but whole: kept, as XNAT keeps whatever is in the folder.
+        Files younger than ``settled`` seconds may still be recorded by their writer.
+        A file whose SOP instance is already recorded under another name is an
+        unacknowledged resend: removed.
+        """
+        folder = self.data.session_dir(session.name)
+        known = {record.relative_path: record for record in self.index.instances(session.id)}
+        recorded_uids = {record.sop_instance_uid for record in known.values()}
+        adopted: list[InstanceRecord] = []
+        newest = time.time() - settled
+        for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm")):
+            relative = path.relative_to(folder).as_posix()
+            if relative in known or path.stat().st_mtime > newest:
+                continue
+            try:
+                record = record_of_file(path)
+            except UnparsableDicom as exc:
+                log.warning("unrecorded_file_unreadable", path=str(path), error=str(exc))
+                continue
+            if record.sop_instance_uid in recorded_uids:
+                path.unlink(missing_ok=True)
+                log.warning("unrecorded_duplicate_removed", path=str(path))
+                continue
+            recorded_uids.add(record.sop_instance_uid)
+            adopted.append(record)
+        if adopted:
+            self.index.adopt_instances(session.id, adopted)
+        return adopted
 
     def read_instance_header(
         self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]

@@ -8,14 +8,13 @@ come back as they were, and no accession ID is handed out twice.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, read_header
+from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.store import Store, sidecar
 from xnatd.store.archive import ARC
 from xnatd.store.index.base import (
@@ -27,6 +26,7 @@ from xnatd.store.index.base import (
     Status,
 )
 from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE
+from xnatd.store.prearchive import record_of_file
 from xnatd.store.xml import SESSION_ELEMENTS, XNAT, xs_date
 
 _ID = re.compile(r"_([SE])(\d+)$")
@@ -43,26 +43,7 @@ class ReindexReport:
 
 
 def _instances(folder: Path) -> list[InstanceRecord]:
-    records = []
-    for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm")):
-        data = path.read_bytes()
-        header = read_header(data, INTAKE_TAGS)
-        records.append(
-            InstanceRecord(
-                sop_instance_uid=header.get(Tag.SOPInstanceUID, path.stem),
-                sop_class_uid=header.get(Tag.SOPClassUID, ""),
-                series_uid=header.get(Tag.SeriesInstanceUID, ""),
-                series_number=header.get(Tag.SeriesNumber, ""),
-                instance_number=header.get(Tag.InstanceNumber, ""),
-                modality=header.get(Tag.Modality, ""),
-                scan=path.parent.parent.name,
-                file_name=path.name,
-                size=len(data),
-                md5=hashlib.md5(data).hexdigest(),
-                received=path.stat().st_mtime,
-            )
-        )
-    return records
+    return [record_of_file(path) for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm"))]
 
 
 def _document(path: Path) -> tuple[str, str | None, str | None, list[ScanRow]]:

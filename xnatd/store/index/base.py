@@ -222,6 +222,10 @@ class Index(abc.ABC):
         """Every recorded file of the session."""
 
     @abc.abstractmethod
+    def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
+        """Record files found in the session's folder without rows; its status stays."""
+
+    @abc.abstractmethod
     def replace_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         """The session's files after they were rewritten (project anonymization)."""
 

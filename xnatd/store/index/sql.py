@@ -182,10 +182,13 @@ _INSTANCE_COLUMNS = (
 )
 
 
-_UPSERT_INSTANCE = (
+_INSERT_INSTANCE = (
     f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (session_id, sop_instance_uid) DO UPDATE SET"
+)
+_UPSERT_INSTANCE = (
+    _INSERT_INSTANCE
+    + " ON CONFLICT (session_id, sop_instance_uid) DO UPDATE SET"
     + ",".join(
         f" {column} = excluded.{column}"
         for column in (
@@ -488,12 +491,27 @@ class SqlIndex(Index):
         )
         return [InstanceRecord(**row) for row in rows]
 
+    def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
+        with self._write() as connection:
+            added = [
+                record
+                for record in records
+                if connection.execute(
+                    _INSERT_INSTANCE + " ON CONFLICT (session_id, sop_instance_uid) DO NOTHING",
+                    _instance_values(session_id, record),
+                ).rowcount
+                == 1
+            ]
+            connection.execute(
+                "UPDATE prearchive SET files = files + ?, bytes = bytes + ? WHERE id = ?",
+                (len(added), sum(record.size for record in added), session_id),
+            )
+
     def replace_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         with self._write() as connection:
             connection.execute("DELETE FROM instances WHERE session_id = ?", (session_id,))
             connection.executemany(
-                f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_INSTANCE,
                 [_instance_values(session_id, record) for record in records],
             )
             connection.execute(
@@ -869,8 +887,7 @@ class SqlIndex(Index):
                 ),
             ).fetchone()[0]
             connection.executemany(
-                f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                _INSERT_INSTANCE + " ON CONFLICT DO NOTHING",
                 [_instance_values(session_id, record) for record in instances],
             )
 

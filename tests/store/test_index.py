@@ -231,3 +231,54 @@ def test_index_from_a_newer_xnatd_is_refused(tmp_path: Path) -> None:
     first.close()
     with pytest.raises(RuntimeError, match="newer"):
         open_index("sqlite", tmp_path)
+
+
+class TestFlushOnCommit:
+    """SQLite: a file's row commits without an fsync of the WAL (the file is flushed and
+    the build records it again if a power cut loses the row); a change the build could
+    not recover from the files is flushed."""
+
+    @pytest.fixture
+    def flushes(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
+        from xnatd.store.index import sqlite as sqlite_module
+
+        index = open_index("sqlite", tmp_path)
+        wal_fsyncs: list[int] = []
+        real_fsync = sqlite_module.os.fsync
+        monkeypatch.setattr(
+            sqlite_module.os, "fsync", lambda fd: (wal_fsyncs.append(fd), real_fsync(fd))
+        )
+        levels: list[str] = []
+        index.db.conn.set_trace_callback(
+            lambda sql: levels.append(sql) if "synchronous" in sql else None
+        )
+        yield index, wal_fsyncs, levels
+        index.close()
+
+    def test_a_new_instance_in_a_receiving_session_is_not_flushed(self, flushes) -> None:
+        index, wal_fsyncs, levels = flushes
+        session = open_session(index)
+        levels.clear()
+        index.record_instance(session.id, record("1.1"), None, 1000.0)
+        index.record_instance(session.id, record("1.2"), None, 1001.0)
+        assert wal_fsyncs == []
+        assert levels == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+
+    def test_reopening_a_built_session_is_flushed(self, flushes) -> None:
+        index, wal_fsyncs, _ = flushes
+        session = open_session(index)
+        index.record_instance(session.id, record("1.1"), None, 1000.0)
+        [claimed] = index.claim_idle_sessions(now=2000.0, idle_timeout=1, node=NODE, lease=60)
+        assert index.finish_build(
+            claimed.id, node=NODE, status=Status.READY, reason=None, xsi_type=None
+        )
+        index.record_instance(session.id, record("1.2"), None, 2001.0)
+        assert len(wal_fsyncs) == 1
+        assert index.get_session(session.name).status is Status.RECEIVING
+
+    def test_a_resent_instance_is_flushed(self, flushes) -> None:
+        index, wal_fsyncs, _ = flushes
+        session = open_session(index)
+        index.record_instance(session.id, record("1.1", scan="1"), None, 1000.0)
+        index.record_instance(session.id, record("1.1", scan="7"), None, 1001.0)
+        assert len(wal_fsyncs) == 1

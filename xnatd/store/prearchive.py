@@ -3,6 +3,8 @@
 A file is written to a temporary name beside its final one, flushed, renamed and its
 folder flushed; only then is it recorded in the index. When this returns, the
 instance survives a crash or power loss: that is when a C-STORE may say success.
+(Its row is committed without waiting for the index's log to reach the disk; should
+a power cut lose it, the session's build records the file again: adopt_unrecorded.)
 """
 
 from __future__ import annotations

@@ -63,9 +63,14 @@ class PostgresIndex(SqlIndex):
         return cls(spec)
 
     @contextmanager
-    def _write(self) -> Iterator[_Connection]:
+    def _write(self, *, flush: bool = True) -> Iterator[_Connection]:
         with self.pool.connection() as connection, connection.transaction():
+            if not flush:  # commit without waiting for the WAL flush
+                connection.execute("SET LOCAL synchronous_commit = off")
             yield _Connection(connection)
+
+    def _flush_on_commit(self, connection: _Connection) -> None:
+        connection.execute("SET LOCAL synchronous_commit = on")  # read at COMMIT
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with (

@@ -283,8 +283,19 @@ class SqlIndex(Index):
     GREATEST = "MAX"
 
     @abc.abstractmethod
-    def _write(self) -> AbstractContextManager[Any]:
-        """One write transaction; yields something with ``execute`` and ``executemany``."""
+    def _write(self, *, flush: bool = True) -> AbstractContextManager[Any]:
+        """One write transaction; yields something with ``execute`` and ``executemany``.
+
+        ``flush=False``: the commit may return before the database's log reaches the
+        disk. The rows are committed all the same (every reader sees them, and they
+        survive this process being killed); a power cut may lose them until the next
+        flushed commit, which flushes all earlier ones too. ``_flush_on_commit``
+        inside the transaction takes the relaxation back.
+        """
+
+    @abc.abstractmethod
+    def _flush_on_commit(self, connection: Any) -> None:
+        """Make the open transaction's commit (and every earlier one) reach the disk."""
 
     @abc.abstractmethod
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -382,7 +393,12 @@ class SqlIndex(Index):
     def record_instance(
         self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
     ) -> RecordResult:
-        with self._write() as connection:
+        # The one write per received file, so its commit is not flushed: the file
+        # itself already is, and a row a power cut loses is recorded again from the
+        # file when the session is built (Prearchive.adopt_unrecorded). Any other
+        # change (a session reopened, an instance replaced) is flushed: the build
+        # could not tell it from the files.
+        with self._write(flush=False) as connection:
             row = connection.execute(
                 "SELECT status FROM prearchive WHERE id = ?" + self.FOR_UPDATE, (session_id,)
             ).fetchone()
@@ -393,6 +409,8 @@ class SqlIndex(Index):
                 " WHERE session_id = ? AND sop_instance_uid = ?",
                 (session_id, record.sop_instance_uid),
             ).fetchone()
+            if old or Status(row[0]) is not Status.RECEIVING:
+                self._flush_on_commit(connection)
             connection.execute(
                 _UPSERT_INSTANCE,
                 _instance_values(session_id, record),

@@ -1,13 +1,16 @@
 """The embedded SQLite index (sqlite-utils over one WAL-mode connection); SQL in sql.py.
 
 Writes run inside ``BEGIN IMMEDIATE`` so a compare-and-set is atomic across threads,
-the command line and other processes. ``synchronous=FULL``: a committed row (the
-C-STORE acknowledgement depends on it) survives power loss, not only a crash.
+the command line and other processes. ``synchronous=FULL``: a committed row survives
+power loss, not only a crash; a ``flush=False`` write commits with ``NORMAL`` (the WAL
+is written, not fsynced: about 0.03 ms instead of 0.45 ms here), and the next FULL
+commit flushes it with the rest of the WAL.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ class SqliteIndex(SqlIndex):
         connection.execute("PRAGMA busy_timeout=30000")
         self.db = sqlite_utils.Database(connection)
         self._lock = threading.RLock()
+        self._flush_wal = False
         # Writers of every process queue on this file's lock, woken the moment it is
         # free. Left to SQLite, a writer that finds the database locked sleeps 1, 2,
         # 5, 10 ... ms and tries again: with two receiving processes that was most
@@ -56,21 +60,38 @@ class SqliteIndex(SqlIndex):
 
     # -- plumbing ----------------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, flush: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction taken at once, so reads inside it see a stable state."""
         with self._lock:
             fcntl.flock(self._writers, fcntl.LOCK_EX)
             try:
                 connection = self.db.conn
-                connection.execute("BEGIN IMMEDIATE")
+                self._flush_wal = False
+                if not flush:  # the safety level cannot change inside a transaction
+                    connection.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    yield connection
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
+                    connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.execute("ROLLBACK")
+                        raise
+                    connection.execute("COMMIT")
+                finally:
+                    if not flush:
+                        connection.execute("PRAGMA synchronous=FULL")
+                if self._flush_wal:
+                    # What a FULL commit does in WAL mode: fsync the log it appended to.
+                    descriptor = os.open(f"{self.path}-wal", os.O_RDONLY)
+                    try:
+                        os.fsync(descriptor)
+                    finally:
+                        os.close(descriptor)
             finally:
                 fcntl.flock(self._writers, fcntl.LOCK_UN)
+
+    def _flush_on_commit(self, connection: sqlite3.Connection) -> None:
+        self._flush_wal = True  # under self._lock: this transaction's own flag
 
     def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict]:
         with self._lock:

@@ -116,6 +116,28 @@ class TestBuildClaims:
         index.close_association("a1")
         assert len(index.claim_idle_sessions(now=1100.0, idle_timeout=5, node=NODE, lease=60)) == 1
 
+    def test_the_association_opening_a_session_holds_it_before_its_first_file(
+        self, index: Index
+    ) -> None:
+        """A 2 GB object may take longer to write than the idle timeout: the empty
+        session it opened must not be built (and discarded as empty) meanwhile."""
+        index.open_association(
+            "a1", node=NODE, called_ae="XNAT", calling_ae="CT", peer="x", lease_until=2000.0
+        )
+        session = index.open_session(
+            KEY,
+            subject="S01",
+            auto_archive=None,
+            source="XNAT",
+            timestamp="20240101_000000000",
+            now=1000.0,
+            association_id="a1",
+        )
+        assert index.claim_idle_sessions(now=1100.0, idle_timeout=5, node=NODE, lease=60) == []
+        index.record_instance(session.id, record("1.1"), "a1", 1100.0)
+        index.close_association("a1")
+        assert len(index.claim_idle_sessions(now=1200.0, idle_timeout=5, node=NODE, lease=60)) == 1
+
     def test_expired_association_lease_frees_the_session(self, index: Index) -> None:
         """A node that died without closing its association does not hold a session forever."""
         session = open_session(index)

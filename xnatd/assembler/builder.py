@@ -33,10 +33,10 @@ class Builder:
         """Build a session claimed in BUILDING; returns its new status, None if reopened."""
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
-        adopted = self.prearchive.adopt_unrecorded(session)
-        if adopted:
-            bound.warning("unrecorded_files_adopted", files=len(adopted))
         records = self.prearchive.instances(session)
+        if adopted := self.prearchive.adopt_unrecorded(session, records):
+            bound.warning("unrecorded_files_adopted", files=len(adopted))
+            records = self.prearchive.instances(session)
         if not records:
             self.prearchive.discard_if_empty(session)
             bound.info("empty_session_discarded")

@@ -193,6 +193,7 @@ class Prearchive:
             source=item.source,
             timestamp=layout.timestamp(),
             now=time.time(),
+            association_id=item.association_id,
         )
         if session.files == 0:
             # New (or still empty): record the routing decisions reindex cannot re-derive.
@@ -214,9 +215,13 @@ class Prearchive:
         return self.index.instances(session.id)
 
     def adopt_unrecorded(
-        self, session: PrearchiveSession, *, settled: float = ADOPT_AFTER
+        self,
+        session: PrearchiveSession,
+        recorded: list[InstanceRecord],
+        *,
+        settled: float = ADOPT_AFTER,
     ) -> list[InstanceRecord]:
-        """Record the session's files the index does not know; returns them.
+        """Record the session's files that are not in ``recorded``; returns them.
 
         A file gets its final name only once it is complete and flushed, so a file
         without a row was written by a process that died before recording it (or,
@@ -227,8 +232,8 @@ class Prearchive:
         unacknowledged resend: removed.
         """
         folder = self.data.session_dir(session.name)
-        known = {record.relative_path: record for record in self.index.instances(session.id)}
-        recorded_uids = {record.sop_instance_uid for record in known.values()}
+        known = {record.relative_path for record in recorded}
+        recorded_uids = {record.sop_instance_uid for record in recorded}
         adopted: list[InstanceRecord] = []
         newest = time.time() - settled
         for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm")):

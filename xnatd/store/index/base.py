@@ -178,8 +178,14 @@ class Index(abc.ABC):
         source: str | None,
         timestamp: str,
         now: float,
+        association_id: str | None = None,
     ) -> PrearchiveSession:
-        """Find the session that accepts files for key and mark it RECEIVING, or create one."""
+        """Find the session that accepts files for key and mark it RECEIVING, or create one.
+
+        With ``association_id`` (an open association or import about to write its first
+        file here) the session's idle timer waits for it from now on, not only from its
+        first recorded file: a large file may take longer to write than the timeout.
+        """
 
     @abc.abstractmethod
     def record_instance(

@@ -182,6 +182,12 @@ _INSTANCE_COLUMNS = (
 )
 
 
+# An open association (or import) delivering to a session holds its idle timer.
+_HOLD_SESSION = (
+    "INSERT INTO association_sessions (association_id, session_id)"
+    " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM associations WHERE id = ?)"
+    " ON CONFLICT DO NOTHING"
+)
 _INSERT_INSTANCE = (
     f"INSERT INTO instances (session_id, {_INSTANCE_COLUMNS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -345,6 +351,7 @@ class SqlIndex(Index):
         source: str | None,
         timestamp: str,
         now: float,
+        association_id: str | None = None,
     ) -> PrearchiveSession:
         accepting = tuple(status.value for status in ACCEPTS_FILES)
         marks = ",".join("?" * len(accepting))
@@ -384,6 +391,8 @@ class SqlIndex(Index):
                         now,
                     ),
                 ).fetchone()[0]
+            if association_id is not None:
+                connection.execute(_HOLD_SESSION, (association_id, session_id, association_id))
             found = connection.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM prearchive p WHERE id = ?", (session_id,)
             )
@@ -424,12 +433,7 @@ class SqlIndex(Index):
                 (now, added_files, added_bytes, session_id),
             )
             if association_id is not None:
-                connection.execute(
-                    "INSERT INTO association_sessions (association_id, session_id)"
-                    " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM associations WHERE id = ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (association_id, session_id, association_id),
-                )
+                connection.execute(_HOLD_SESSION, (association_id, session_id, association_id))
         replaced = None
         if old and (old[0], old[1]) != (record.scan, record.file_name):
             replaced = f"SCANS/{old[0]}/DICOM/{old[1]}"

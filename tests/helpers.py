@@ -200,7 +200,9 @@ def storescu_send(
     aec: str = "XNAT",
     aet: str = "SCANNER",
     extra: list[str] | None = None,
+    nagle: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """DCMTK storescu; ``nagle=True`` leaves Nagle's algorithm on, as most modalities."""
     return subprocess.run(
         [
             storescu,
@@ -216,7 +218,7 @@ def storescu_send(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TCP_NODELAY": "1"},
+        env={**os.environ, "TCP_NODELAY": "0" if nagle else "1"},
     )
 
 

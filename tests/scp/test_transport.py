@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pynetdicom.association as association_module
 from dicomgen import SeriesSpec, StudySpec, instances, write_study
-from helpers import pynetdicom_send, wait_for
+from helpers import pynetdicom_send, storescu_send, wait_for
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
@@ -21,6 +21,33 @@ from xnatd.scp.transport import wake_association_on_message, wake_dul_on_io
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def delayed_acks() -> int:
+    """ACKs this machine's TCP sent late, on its delayed-ACK timer (TcpExt DelayedACKs)."""
+    names, values = (
+        line.split()
+        for line in Path("/proc/net/netstat").read_text().splitlines()
+        if line.startswith("TcpExt:")
+    )
+    return int(values[names.index("DelayedACKs")])
+
+
+def test_a_sender_with_nagle_on_is_acknowledged_at_once(
+    xnatd, storescu: str, dcm_dir: Path
+) -> None:
+    """DCMTK storescu with Nagle on (as most modalities) writes each C-STORE in four
+    pieces; the second waits for the first to be acknowledged. Were xnatd's ACKs
+    delayed, each instance would wait out the 40 ms timer: about 100 late ACKs here."""
+    study = StudySpec("nagle", series=[SeriesSpec(1, instances=100, rows=64, columns=64)])
+    paths = write_study(study, dcm_dir)
+    storescu_send(storescu, xnatd.port, paths[:2], nagle=True)  # warm: the session exists
+    before = delayed_acks()
+    sent = storescu_send(storescu, xnatd.port, paths, nagle=True)
+    late = delayed_acks() - before
+    assert sent.returncode == 0, sent.stderr
+    assert late < 20, f"{late} delayed ACKs for 100 instances"
+    assert xnatd.prearchive()[0]["files"] == 100
 
 
 def test_associations_leave_no_descriptors_behind(xnatd, dcm_dir: Path) -> None:

@@ -33,17 +33,35 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class QuickAckSocket:
-    """An accepted socket whose every ``recv`` acknowledges immediately."""
+    """An accepted socket that acknowledges what it receives immediately.
+
+    Linux delays ACKs while a connection is in "pingpong" (interactive) mode, which
+    it enters when we send soon after receiving: after every C-STORE-RSP. Setting
+    TCP_QUICKACK leaves that mode, and nothing but our next send enters it again, so
+    the flag is re-armed before the first read after each send, not before every
+    read (a setsockopt holds the GIL: eight a C-STORE were an eighth of the reading
+    thread's Python time).
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._armed = False
         # Our own small responses (C-STORE-RSP) must not wait either.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _acknowledge_at_once(self) -> None:
-        if _QUICKACK is not None:
+        if _QUICKACK is not None and not self._armed:
             with contextlib.suppress(OSError):  # a closed socket: the read reports it
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                self._armed = True
+
+    def send(self, data: Any, *flags: int) -> int:
+        self._armed = False
+        return self._sock.send(data, *flags)
+
+    def sendall(self, data: Any, *flags: int) -> None:
+        self._armed = False
+        self._sock.sendall(data, *flags)
 
     def recv(self, size: int, *flags: int) -> bytes:
         self._acknowledge_at_once()

@@ -9,6 +9,7 @@ a power cut lose it, the session's build records the file again: adopt_unrecorde
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -226,19 +227,18 @@ class Prearchive:
         A file gets its final name only once it is complete and flushed, so a file
         without a row was written by a process that died before recording it (or,
         after a power cut, whose row was never flushed: see ``record_instance``).
-        Never acknowledged, but whole: kept, as XNAT keeps whatever is in the folder.
+        Whole either way: kept and recorded, as XNAT keeps whatever is in the folder.
         Files younger than ``settled`` seconds may still be recorded by their writer.
         A file whose SOP instance is already recorded under another name is an
         unacknowledged resend: removed.
         """
         folder = self.data.session_dir(session.name)
-        known = {record.relative_path for record in recorded}
+        known = {(record.scan, record.file_name) for record in recorded}
         recorded_uids = {record.sop_instance_uid for record in recorded}
         adopted: list[InstanceRecord] = []
         newest = time.time() - settled
-        for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm")):
-            relative = path.relative_to(folder).as_posix()
-            if relative in known or path.stat().st_mtime > newest:
+        for path in _unrecorded_files(folder, known):
+            if path.stat().st_mtime > newest:
                 continue
             try:
                 record = record_of_file(path)
@@ -453,6 +453,27 @@ class Prearchive:
             shutil.rmtree(folder)
         self.data.session_document(session.name).unlink(missing_ok=True)
         remove_empty_parents(folder.parent, self.data.prearchive)
+
+
+def _unrecorded_files(folder: Path, known: set[tuple[str, str]]) -> list[Path]:
+    """``SCANS/SCAN/DICOM/*.dcm`` under folder whose (scan, name) is not in known.
+
+    os.scandir rather than a glob: this runs at every build, over every file."""
+    found = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder / "SCANS") as scans:
+        for scan in scans:
+            with (
+                contextlib.suppress(NotADirectoryError, FileNotFoundError),
+                os.scandir(os.path.join(scan.path, "DICOM")) as files,
+            ):
+                found.extend(
+                    Path(entry.path)
+                    for entry in files
+                    if entry.name.endswith(".dcm")
+                    and (scan.name, entry.name) not in known
+                    and entry.is_file()
+                )
+    return sorted(found)
 
 
 def _sidecar(session: PrearchiveSession) -> dict[str, object]:

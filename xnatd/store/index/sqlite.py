@@ -78,6 +78,8 @@ class SqliteIndex(SqlIndex):
                         raise
                     connection.execute("COMMIT")
                 finally:
+                    if connection.in_transaction:  # a COMMIT that failed (disk full)
+                        connection.execute("ROLLBACK")
                     if not flush:
                         connection.execute("PRAGMA synchronous=FULL")
                 if self._flush_wal:

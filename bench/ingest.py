@@ -340,22 +340,10 @@ def summarize(runs: list[dict], files: int, size: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sets", default="mixed,small,big,huge")
-    parser.add_argument("--receivers", default=",".join(RECEIVERS))
-    parser.add_argument("--idle", default="2s", help="xnatd's session_idle_timeout")
-    parser.add_argument("--quick", action="store_true", help="a tenth of the data, one run")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
-    args = parser.parse_args()
-    scale = 0.1 if args.quick else 1.0
-    runs = 1 if args.quick else args.runs
-    receivers = [r for r in args.receivers.split(",") if r]
-    if "orthanc" in receivers and not Path("/usr/sbin/Orthanc").exists():
-        print("Orthanc not installed (apt-get install orthanc): left out", file=sys.stderr)
-        receivers.remove("orthanc")
-    work = Path(tempfile.mkdtemp(prefix="xnatd-ingest-"))
+def suite(
+    args: argparse.Namespace, work: Path, receivers: list[str], scale: float, runs: int
+) -> dict:
+    """Generate the sets under ``work`` and measure every receiver on each."""
     data = work / "data"
     sets: dict[str, tuple[list[Path], list[tuple[int, bool]], list[str], int]] = {}
     wanted = args.sets.split(",")
@@ -421,7 +409,29 @@ def main() -> None:
             for kind in kinds:
                 if kind != "xnatd" and ours:
                     cell[f"xnatd_over_{kind}"] = round(cell[kind]["median_seconds"] / ours, 2)
-    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sets", default="mixed,small,big,huge")
+    parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--idle", default="2s", help="xnatd's session_idle_timeout")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data, one run")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    runs = 1 if args.quick else args.runs
+    receivers = [r for r in args.receivers.split(",") if r]
+    if "orthanc" in receivers and not Path("/usr/sbin/Orthanc").exists():
+        print("Orthanc not installed (apt-get install orthanc): left out", file=sys.stderr)
+        receivers.remove("orthanc")
+    work = Path(tempfile.mkdtemp(prefix="xnatd-ingest-"))
+    try:  # received files are kept until the end (see above): tens of GB if it fails
+        results = suite(args, work, receivers, scale, runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     report(results)

@@ -14,6 +14,7 @@ from xnatd.store.layout import (
     base36,
     inside,
     instance_file_name,
+    instance_files,
     java_list_hash,
     java_string_hash,
     next_timestamp,
@@ -113,3 +114,25 @@ def test_session_paths(tmp_path: Path) -> None:
     assert data.session_document(name) == tmp_path / "prearchive/DEMO/20240101_000000000/S1.xml"
     with pytest.raises(ValueError):
         PrearchiveName.parse("DEMO/only-two")
+
+
+def test_instance_files_are_the_dcm_files_of_each_scan(tmp_path: Path) -> None:
+    """What reindex reads and what a build checks against the index: the stored
+    instances, not temporary files, catalogs or other folders."""
+    for relative in (
+        "SCANS/1/DICOM/a.dcm",
+        "SCANS/1/DICOM/b.dcm",
+        "SCANS/1/DICOM/.b.dcm.1a2b3c4d.part",  # a write in progress
+        "SCANS/1/DICOM/scan_1_catalog.xml",
+        "SCANS/2-MR1/DICOM/c.dcm",
+        "SCANS/2-MR1/SNAPSHOTS/d.dcm",
+    ):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    (tmp_path / "SCANS" / "README").write_text("not a scan")
+    listed = [p.relative_to(tmp_path).as_posix() for p in instance_files(tmp_path)]
+    assert listed == ["SCANS/1/DICOM/a.dcm", "SCANS/1/DICOM/b.dcm", "SCANS/2-MR1/DICOM/c.dcm"]
+    assert instance_files(tmp_path, leave_out={("1", "a.dcm"), ("2-MR1", "c.dcm")}) == [
+        tmp_path / "SCANS/1/DICOM/b.dcm"
+    ]
+    assert instance_files(tmp_path / "no-such-session") == []

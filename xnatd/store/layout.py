@@ -7,10 +7,13 @@ outside the data directory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import shutil
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +103,27 @@ def instance_file_name(header: Header) -> str:
     ]
     name = _NOT_FILE_CHAR.sub("_", "-".join(parts))[:200]
     return name.lstrip(".") + ".dcm"
+
+
+def instance_files(session_folder: Path, leave_out: Container[tuple[str, str]] = ()) -> list[Path]:
+    """A session folder's ``SCANS/SCAN/DICOM/*.dcm``, sorted, but for the (scan, file
+    name) pairs in ``leave_out``. os.scandir, not a glob: the build runs this over every
+    file of every session (3 ms for 3,000 files against 44 ms)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(session_folder / "SCANS") as scans:
+        for scan in scans:
+            with (
+                contextlib.suppress(NotADirectoryError, FileNotFoundError),
+                os.scandir(os.path.join(scan.path, "DICOM")) as files,
+            ):
+                found.extend(
+                    Path(entry.path)
+                    for entry in files
+                    if entry.name.endswith(".dcm")
+                    and (scan.name, entry.name) not in leave_out
+                    and entry.is_file()
+                )
+    return sorted(found)
 
 
 def inside(root: Path, *parts: str) -> Path:

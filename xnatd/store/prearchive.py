@@ -9,7 +9,6 @@ a power cut lose it, the session's build records the file again: adopt_unrecorde
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -237,7 +236,7 @@ class Prearchive:
         recorded_uids = {record.sop_instance_uid for record in recorded}
         adopted: list[InstanceRecord] = []
         newest = time.time() - settled
-        for path in _unrecorded_files(folder, known):
+        for path in layout.instance_files(folder, leave_out=known):
             if path.stat().st_mtime > newest:
                 continue
             try:
@@ -453,27 +452,6 @@ class Prearchive:
             shutil.rmtree(folder)
         self.data.session_document(session.name).unlink(missing_ok=True)
         remove_empty_parents(folder.parent, self.data.prearchive)
-
-
-def _unrecorded_files(folder: Path, known: set[tuple[str, str]]) -> list[Path]:
-    """``SCANS/SCAN/DICOM/*.dcm`` under folder whose (scan, name) is not in known.
-
-    os.scandir rather than a glob: this runs at every build, over every file."""
-    found = []
-    with contextlib.suppress(FileNotFoundError), os.scandir(folder / "SCANS") as scans:
-        for scan in scans:
-            with (
-                contextlib.suppress(NotADirectoryError, FileNotFoundError),
-                os.scandir(os.path.join(scan.path, "DICOM")) as files,
-            ):
-                found.extend(
-                    Path(entry.path)
-                    for entry in files
-                    if entry.name.endswith(".dcm")
-                    and (scan.name, entry.name) not in known
-                    and entry.is_file()
-                )
-    return sorted(found)
 
 
 def _sidecar(session: PrearchiveSession) -> dict[str, object]:

@@ -25,7 +25,7 @@ from xnatd.store.index.base import (
     ScanRow,
     Status,
 )
-from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE
+from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE, instance_files
 from xnatd.store.prearchive import record_of_file
 from xnatd.store.xml import SESSION_ELEMENTS, XNAT, xs_date
 
@@ -43,7 +43,7 @@ class ReindexReport:
 
 
 def _instances(folder: Path) -> list[InstanceRecord]:
-    return [record_of_file(path) for path in sorted(folder.glob("SCANS/*/DICOM/*.dcm"))]
+    return [record_of_file(path) for path in instance_files(folder)]
 
 
 def _document(path: Path) -> tuple[str, str | None, str | None, list[ScanRow]]:

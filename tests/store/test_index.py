@@ -6,6 +6,7 @@ Every test runs against each backend through the ``index`` fixture.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from helpers import postgres_schema
 
 from xnatd.store.index import open_index
 from xnatd.store.index.base import (
+    PENDING_DIGEST,
     SCHEMA_VERSION,
     Index,
     InstanceRecord,
@@ -204,6 +206,20 @@ class TestReopening:
             index.record_instance(session.id, record("1.2"), None, 1001.0)
         fresh = open_session(index, now=1002.0, stamp="20240101_000002000")
         assert fresh.id != session.id and fresh.status is Status.RECEIVING
+
+
+def test_digests_fill_pending_rows_but_not_a_replacement(index: Index) -> None:
+    """A digest taken from a file lands on its row only if the row is still that
+    file's: a copy received meanwhile (another ``received``) waits for its own."""
+    session = open_session(index)
+    for uid, received in (("1.1", 1.0), ("1.2", 2.0), ("1.2", 3.0)):
+        pending = replace(record(uid, received=received), md5=PENDING_DIGEST)
+        index.record_instance(session.id, pending, None, 1000.0 + received)
+    index.set_digests(session.id, [("1.1", 1.0, "a" * 32), ("1.2", 2.0, "b" * 32)])
+    digests = {r.sop_instance_uid: r.md5 for r in index.instances(session.id)}
+    assert digests == {"1.1": "a" * 32, "1.2": PENDING_DIGEST}
+    index.set_digests(session.id, [("1.1", 1.0, "c" * 32)])  # taken once, never overwritten
+    assert index.instances(session.id)[0].md5 == "a" * 32
 
 
 def _force_status(index: Index, session_id: int, status: str) -> None:

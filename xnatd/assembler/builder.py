@@ -1,7 +1,8 @@
 """The session build: from recorded instances to ``LABEL.xml`` and scan catalogs.
 
-Per-instance facts (UIDs, file names, sizes, MD5) come from the index, written at
-receive time; only one header per series is read from disk here.
+Per-instance facts (UIDs, file names, sizes) come from the index, written at receive
+time; only one header per series is read from disk here, and the MD5 of each file not
+yet digested (``Prearchive.instances``), in parallel.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ class Builder:
         """Build a session claimed in BUILDING; returns its new status, None if reopened."""
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
-        records = self.prearchive.instances(session)
-        if adopted := self.prearchive.adopt_unrecorded(session, records):
-            bound.warning("unrecorded_files_adopted", files=len(adopted))
-            records = self.prearchive.instances(session)
-        if not records:
-            self.prearchive.discard_if_empty(session)
-            bound.info("empty_session_discarded")
-            return None
         try:
+            records = self.prearchive.instances(session)  # digests taken here
+            if adopted := self.prearchive.adopt_unrecorded(session, records):
+                bound.warning("unrecorded_files_adopted", files=len(adopted))
+                records = self.prearchive.instances(session)
+            if not records:
+                self.prearchive.discard_if_empty(session)
+                bound.info("empty_session_discarded")
+                return None
             document = self._assemble(session, records)
             self.prearchive.write_documents(session, document)
         except (UnparsableDicom, OSError) as exc:

@@ -49,7 +49,6 @@ class Received:
 
     data: Payload  # large objects stay on disk (the receiver's spill file)
     source: str  # the receiving AE title, or "import"
-    md5: str | None = None  # of data, when the door took it as the bytes arrived
     calling_ae: str | None = None
     association_id: str | None = None
     receiver: Receiver | None = None
@@ -144,7 +143,7 @@ class Intake:
                 Result.NOT_PERMITTED,
                 f"routed to project {decided.project}, which this user may not upload to",
             )
-        data, md5 = item.data, item.md5
+        data = item.data
         if script is not None and parsed is not None:
             variables = {
                 "project": decided.project,
@@ -157,7 +156,7 @@ class Intake:
                 return self._script_problem(item, "error", f"site anonymization failed: {exc}")
             if anonymized is None:
                 return self._script_problem(item, "reject", "rejected by the site script")
-            data, md5 = anonymized, None
+            data = anonymized
             # Layout and grouping follow the anonymized header (UIDs may be hashed).
             header = header_of(parsed.dataset, self._tags_for(config))
         study_uid = header.get(Tag.StudyInstanceUID, "")
@@ -166,7 +165,6 @@ class Intake:
             header=header,
             route=decided,
             data=data,
-            md5=md5,
             source=item.source,
             calling_ae=item.calling_ae,
             association_id=item.association_id,

@@ -18,7 +18,6 @@ any other pynetdicom SCP in the process is untouched.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import socket
@@ -113,17 +112,15 @@ class StoreRequest:
     """A complete C-STORE request, named as pynetdicom's C_STORE primitive names it.
 
     ``data`` is the file to keep: xnatd's meta group (``dicom.received_prefix``), then
-    the data set as received, in memory or spilled to disk; ``md5`` its digest, taken
-    as the bytes arrived (while the sender was still sending). Both are None exactly
-    when a UID of the command is not valid (``dicom.is_valid_uid``, checked once, here):
-    the handler fails that request alone.
+    the data set as received, in memory or spilled to disk. It is None exactly when a
+    UID of the command is not valid (``dicom.is_valid_uid``, checked once, here): the
+    handler fails that request alone.
     """
 
     MessageID: int
     AffectedSOPClassUID: str
     AffectedSOPInstanceUID: str
     data: Payload | None
-    md5: str | None
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,6 @@ class _Message:
     command: Command | None = None
     data: SpillingBuffer | None = None
     framed: bool = False  # data begins with our Part 10 prefix
-    digest: Any = None  # hashlib MD5 of data so far, when framed
 
 
 def _discard(buffer: SpillingBuffer | None) -> None:
@@ -184,8 +180,6 @@ class DataPhase:
             piece = self._buffer[: min(length, CHUNK)]
             self._fill(piece)
             message.data.write(piece)
-            if message.digest is not None:
-                message.digest.update(piece)  # without the GIL, as the rest arrives
             length -= len(piece)
 
     def read_pdu(self) -> None:
@@ -245,7 +239,7 @@ class DataPhase:
                 self.assoc.requestor.primitive.calling_ae_title,
             )
             message.data.write(prefix)
-            message.framed, message.digest = True, hashlib.md5(prefix)
+            message.framed = True
 
     # -- answering -------------------------------------------------------------------
     def _context(self, context_id: int) -> PresentationContextTuple:
@@ -285,7 +279,6 @@ class DataPhase:
                 command.affected_sop_class_uid,
                 command.affected_sop_instance_uid,
                 data,
-                message.digest.hexdigest() if message.digest is not None else None,
             )
             return self._call(evt.EVT_C_STORE, request, context)
         if command.command_field == C_ECHO_RQ and verification:

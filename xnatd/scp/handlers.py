@@ -198,7 +198,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
     """Durably store one instance, then answer; nothing else happens on this thread.
 
     Called by the native data phase (``dataphase.py``) with a complete request: the
-    file framed as Part 10 and its MD5, both made as the bytes arrived.
+    file framed as Part 10 as the bytes arrived.
     """
     state = associations.get(event.assoc)
     if state is None:
@@ -219,7 +219,6 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
         outcome = intake.receive(
             Received(
                 data=request.data,
-                md5=request.md5,
                 source=state.receiver.ae_title,
                 calling_ae=state.calling_ae,
                 association_id=state.id,

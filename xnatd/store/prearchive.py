@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import (
+    IN_MEMORY_LIMIT,
     Payload,
     chunks_of,
     file_payload,
@@ -34,6 +36,7 @@ from xnatd.store.durable import (
     write_durably,
 )
 from xnatd.store.index.base import (
+    PENDING_DIGEST,
     Index,
     InstanceRecord,
     PrearchiveSession,
@@ -48,6 +51,8 @@ log = structlog.get_logger(__name__)
 
 
 ADOPT_AFTER = 1.0  # seconds: a writer records its file within milliseconds of naming it
+DIGEST_THREADS = os.cpu_count() or 1
+PARALLEL_DIGESTS = 256 << 20  # bytes to digest at a session's build before threads pay
 
 
 class StoreRefused(Exception):
@@ -62,7 +67,6 @@ class IncomingInstance:
     route: Route
     data: Payload  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
-    md5: str | None = None  # of data, if the door already took it
     calling_ae: str | None = None
     association_id: str | None = None
 
@@ -79,6 +83,36 @@ def _md5(data: Payload) -> str:
     for chunk in chunks_of(data):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    with path.open("rb", buffering=0) as file:
+        if os.fstat(file.fileno()).st_size <= IN_MEMORY_LIMIT:
+            return hashlib.md5(file.read()).hexdigest()  # one read, sized by fstat
+        return hashlib.file_digest(file, "md5").hexdigest()
+
+
+def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
+    """The MD5 of each file. Past ``PARALLEL_DIGESTS`` bytes in all the files are shared
+    out by size among one thread per core (hashlib lets go of the GIL); below, threads
+    would only fight over the GIL for the per-file Python."""
+    if sum(sizes) < PARALLEL_DIGESTS or DIGEST_THREADS == 1:
+        return [file_md5(path) for path in paths]
+    shares: list[list[int]] = [[] for _ in range(DIGEST_THREADS)]
+    loads = [0] * DIGEST_THREADS
+    for position in sorted(range(len(paths)), key=lambda i: -sizes[i]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(position)
+        loads[lightest] += sizes[position]
+    digests = [""] * len(paths)
+
+    def digest_share(share: list[int]) -> None:
+        for position in share:
+            digests[position] = file_md5(paths[position])
+
+    with ThreadPoolExecutor(DIGEST_THREADS) as pool:
+        list(pool.map(digest_share, shares))  # list(): a failure raises here
+    return digests
 
 
 def record_of_file(path: Path) -> InstanceRecord:
@@ -100,7 +134,7 @@ def record_of_file(path: Path) -> InstanceRecord:
         scan=path.parent.parent.name,
         file_name=path.name,
         size=len(data),
-        md5=_md5(data),
+        md5=file_md5(path),
         received=path.stat().st_mtime,
     )
 
@@ -136,7 +170,6 @@ class Prearchive:
         header = item.header
         scan = layout.scan_name(header)
         file_name = layout.instance_file_name(header)
-        md5 = item.md5 or _md5(item.data)
         for _attempt in range(3):
             if session is None:
                 try:
@@ -159,7 +192,7 @@ class Prearchive:
                 scan=scan,
                 file_name=file_name,
                 size=len(item.data),
-                md5=md5,
+                md5=PENDING_DIGEST,  # taken when the session is built: off this thread
                 received=time.time(),
                 calling_ae=item.calling_ae,
             )
@@ -212,7 +245,35 @@ class Prearchive:
         )
 
     def instances(self, session: PrearchiveSession) -> list[InstanceRecord]:
-        return self.index.instances(session.id)
+        """The session's records, each with the MD5 of its file: the digests not yet
+        taken (``PENDING_DIGEST``) are taken now, from the files, and recorded.
+
+        Raises:
+            OSError: a recorded file cannot be read (the message names it).
+        """
+        records = self.index.instances(session.id)
+        pending = [record for record in records if record.md5 == PENDING_DIGEST]
+        if not pending:
+            return records
+        folder = self.data.session_dir(session.name)
+        digests = files_md5(
+            [folder / record.relative_path for record in pending],
+            [record.size for record in pending],
+        )
+        self.index.set_digests(
+            session.id,
+            [
+                (r.sop_instance_uid, r.received, md5)
+                for r, md5 in zip(pending, digests, strict=True)
+            ],
+        )
+        taken = {r.sop_instance_uid: md5 for r, md5 in zip(pending, digests, strict=True)}
+        return [
+            replace(record, md5=taken[record.sop_instance_uid])
+            if record.md5 == PENDING_DIGEST
+            else record
+            for record in records
+        ]
 
     def adopt_unrecorded(
         self,

@@ -28,6 +28,10 @@ class Status(StrEnum):
     ERROR = "ERROR"
 
 
+# The MD5 of a received file is taken when its session is built, not on the receiving
+# thread: at four associations hashing was a sixth of the receiver's CPU (issue 5).
+PENDING_DIGEST = ""
+
 # New files join a session in these states (reopening it); in any other state
 # (ARCHIVING, MOVING, DELETING) they start a new prearchive session.
 ACCEPTS_FILES = frozenset(
@@ -91,7 +95,7 @@ class InstanceRecord:
     scan: str
     file_name: str
     size: int
-    md5: str
+    md5: str  # PENDING_DIGEST until the session is built (``Prearchive.instances``)
     received: float
     calling_ae: str | None = None
 
@@ -226,6 +230,11 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def instances(self, session_id: int) -> list[InstanceRecord]:
         """Every recorded file of the session."""
+
+    @abc.abstractmethod
+    def set_digests(self, session_id: int, digests: list[tuple[str, float, str]]) -> None:
+        """Record (SOP Instance UID, received, MD5) for rows still without a digest;
+        a row replaced since (another ``received``) keeps waiting for its own."""
 
     @abc.abstractmethod
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from xnatd.store.index.base import (
     ACCEPTS_FILES,
+    PENDING_DIGEST,
     SCHEMA_VERSION,
     ArchivedSession,
     ArchiveStatus,
@@ -512,6 +513,17 @@ class SqlIndex(Index):
             (session_id,),
         )
         return [InstanceRecord(**row) for row in rows]
+
+    def set_digests(self, session_id: int, digests: list[tuple[str, float, str]]) -> None:
+        with self._write() as connection:
+            connection.executemany(
+                "UPDATE instances SET md5 = ? WHERE session_id = ? AND sop_instance_uid = ?"
+                " AND received = ? AND md5 = ?",
+                [
+                    (md5, session_id, uid, received, PENDING_DIGEST)
+                    for uid, received, md5 in digests
+                ],
+            )
 
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         with self._write() as connection:

@@ -11,8 +11,10 @@ at most): on an ext4 without a journal (these machines), every file created with
 minutes of thousands being deleted nearby costs the kernel a scan past the recently
 freed inodes, which doubled the receiving process's system time (0.46 -> 0.90 ms a
 file, measured) for whoever ran after a deletion. The sender is DCMTK storescu at 1 and 4
-associations, with TCP_NODELAY=1 (Nagle off) and without (stock). Peak RSS is the sum
-over the receiver's processes, sampled every 0.1 s. Prints a table; writes JSON.
+associations, with TCP_NODELAY=1 (Nagle off) and without (stock). Runs are interleaved:
+the first run of every case and receiver of a set, then the second, and so on. Peak
+RSS is the sum over the receiver's processes, sampled every 0.1 s. Prints a table;
+writes JSON.
 
     python3 bench/ingest.py [--runs 3] [--sets mixed,small,big,huge] [--quick]
 """
@@ -373,30 +375,27 @@ def suite(
             "megabytes": round(size / 1e6, 1),
             "cases": {},
         }
+        # Run n of every case and receiver, then run n + 1: whatever drifts during a
+        # set is shared out among all of them instead of landing on the cells measured
+        # last (the same cell, xnatd at 4 associations, made 752 inst/s after three
+        # Orthanc runs and 1,085-1,118 after other orders, cause unknown).
+        measured: dict[tuple[int, bool, str], list[dict]] = {}
+        for n in range(runs):
+            for associations, nodelay in shapes:
+                for kind in kinds:
+                    cell_work = work / f"{name}-{kind}-{associations}-{nodelay}-{n}"
+                    measured.setdefault((associations, nodelay, kind), []).append(
+                        measure(
+                            kind, cell_work, folders, associations, nodelay, args.idle, sessions
+                        )
+                    )
+                    if name == "huge":  # a few large files: deleting them frees few inodes
+                        shutil.rmtree(cell_work, ignore_errors=True)
         for associations, nodelay in shapes:
             case = f"{associations} assoc, {'nodelay' if nodelay else 'nagle'}"
             cell = entry["cases"][case] = {}
             for kind in kinds:
-                measured = [
-                    measure(
-                        kind,
-                        work / f"{name}-{kind}-{associations}-{nodelay}-{n}",
-                        folders,
-                        associations,
-                        nodelay,
-                        args.idle,
-                        sessions,
-                    )
-                    for n in range(runs)
-                ]
-                cell[kind] = summarize(measured, files, size)
-                if name == "huge":  # a few large files: deleting them frees few inodes
-                    for n in range(runs):
-                        shutil.rmtree(
-                            work / f"{name}-{kind}-{associations}-{nodelay}-{n}",
-                            ignore_errors=True,
-                        )
-                got = cell[kind]
+                got = cell[kind] = summarize(measured[associations, nodelay, kind], files, size)
                 print(
                     f"  {name:6} {case:18} {kind:10} {got['instances_per_second']:8.1f} inst/s "
                     f"{got['megabytes_per_second']:7.1f} MB/s "

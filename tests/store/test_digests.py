@@ -10,7 +10,7 @@ import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
-from xnatd.store import prearchive
+from xnatd.store import digests, durable
 from xnatd.store.index.base import PENDING_DIGEST, Status
 
 CAT = {"cat": "http://nrg.wustl.edu/catalog"}
@@ -86,9 +86,9 @@ def test_a_recorded_file_gone_before_the_build_is_named(make_site, dcm_dir: Path
 def test_files_md5_in_threads_or_not_gives_each_file_its_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_from: int
 ) -> None:
-    monkeypatch.setattr(prearchive, "PARALLEL_DIGESTS", parallel_from)
-    monkeypatch.setattr(prearchive, "DIGEST_THREADS", 3)
-    monkeypatch.setattr(prearchive, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
+    monkeypatch.setattr(digests, "PARALLEL_FROM", parallel_from)
+    monkeypatch.setattr(digests, "THREADS", 3)
+    monkeypatch.setattr(durable, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
     sizes = [0, 10, 999, 1001, 5000, 70_000, 3, 40_000]
     paths = []
     for number, size in enumerate(sizes):
@@ -96,4 +96,4 @@ def test_files_md5_in_threads_or_not_gives_each_file_its_digest(
         path.write_bytes(bytes([number]) * size)
         paths.append(path)
     expected = [hashlib.md5(path.read_bytes()).hexdigest() for path in paths]
-    assert prearchive.files_md5(paths, sizes) == expected
+    assert digests.files_md5(paths, sizes) == expected

@@ -198,7 +198,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
     """Durably store one instance, then answer; nothing else happens on this thread.
 
     Called by the native data phase (``dataphase.py``) with a complete request: the
-    file framed as Part 10 as the bytes arrived.
+    file, framed as Part 10 while its bytes arrived.
     """
     state = associations.get(event.assoc)
     if state is None:

@@ -9,12 +9,10 @@ a power cut lose it, the session's build records the file again: adopt_unrecorde
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,10 +22,9 @@ from xnatd.dicom import INTAKE_TAGS, Header, Tag, UnparsableDicom, read_header
 from xnatd.routing import Route
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
+from xnatd.store.digests import file_md5, files_md5, payload_md5
 from xnatd.store.durable import (
-    IN_MEMORY_LIMIT,
     Payload,
-    chunks_of,
     file_payload,
     fsync_dir,
     makedirs_durable,
@@ -51,8 +48,6 @@ log = structlog.get_logger(__name__)
 
 
 ADOPT_AFTER = 1.0  # seconds: a writer records its file within milliseconds of naming it
-DIGEST_THREADS = os.cpu_count() or 1
-PARALLEL_DIGESTS = 256 << 20  # bytes to digest at a session's build before threads pay
 
 
 class StoreRefused(Exception):
@@ -76,43 +71,6 @@ class StoredInstance:
     session: PrearchiveSession
     path: Path
     new_instance: bool
-
-
-def _md5(data: Payload) -> str:
-    digest = hashlib.md5()
-    for chunk in chunks_of(data):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_md5(path: Path) -> str:
-    with path.open("rb", buffering=0) as file:
-        if os.fstat(file.fileno()).st_size <= IN_MEMORY_LIMIT:
-            return hashlib.md5(file.read()).hexdigest()  # one read, sized by fstat
-        return hashlib.file_digest(file, "md5").hexdigest()
-
-
-def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
-    """The MD5 of each file. Past ``PARALLEL_DIGESTS`` bytes in all the files are shared
-    out by size among one thread per core (hashlib lets go of the GIL); below, threads
-    would only fight over the GIL for the per-file Python."""
-    if sum(sizes) < PARALLEL_DIGESTS or DIGEST_THREADS == 1:
-        return [file_md5(path) for path in paths]
-    shares: list[list[int]] = [[] for _ in range(DIGEST_THREADS)]
-    loads = [0] * DIGEST_THREADS
-    for position in sorted(range(len(paths)), key=lambda i: -sizes[i]):
-        lightest = loads.index(min(loads))
-        shares[lightest].append(position)
-        loads[lightest] += sizes[position]
-    digests = [""] * len(paths)
-
-    def digest_share(share: list[int]) -> None:
-        for position in share:
-            digests[position] = file_md5(paths[position])
-
-    with ThreadPoolExecutor(DIGEST_THREADS) as pool:
-        list(pool.map(digest_share, shares))  # list(): a failure raises here
-    return digests
 
 
 def record_of_file(path: Path) -> InstanceRecord:
@@ -260,20 +218,12 @@ class Prearchive:
             [folder / record.relative_path for record in pending],
             [record.size for record in pending],
         )
+        taken = {r.sop_instance_uid: md5 for r, md5 in zip(pending, digests, strict=True)}
         self.index.set_digests(
             session.id,
-            [
-                (r.sop_instance_uid, r.received, md5)
-                for r, md5 in zip(pending, digests, strict=True)
-            ],
+            [(r.sop_instance_uid, r.received, taken[r.sop_instance_uid]) for r in pending],
         )
-        taken = {r.sop_instance_uid: md5 for r, md5 in zip(pending, digests, strict=True)}
-        return [
-            replace(record, md5=taken[record.sop_instance_uid])
-            if record.md5 == PENDING_DIGEST
-            else record
-            for record in records
-        ]
+        return [replace(r, md5=taken.get(r.sop_instance_uid, r.md5)) for r in records]
 
     def adopt_unrecorded(
         self,
@@ -480,7 +430,7 @@ class Prearchive:
                 header = read_header(source, INTAKE_TAGS)
             # Before the write: a large result reads its pixel data from ``path``,
             # which the write replaces or the rename below removes.
-            md5, size = _md5(rewritten), len(rewritten)
+            md5, size = payload_md5(rewritten), len(rewritten)
             file_name = layout.instance_file_name(header)
             target = self.data.instance_path(session.name, record.scan, file_name)
             write_durably(target, rewritten, self.data.prearchive)

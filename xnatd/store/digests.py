@@ -1,0 +1,52 @@
+"""MD5 digests of stored files, for the catalogs' ``digest`` (SPEC 5.2).
+
+Taken when a session is built, not as a file is received (see ``PENDING_DIGEST``):
+on two cores, hashing on the receiving threads was a sixth of the receiver's CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from xnatd.store.durable import Payload, chunks_of, file_payload
+
+THREADS = os.cpu_count() or 1
+PARALLEL_FROM = 256 << 20  # bytes in all before threads pay for themselves
+
+
+def payload_md5(data: Payload) -> str:
+    digest = hashlib.md5()
+    for chunk in chunks_of(data):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    return payload_md5(file_payload(path))  # a large file is read in chunks
+
+
+def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
+    """The MD5 of each file. Past ``PARALLEL_FROM`` bytes the files are shared out by
+    size among one thread per core (hashlib lets go of the GIL); below, threads would
+    only fight over the GIL for the per-file Python (0.52 s against 0.19 s serially for
+    10,000 files of 9 kB)."""
+    if sum(sizes) < PARALLEL_FROM or THREADS == 1:
+        return [file_md5(path) for path in paths]
+    shares: list[list[int]] = [[] for _ in range(THREADS)]
+    loads = [0] * THREADS
+    for position in sorted(range(len(paths)), key=lambda i: -sizes[i]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(position)
+        loads[lightest] += sizes[position]
+    digests = [""] * len(paths)
+
+    def digest_share(share: list[int]) -> None:
+        for position in share:
+            digests[position] = file_md5(paths[position])
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(digest_share, shares))  # list(): a failure raises here
+    return digests

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,11 @@ class Xnatd:
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings, sort_keys=False))
 
-    def start(self) -> Xnatd:
+    def start(self, program: Sequence[str] = (sys.executable, "-m", "xnatd")) -> Xnatd:
+        """Start ``PROGRAM run -c CONFIG`` in the work folder; returns once it serves."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path)],
+            [*program, "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,

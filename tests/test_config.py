@@ -169,5 +169,8 @@ def test_users_may_live_in_their_own_file(tmp_path: Path) -> None:
     (tmp_path / "users.yaml").write_text(f"alice: {{token_sha256: {digest}}}\n")
     loaded = load_text(tmp_path, "site: {data_dir: d}\nusers: users.yaml\n")
     assert loaded.users["alice"].token_sha256 == digest
-    with pytest.raises(config.ConfigError, match=r"missing\.yaml"):
-        load_text(tmp_path, "site: {data_dir: d}\nusers: missing.yaml\n")
+    # Not written yet (no `xnatd users add` so far): no users, not an error.
+    assert load_text(tmp_path, "site: {data_dir: d}\nusers: missing.yaml\n").users == {}
+    (tmp_path / "broken.yaml").write_text("alice: [unclosed\n")
+    with pytest.raises(config.ConfigError, match=r"broken\.yaml"):
+        load_text(tmp_path, "site: {data_dir: d}\nusers: broken.yaml\n")

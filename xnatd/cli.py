@@ -22,8 +22,9 @@ from xnatd import config as config_module
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
 from xnatd.operations import Refused
+from xnatd.routing import UNASSIGNED
 from xnatd.rows import archived_row, iso, prearchive_row
-from xnatd.store import Store
+from xnatd.store import DataDirError, Store
 from xnatd.store.index.base import (
     ArchiveStatus,
     SessionFilter,
@@ -32,23 +33,68 @@ from xnatd.store.index.base import (
 
 if TYPE_CHECKING:
     from xnatd.anon.script import Script
-from xnatd.store.layout import PrearchiveName
+from xnatd.store.layout import DataDir, PrearchiveName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _load_config(args: argparse.Namespace) -> Config:
-    return config_module.load(args.config or config_module.default_config_path())
+    """The configuration named by ``-c``, ``$XNATD_CONFIG`` or the default places.
+
+    Raises:
+        UsageError: no file was named and none is at the default places.
+        ConfigError: the file does not validate.
+    """
+    path = args.config or config_module.default_config_path()
+    if args.config is None and not os.environ.get("XNATD_CONFIG") and not path.is_file():
+        raise UsageError(
+            "no configuration: none at /etc/xnatd/xnatd.yaml nor at etc/xnatd.yaml under"
+            f" {Path.cwd()}; give -c CONFIG or set XNATD_CONFIG"
+        )
+    return config_module.load(path)
 
 
 @contextmanager
 def _store(config: Config) -> Iterator[Store]:
-    """The store for one command, closed however the command ends."""
+    """The store for one command that writes, closed however the command ends."""
     store = Store.open(config)
     try:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def _reading(config: Config) -> Iterator[Store | None]:
+    """The store for a command that only reads; None when there is no data directory
+    yet (a read never creates one)."""
+    if not DataDir(config.site.data_dir).exists():
+        yield None
+        return
+    with _store(config) as store:
+        yield store
+
+
+def _nothing(what: str, config: Config) -> str:
+    """What an empty listing says: which configuration and data directory it read."""
+    data = config.site.data_dir
+    state = "" if DataDir(data).exists() else ", which does not exist yet"
+    return f"no {what} (configuration {config.path}, data directory {data}{state})"
+
+
+def _project(config: Config, project: str | None) -> str | None:
+    """A ``--project`` value as a configured project ID (aliases too) or Unassigned.
+
+    Raises:
+        UsageError: no such project.
+    """
+    if project is None or project == UNASSIGNED or project in config.projects:
+        return project
+    resolved = config.resolve_project(project)
+    if resolved is None:
+        known = ", ".join([*sorted(config.projects), UNASSIGNED])
+        raise UsageError(f"--project {project}: no such project in {config.path} ({known})")
+    return resolved
 
 
 def _actor() -> str:
@@ -79,9 +125,9 @@ def _date(text: str | None) -> str | None:
     return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
 
 
-def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str], empty: str = "") -> None:
     if not rows:
-        print("(none)")
+        print(empty or "(none)")
         return
     widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
@@ -94,18 +140,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.config or config_module.default_config_path())
     if not args.worker:
         config = config_module.load(path)
+        problem = DataDir(config.site.data_dir).writable_problem()
+        if problem is not None:
+            raise DataDirError(problem)
         if config.workers > 1:  # before prometheus_client is imported (by the daemon)
             from xnatd.workers import prepare_metrics_dir
 
             prepare_metrics_dir(config.site.data_dir, config.site.node)
-    from xnatd.daemon import Daemon
+    from xnatd.daemon import Daemon, StartupError
 
-    Daemon(path, worker=args.worker).run()
+    try:
+        Daemon(path, worker=args.worker).run()
+    except StartupError as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_config(args)
+    problem = DataDir(config.site.data_dir).writable_problem()
+    if problem is not None:
+        raise ConfigError(config.path, [f"site.data_dir: {problem}"])
     print(
         f"{config.path}: ok ({len(config.receivers)} receivers, {len(config.projects)} projects,"
         f" index {config.index if config.index == 'sqlite' else 'postgresql'})"
@@ -117,16 +173,17 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if args.status and args.status.upper() not in Status.__members__:
         raise UsageError(f"--status {args.status!r} is not one of {', '.join(Status)}")
-    with _store(config) as store:
-        rows = [
-            prearchive_row(s)
-            for s in store.index.list_sessions(project=args.project, status=args.status)
-        ]
+    project = _project(config, args.project)
+    with _reading(config) as store:
+        sessions = store.index.list_sessions(project=project, status=args.status) if store else []
+        rows = [prearchive_row(s) for s in sessions]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(
-            rows, ("name", "status", "subject", "scans", "files", "last_modified", "reason")
+            rows,
+            ("name", "status", "subject", "scans", "files", "last_modified", "reason"),
+            empty=_nothing("prearchive sessions", config),
         )
     return EXIT_OK
 
@@ -134,12 +191,12 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
 def cmd_prearchive_show(args: argparse.Namespace) -> int:
     config = _load_config(args)
     name = _name(args.name)
-    with _store(config) as store:
-        index = store.index
-        session = index.get_session(name)
-        if session is None:
-            print(f"xnatd: no prearchive session {name}", file=sys.stderr)
+    with _reading(config) as store:
+        session = store.index.get_session(name) if store else None
+        if store is None or session is None:
+            print(f"xnatd: {_nothing(f'prearchive session {name}', config)}", file=sys.stderr)
             return EXIT_FAILED
+        index = store.index
         scans: dict[str, dict[str, Any]] = {}
         for record in index.instances(session.id):
             scan = scans.setdefault(
@@ -206,7 +263,7 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
         else (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
     )
     query = SessionFilter(
-        project=args.project,
+        project=_project(config, args.project),
         subject=args.subject,
         label=args.label,
         modality=args.modality,
@@ -216,24 +273,25 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
         scan_type=args.scan_type,
         statuses=statuses,
     )
-    with _store(config) as store:
-        rows = [archived_row(s, store) for s in store.index.list_archived(query)]
+    with _reading(config) as store:
+        rows = [archived_row(s, store) for s in store.index.list_archived(query)] if store else []
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(
             rows,
             ("id", "project", "subject", "label", "date", "modality", "scans", "files", "status"),
+            empty=_nothing("archived sessions", config),
         )
     return EXIT_OK
 
 
 def cmd_sessions_show(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    with _store(config) as store:
-        session = store.index.get_archived(args.id)
-        if session is None:
-            print(f"xnatd: no archived session {args.id}", file=sys.stderr)
+    with _reading(config) as store:
+        session = store.index.get_archived(args.id) if store else None
+        if store is None or session is None:
+            print(f"xnatd: {_nothing(f'archived session {args.id}', config)}", file=sys.stderr)
             return EXIT_FAILED
         scans = store.index.archived_scans(session.id)
         detail = {
@@ -271,8 +329,8 @@ def cmd_sessions_change(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    with _store(config) as store:
-        events = store.audit.events(args.session)
+    with _reading(config) as store:
+        events = store.audit.events(args.session) if store else []
     rows = [
         {
             "time": iso(e.time),
@@ -285,6 +343,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(_nothing("audit events", config))
     else:
         for row in rows:
             details = " ".join(f"{k}={v}" for k, v in sorted(row["details"].items()))
@@ -361,7 +421,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     import tempfile
 
     from xnatd.intake.staging import HostileArchive
-    from xnatd.sender import Target, collect, send
+    from xnatd.sender import SendError, Target, collect, send
 
     staging = Path(tempfile.mkdtemp(prefix="xnatd-send-"))
     try:
@@ -370,13 +430,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         except (HostileArchive, OSError) as exc:
             print(f"xnatd: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        summary = send(
-            files,
-            Target(args.host, args.port, args.aec, args.aet),
-            associations=max(1, args.associations),
-            retries=args.retries,
-            quiet=args.json,
-        )
+        try:
+            summary = send(
+                files,
+                Target(args.host, args.port, args.aec, args.aet),
+                associations=max(1, args.associations),
+                retries=args.retries,
+                quiet=args.json,
+            )
+        except SendError as exc:
+            print(f"xnatd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result = {
@@ -396,6 +460,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
         for failure in summary.failed:
             print(f"  failed {failure['entry']}: {failure['status']} {failure['reason']}")
+        for skipped in summary.skipped:
+            print(f"  skipped {skipped['entry']}: {skipped['reason']}")
     return EXIT_OK if not summary.failed else EXIT_FAILED
 
 
@@ -451,6 +517,72 @@ def cmd_anon_apply(args: argparse.Namespace) -> int:
         print(f"xnatd: {args.input}: rejected by {args.script}", file=sys.stderr)
         return EXIT_REJECTED
     args.output.write_bytes(result)
+    return EXIT_OK
+
+
+def _users_file(config: Config):
+    from xnatd.users import UsersFile
+
+    if config.users_file is None:
+        raise UsageError(
+            f"{config.path} lists its users inline; set `users: users.yaml` there so that"
+            " `xnatd users` can write them"
+        )
+    return UsersFile(config.users_file)
+
+
+def _roles(config: Config, pairs: Sequence[str]) -> dict[str, str]:
+    from xnatd.users import ROLES
+
+    roles: dict[str, str] = {}
+    for pair in pairs:
+        project, sep, role = pair.partition("=")
+        if not sep or role not in ROLES:
+            raise UsageError(f"--project {pair!r} is not PROJECT={'|'.join(ROLES)}")
+        if project not in config.projects:
+            raise UsageError(f"--project {project}: not a project of {config.path}")
+        roles[project] = role
+    return roles
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """``xnatd users add|list|remove|token``: the users file the configuration names.
+
+    A new token goes alone to stdout (``TOKEN=$(xnatd users add ...)``), what it is to
+    stderr; the running daemon picks the file up within a second.
+    """
+    from xnatd.users import UsersError
+
+    config = _load_config(args)
+    users = _users_file(config)
+    try:
+        if args.action == "list":
+            rows = [
+                {"name": e.name, "admin": e.admin, "projects": e.projects} for e in users.entries()
+            ]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                for row in rows:
+                    row["projects"] = ", ".join(f"{p}={r}" for p, r in row["projects"].items())
+                    row["admin"] = "yes" if row["admin"] else ""
+                _print_table(rows, ("name", "admin", "projects"))
+            return EXIT_OK
+        if args.action == "remove":
+            users.remove(args.name)
+            print(f"user {args.name} removed from {users.path}", file=sys.stderr)
+            return EXIT_OK
+        if args.action == "add":
+            token = users.add(args.name, args.admin, _roles(config, args.project))
+            what = f"user {args.name} added to {users.path}"
+        else:
+            token = users.new_token(args.name)
+            what = f"user {args.name} has a new token (the old one no longer works)"
+    except UsersError as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{what}; its API token, shown only this once:", file=sys.stderr)
+    print(token)
     return EXIT_OK
 
 
@@ -562,6 +694,27 @@ def build_parser() -> argparse.ArgumentParser:
     sender.add_argument("--json", action="store_true")
     sender.set_defaults(func=cmd_send)
 
+    users = commands.add_parser("users", help="HTTP users and their API tokens")
+    user_actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = user_actions.add_parser("add", parents=[common], help="add a user; prints its token")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="sees and does everything")
+    add.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="P=ROLE",
+        help="a role in a project: owner, member or collaborator (repeatable)",
+    )
+    listing = user_actions.add_parser("list", parents=[common], help="list users")
+    listing.add_argument("--json", action="store_true")
+    remove = user_actions.add_parser("remove", parents=[common], help="remove a user")
+    remove.add_argument("name")
+    token = user_actions.add_parser("token", parents=[common], help="give a user a new token")
+    token.add_argument("name")
+    for action in (add, listing, remove, token):
+        action.set_defaults(func=cmd_users)
+
     anon = commands.add_parser("anon", help="DicomEdit 6 scripts")
     anon_actions = anon.add_subparsers(dest="action", required=True, metavar="ACTION")
     check_script = anon_actions.add_parser("check", help="parse a script: exit 0, or 2")
@@ -588,10 +741,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"xnatd: configuration {exc.path} is not valid:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        if len(exc.problems) == 1:
+            print(f"xnatd: configuration {exc.path}: {exc.problems[0]}", file=sys.stderr)
+        else:
+            print(f"xnatd: configuration {exc.path} is not valid:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except DataDirError as exc:
+        print(f"xnatd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except UsageError as exc:
         print(f"xnatd: {exc}", file=sys.stderr)
         return EXIT_USAGE

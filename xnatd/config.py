@@ -6,6 +6,7 @@ Every problem is collected with its key path (``receivers[1].port: ...``) so tha
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -22,10 +23,10 @@ from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
 from xnatd.scp.policy import AllowEntry, check_ae_title
 from xnatd.units import parse_duration, parse_size
+from xnatd.users import ROLES, USER_NAME, UsersError, UsersFile
 
 DEFAULT_PATHS = ("/etc/xnatd/xnatd.yaml", "etc/xnatd.yaml")
 PREARCHIVE_POLICIES = ("manual", "auto-archive", "auto-archive-overwrite")
-ROLES = ("owner", "member", "collaborator")
 MAX_WORKERS = 32
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -115,7 +116,7 @@ class Http:
 
 @dataclass(frozen=True)
 class Logging:
-    format: str = "json"
+    format: str = "auto"  # console lines on a terminal, JSON elsewhere (systemd, files)
     level: str = "info"
 
 
@@ -147,6 +148,7 @@ class Config:
     imports: ImportLimits = ImportLimits()
     workers: int = 1  # receiving processes (scp/handoff.py); "auto" in the file: one per core
     inbox: Inbox = Inbox()
+    users_file: Path | None = None  # ``users: FILE``: where `xnatd users` writes
 
     def project(self, project_id: str) -> Project | None:
         """The configured project, or None (Unassigned has no configuration)."""
@@ -192,6 +194,12 @@ def load(path: Path | str) -> Config:
     return config
 
 
+def unknown_key(name: object, allowed: tuple[str, ...]) -> str:
+    """``unknown key``, with the allowed key the typo most likely meant."""
+    close = difflib.get_close_matches(str(name).lower(), allowed, n=1, cutoff=0.6)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
 class _Parser:
     """Walks the YAML tree once, collecting problems instead of stopping at the first."""
 
@@ -211,7 +219,7 @@ class _Parser:
             return {}
         for name in value:
             if name not in allowed:
-                self.problem(f"{key}.{name}" if key else str(name), "unknown key")
+                self.problem(f"{key}.{name}" if key else str(name), unknown_key(name, allowed))
         return value
 
     def boolean(self, value: Any, key: str, default: bool) -> bool:
@@ -325,6 +333,7 @@ class _Parser:
         routing = self.rules(top.get("routing"), "routing")
         http = self.http(top.get("http"))
         users = self.users(top.get("users"), projects)
+        users_file = self.base / top["users"] if isinstance(top.get("users"), str) else None
         logging = self.logging(top.get("logging"))
         imports = self.import_limits(top.get("import"))
         inbox = self.inbox(top.get("inbox"))
@@ -344,6 +353,7 @@ class _Parser:
             imports=imports,
             inbox=inbox,
             workers=workers,
+            users_file=users_file,
             resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
         )
 
@@ -566,14 +576,10 @@ class _Parser:
     def users(self, value: Any, projects: Mapping[str, Project]) -> dict[str, User]:
         """Users in the config, or in the YAML file it names (``users: users.yaml``)."""
         if isinstance(value, str):
-            path = self.base / value
-            try:
-                value = yaml.safe_load(path.read_text()) or {}
-            except OSError as exc:
-                self.problem("users", f"users file {path} cannot be read: {exc.strerror or exc}")
-                return {}
-            except yaml.YAMLError as exc:
-                self.problem("users", f"users file {path} is not valid YAML: {exc}")
+            try:  # a file not written yet holds no users
+                value = UsersFile(self.base / value).read()
+            except UsersError as exc:
+                self.problem("users", str(exc))
                 return {}
         raw = value if value is not None else {}
         if not isinstance(raw, dict):
@@ -582,6 +588,8 @@ class _Parser:
         users: dict[str, User] = {}
         for name, settings in raw.items():
             key = f"users.{name}"
+            if not USER_NAME.match(str(name)):
+                self.problem(key, "is not a user name (letters, digits, '.', '_', '@', '-')")
             body = self.mapping(settings, key, ("token_sha256", "admin", "projects"))
             digest = str(body.get("token_sha256") or "").lower()
             if not _SHA256.match(digest):
@@ -639,10 +647,10 @@ class _Parser:
 
     def logging(self, value: Any) -> Logging:
         raw = self.mapping(value, "logging", ("format", "level"))
-        log_format = self.string(raw.get("format"), "logging.format", "json")
-        if log_format not in ("json", "console"):
-            self.problem("logging.format", f"{log_format!r} is not json or console")
+        log_format = self.string(raw.get("format"), "logging.format", "auto")
+        if log_format not in ("auto", "json", "console"):
+            self.problem("logging.format", f"{log_format!r} is not auto, json or console")
         level = (self.string(raw.get("level"), "logging.level", "info") or "info").lower()
         if level not in ("debug", "info", "warning", "error", "critical"):
             self.problem("logging.level", f"{level!r} is not debug, info, warning or error")
-        return Logging(format=log_format or "json", level=level)
+        return Logging(format=log_format or "auto", level=level)

@@ -42,6 +42,10 @@ HOUSEKEEPING = 60.0  # seconds between looks for archives left half done by a de
 DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
 
 
+class StartupError(Exception):
+    """The daemon cannot start as configured (a port in use); the message says which."""
+
+
 class Daemon:
     def __init__(self, config_path: Path, worker: int = 0) -> None:
         """``worker`` > 0: one of the extra receiving processes (see ``xnatd.workers``)."""
@@ -100,6 +104,14 @@ class Daemon:
         else:
             self.listeners = Listeners(handlers)
         self.listeners.apply(config.receivers)
+        if self.listeners.failed:  # a receiver that cannot listen is a broken start
+            self.listeners.stop_accepting()
+            raise StartupError(
+                "; ".join(
+                    f"cannot listen for DICOM on {e.host}:{e.port}: {why}"
+                    for e, why in self.listeners.failed.items()
+                )
+            )
         self.metrics.watch_state(self.index.count_by_status, data.root)
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
@@ -124,7 +136,11 @@ class Daemon:
                 health=self.health,
             )
             self.http = ApiServer(config.http.host, config.http.port, services)
-            self.http.start()
+            try:
+                self.http.start()
+            except OSError as exc:
+                self.listeners.stop_accepting()
+                raise StartupError(f"HTTP (http.listen): {exc}") from None
         self.sweeper.start()
         if self.dispatcher is not None:
             self.workers = Workers(self.config_path, config.workers, self.dispatcher)
@@ -144,7 +160,13 @@ class Daemon:
 
     def health(self) -> dict:
         failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}
-        return {"status": "degraded" if failed else "ok", "receivers_down": failed}
+        workers = dict(self.workers.given_up) if self.workers is not None else {}
+        degraded = failed or workers
+        return {
+            "status": "degraded" if degraded else "ok",
+            "receivers_down": failed,
+            "workers_down": {str(k): v for k, v in workers.items()},
+        }
 
     def main_loop(self) -> None:
         watchdog = systemd.watchdog_interval()
@@ -152,9 +174,13 @@ class Daemon:
         renewal = self.config.site.lease / 3  # a lease outlives two missed renewals
         next_renewal = time.monotonic() + renewal
         next_housekeeping = time.monotonic()
+        users_seen = self._users_stamp()
         while not self.should_exit.wait(tick):
             if watchdog:
                 systemd.notify("WATCHDOG=1")
+            if not self.worker and self._users_stamp() != users_seen:
+                users_seen = self._users_stamp()  # `xnatd users` wrote: tokens apply now
+                self.reload_requested = True
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
@@ -172,6 +198,15 @@ class Daemon:
                     self.archiver.resume_stale()
                 except Exception:
                     log.exception("resume_archives_failed")
+
+    def _users_stamp(self) -> tuple[int, int] | None:
+        """When and how big the users file is, to notice `xnatd users` changing it."""
+        path = self.config.users_file
+        try:
+            info = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size) if info is not None else None
 
     def reload(self) -> None:
         """Swap in the file's new contents; a file that does not validate changes nothing."""

@@ -20,8 +20,14 @@ _LEVELS = {
 }
 
 
-def configure(log_format: str = "json", level: str = "info") -> None:
-    """Send structlog events and stdlib records to stderr in one format."""
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    """Send structlog events and stdlib records to stderr in one format.
+
+    ``auto`` is console lines when stderr is a terminal (a person watching) and JSON
+    otherwise (systemd's journal, a file, a pipe to a log shipper).
+    """
+    if log_format == "auto":
+        log_format = "console" if sys.stderr.isatty() else "json"
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

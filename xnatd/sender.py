@@ -7,15 +7,21 @@ Works against xnatd, DCMTK storescp and Orthanc alike.
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
-from xnatd.intake.staging import StagedFile
+from xnatd.intake.staging import StagedFile, obvious_non_image
 from xnatd.progress import Progress
 from xnatd.scp.transport import wake_association_on_message
 
@@ -25,6 +31,11 @@ from xnatd.scp.transport import wake_association_on_message
 wake_association_on_message()
 
 MAX_CONTEXTS = 128  # presentation contexts one association may propose
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR, whatever its file name
+
+
+class SendError(Exception):
+    """The peer cannot be reached or refuses the association: nothing more is tried."""
 
 
 @dataclass
@@ -44,12 +55,47 @@ class Target:
     calling_ae: str = "XNATD_SEND"
 
 
-def _meta(entry: StagedFile) -> tuple[str, str] | None:
+def _meta(entry: StagedFile) -> tuple[str, str] | str:
+    """(SOP class, transfer syntax) from the file's meta group, or why it is skipped."""
+    if obvious_non_image(entry.name):
+        return "not an image (skipped as import skips it)"
     try:
         meta = dcmread(entry.path, stop_before_pixels=True).file_meta
-        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
-    except Exception:
-        return None
+        pair = str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+    except Exception:  # whatever pydicom says of a non-DICOM file, it is skipped
+        return "not a DICOM Part 10 file"
+    if pair[0] == MEDIA_STORAGE_DIRECTORY:
+        return "a DICOMDIR (skipped as import skips it)"
+    return pair
+
+
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """pydicom's warnings and pynetdicom's error lines stay off the console: every
+    outcome reaches the user once, in the summary or as a SendError."""
+    library = logging.getLogger("pynetdicom")
+    level = library.level
+    library.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        library.setLevel(level)
+
+
+def _not_established(target: Target, answers: list[Any]) -> SendError:
+    """Why no association, from what the peer answered (``answers``: its PDUs)."""
+    where = f"{target.host}:{target.port}"
+    if not answers:
+        return SendError(f"cannot connect to {where} (connection refused, or no answer)")
+    if isinstance(answers[0], A_ASSOCIATE_RJ):
+        pdu = answers[0]
+        return SendError(
+            f"{where} rejected the association (called AE {target.called_ae}, calling AE"
+            f" {target.calling_ae}): {pdu.reason_str} ({pdu.result_str})"
+        )
+    return SendError(f"{where} accepted none of the files' SOP classes and transfer syntaxes")
 
 
 def _send_batch(
@@ -63,10 +109,21 @@ def _send_batch(
     for sop_class, syntax in pairs[:MAX_CONTEXTS]:
         ae.add_requested_context(sop_class, [syntax])
     results: list[tuple[StagedFile, int | None, str]] = []
-    assoc = ae.associate(target.host, target.port, ae_title=target.called_ae)
+    answers: list[Any] = []
+
+    def on_pdu(event: evt.Event) -> None:
+        answers.append(event.pdu)  # the peer's answer to the request, for the one-line error
+
+    assoc = ae.associate(
+        target.host,
+        target.port,
+        ae_title=target.called_ae,
+        evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
+    )
     try:
         if not assoc.is_established:
-            return [(entry, None, "association not established") for entry, _ in batch]
+            raise _not_established(target, answers)
+        assoc.unbind(evt.EVT_PDU_RECV, on_pdu)
         accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         for entry, pair in batch:
             if pair not in accepted:
@@ -77,7 +134,8 @@ def _send_batch(
                 continue
             status = assoc.send_c_store(entry.path)
             code = int(status.Status) if "Status" in status else None
-            results.append((entry, code, "" if code is not None else "no response"))
+            comment = str(status.get("ErrorComment", "") or "")
+            results.append((entry, code, comment if code is not None else "no response"))
         if assoc.is_established:
             assoc.release()
     finally:
@@ -100,9 +158,14 @@ def _attempt(
     """Send pending files over up to K associations at once."""
     lock = threading.Lock()
     outcomes: list[tuple[StagedFile, int | None, str]] = []
+    errors: list[SendError] = []
 
     def work(batch: list[tuple[StagedFile, tuple[str, str]]]) -> None:
-        results = _send_batch(target, batch)
+        try:
+            results = _send_batch(target, batch)
+        except SendError as exc:
+            errors.append(exc)
+            return
         with lock:
             outcomes.extend(results)
             for entry, code, _ in results:
@@ -117,6 +180,8 @@ def _attempt(
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     return outcomes
 
 
@@ -128,12 +193,25 @@ def send(
     retries: int = 2,
     quiet: bool = False,
 ) -> SendSummary:
+    """Send every DICOM file over up to K associations, retrying what may succeed later.
+
+    Raises:
+        SendError: the peer cannot be reached or refuses the association (at once,
+            not once per file).
+    """
+    with _quiet_libraries():
+        return _send(files, target, associations, retries, quiet)
+
+
+def _send(
+    files: list[StagedFile], target: Target, associations: int, retries: int, quiet: bool
+) -> SendSummary:
     summary = SendSummary()
     pending: list[tuple[StagedFile, tuple[str, str]]] = []
     for entry in files:
         pair = _meta(entry)
-        if pair is None:
-            summary.skipped.append({"entry": entry.name, "reason": "not a DICOM Part 10 file"})
+        if isinstance(pair, str):
+            summary.skipped.append({"entry": entry.name, "reason": pair})
         else:
             pending.append((entry, pair))
     progress = Progress("send", len(pending), sum(e.size for e, _ in pending), quiet=quiet)

@@ -30,6 +30,31 @@ log = structlog.get_logger(__name__)
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 40.0  # a worker drains its associations (30 s) before it exits
+FIRST_BACKOFF = 1.0  # a worker that died is restarted after this, doubled each time...
+MAX_BACKOFF = 30.0
+HEALTHY_AFTER = 60.0  # ...and the delay starts over once a worker lived this long
+GIVE_UP_AFTER = 5  # deaths in a row (each before HEALTHY_AFTER) before giving up on it
+
+
+def worker_command(config_path: Path, number: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of worker ``number``.
+
+    ``-P`` keeps the working directory off the module path: started from /srv, a
+    checkout at /srv/xnatd would otherwise shadow the installed package. The folder
+    this process imported xnatd from goes first on PYTHONPATH instead, so a worker
+    runs the same code as its parent, installed or run from a checkout.
+    """
+    import xnatd
+
+    package_parent = str(Path(xnatd.__file__).resolve().parent.parent)
+    inherited = os.environ.get("PYTHONPATH")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([package_parent, *([inherited] if inherited else [])]),
+    }
+    command = [sys.executable, "-P", "-m", "xnatd", "run", "-c", str(config_path.resolve()),
+               "--worker", str(number)]  # fmt: skip
+    return command, env
 
 
 def prepare_metrics_dir(data_dir: Path, node: str) -> Path:
@@ -79,6 +104,10 @@ class Workers:
         self.count = count
         self.dispatcher = dispatcher
         self.processes: dict[int, subprocess.Popen] = {}
+        self.started: dict[int, float] = {}  # monotonic start time of each worker
+        self.deaths: dict[int, int] = {}  # deaths in a row, each soon after its start
+        self.restart_at: dict[int, float] = {}  # dead workers waiting out their back-off
+        self.given_up: dict[int, str] = {}  # workers that kept dying, and why
 
     def start(self) -> None:
         for number in range(1, self.count):
@@ -86,16 +115,17 @@ class Workers:
 
     def _spawn(self, number: int) -> None:
         channel = self.dispatcher.attach(number)
+        command, env = worker_command(self.config_path, number)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "xnatd", "run", "-c", str(self.config_path), "--worker",
-                 str(number)],
+                command,
                 pass_fds=[channel.fileno()],
-                env={**os.environ, HANDOFF_ENV: str(channel.fileno())},
-            )  # fmt: skip
+                env={**env, HANDOFF_ENV: str(channel.fileno())},
+            )
         finally:
             channel.close()  # the worker holds its own copy
         self.processes[number] = process
+        self.started[number] = time.monotonic()
         log.info("worker_started", worker=number, pid=process.pid)
 
     def signal(self, signum: int) -> None:
@@ -104,13 +134,35 @@ class Workers:
                 process.send_signal(signum)
 
     def check(self) -> None:
-        """Restart any worker that died (its metrics are marked dead first)."""
+        """Restart workers that died, with back-off; give up on one that keeps dying.
+
+        A dead worker's metrics are marked dead and its channel detached at once, so
+        the main process takes its connections meanwhile (and for good, once given up).
+        """
+        now = time.monotonic()
         for number, process in list(self.processes.items()):
             code = process.poll()
-            if code is not None:
-                log.error("worker_died", worker=number, pid=process.pid, code=code)
-                _mark_dead(process.pid)
-                self.dispatcher.detach(number)
+            if code is None:
+                continue
+            del self.processes[number]
+            _mark_dead(process.pid)
+            self.dispatcher.detach(number)
+            lived = now - self.started.get(number, now)
+            self.deaths[number] = 1 if lived >= HEALTHY_AFTER else self.deaths.get(number, 0) + 1
+            if self.deaths[number] >= GIVE_UP_AFTER:
+                reason = (
+                    f"worker {number} exited {self.deaths[number]} times in a row soon after"
+                    f" starting (last exit code {code}); the main process serves its share"
+                )
+                self.given_up[number] = reason
+                log.error("worker_given_up", worker=number, code=code, reason=reason)
+                continue
+            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self.deaths[number] - 1))
+            self.restart_at[number] = now + delay
+            log.error("worker_died", worker=number, pid=process.pid, code=code, restart_in=delay)
+        for number, when in list(self.restart_at.items()):
+            if now >= when:
+                del self.restart_at[number]
                 self._spawn(number)
 
     def stop(self) -> None:
@@ -124,6 +176,7 @@ class Workers:
                 process.wait()
             _mark_dead(process.pid)
         self.processes.clear()
+        self.restart_at.clear()
 
 
 def _mark_dead(pid: int) -> None:

@@ -192,26 +192,26 @@ def test_sighup_reloads_receivers_and_refuses_a_broken_file(make_xnatd, dcm_dir:
     assert associate_result(xnatd.port, aet="X")[0]
 
 
-def test_busy_port_keeps_other_receivers_serving(make_xnatd) -> None:
+def test_busy_port_added_by_reload_keeps_other_receivers_serving(make_xnatd) -> None:
+    """A receiver added on SIGHUP whose port is taken is reported; the others serve on."""
+    import json
+    import signal
     import socket
+    import urllib.error
+    import urllib.request
 
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
     busy = blocker.getsockname()[1]
-
-    def add_busy(settings: dict) -> None:
-        settings["receivers"].append({"ae_title": "BUSY", "port": busy, "host": "127.0.0.1"})
-
     try:
-        xnatd = make_xnatd(hook=add_busy)
-        assert associate_result(xnatd.port, aet="X")[0]
-        [event] = xnatd.events("receiver_not_started")
+        xnatd = make_xnatd()
+        xnatd.settings["receivers"].append({"ae_title": "BUSY", "port": busy, "host": "127.0.0.1"})
+        xnatd.write_config()
+        xnatd.process.send_signal(signal.SIGHUP)
+        [event] = wait_for(lambda: xnatd.events("receiver_not_started"))
         assert event["port"] == busy
-        import json
-        import urllib.error
-        import urllib.request
-
+        assert associate_result(xnatd.port, aet="X")[0]
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{xnatd.http_port}/healthz", timeout=5)
             raise AssertionError("healthz should report the dead receiver")

@@ -44,9 +44,13 @@ def caller(request: Request) -> Principal:
     users = request.app.state.services.config().users
     principal = authenticate(request.headers.get("authorization"), users)
     if principal is None:
-        raise HTTPException(
-            401, "user name and API token required", {"WWW-Authenticate": 'Basic realm="xnatd"'}
+        header = request.headers.get("authorization")
+        message = (
+            "the user name and API token were not accepted"
+            if header
+            else "user name and API token required (HTTP Basic; `xnatd users add` makes one)"
         )
+        raise HTTPException(401, message, {"WWW-Authenticate": 'Basic realm="xnatd"'})
     request.state.user = principal.name
     return principal
 

@@ -21,7 +21,7 @@ import structlog
 from xnatd.config import Config
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.intake.intake import Intake, Received, Result, SessionCache
-from xnatd.intake.staging import HostileArchive, Limits, StagedFile, stage
+from xnatd.intake.staging import HostileArchive, Limits, StagedFile, obvious_non_image, stage
 from xnatd.operations import Operations
 from xnatd.progress import Progress
 from xnatd.routing import Explicit
@@ -34,7 +34,6 @@ log = structlog.get_logger(__name__)
 STAGING = ".staging"
 IMPORT_LEASE = 3600.0  # holds the idle timer of the sessions an import is filling
 # Not images: skipped and reported, never a reason to stop.
-_NOT_IMAGES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
 
 
 class ImportFailed(Exception):
@@ -62,11 +61,6 @@ class ImportSummary:
     bytes: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _obvious_non_image(name: str) -> bool:
-    parts = name.replace("!", "/").split("/")
-    return parts[-1].lower() in _NOT_IMAGES or "__MACOSX" in parts or parts[-1].startswith("._")
 
 
 class Importer:
@@ -117,7 +111,7 @@ class Importer:
         """Read every entry's header before anything is stored."""
         files = []
         for entry in staged:
-            if _obvious_non_image(entry.name):
+            if obvious_non_image(entry.name):
                 summary.skipped.append({"entry": entry.name, "reason": "not an image file"})
                 continue
             try:

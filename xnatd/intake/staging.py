@@ -40,6 +40,16 @@ class StagedFile:
     size: int
 
 
+_NOT_IMAGES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
+
+
+def obvious_non_image(name: str) -> bool:
+    """Entries every door skips without reading: DICOMDIR, desktop clutter, macOS forks
+    (``upload.zip!__MACOSX/._IM1``); reported as skipped, never an error."""
+    parts = name.replace("!", "/").split("/")
+    return parts[-1].lower() in _NOT_IMAGES or "__MACOSX" in parts or parts[-1].startswith("._")
+
+
 @dataclass
 class _Budget:
     limits: Limits

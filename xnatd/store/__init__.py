@@ -17,6 +17,10 @@ from xnatd.store.layout import DataDir
 from xnatd.store.prearchive import Prearchive
 
 
+class DataDirError(Exception):
+    """The data directory cannot be used; the message names it and says why."""
+
+
 @dataclass
 class Store:
     data: DataDir
@@ -28,8 +32,19 @@ class Store:
 
     @classmethod
     def open(cls, config: Config) -> Store:
+        """The store of ``config``, creating the data directory's folders if needed.
+
+        Raises:
+            DataDirError: the data directory cannot be created or written.
+        """
         data = DataDir(config.site.data_dir)
-        data.create()
+        problem = data.writable_problem()
+        if problem is not None:
+            raise DataDirError(problem)
+        try:
+            data.create()
+        except OSError as exc:
+            raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
         index = open_index(config.index, data.root)
         audit = AuditTrail(data.root, index)
         return cls(

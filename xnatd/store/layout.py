@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Container
 from dataclasses import dataclass
@@ -178,6 +179,30 @@ class DataDir:
     def create(self) -> None:
         for folder in (PREARCHIVE, ARCHIVE, INBOX, DELETED):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def exists(self) -> bool:
+        """Whether the data directory has been created (by the daemon or an import)."""
+        return (self.root / PREARCHIVE).is_dir()
+
+    def writable_problem(self) -> str | None:
+        """Why files cannot be written here, or None; creates nothing that stays.
+
+        Probes the data directory, or the nearest folder that exists above it, with a
+        file created and removed at once (``os.access`` is always yes for root).
+        """
+        probe = self.root
+        while not probe.exists():
+            if probe.parent == probe:
+                return f"data directory {self.root}: no existing folder above it"
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"data directory {self.root}: {probe} is not a folder"
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            return f"data directory {self.root}: cannot write in {probe} ({exc.strerror or exc})"
+        return None
 
     def fresh_spool(self, node: str) -> Path:
         """``.spool/NODE``: data sets being received by this node, not yet acknowledged.

@@ -189,7 +189,7 @@ def start(kind: str, work: Path, idle: str) -> Peer:
         script = ""
         if kind == "xnatd+script":  # a site script: the header rewritten, pixels copied
             (work / "site.das").write_text(SITE_SCRIPT)
-            script = ", anonymization: site.das"
+            script = ", anonymization: site.das, phi_check: {headers: flag}"  # checked, not held
         (work / "xnatd.yaml").write_text(
             f"site: {{data_dir: data, min_free_disk: 0, session_idle_timeout: {idle}{script}}}\n"
             f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"

@@ -337,7 +337,12 @@ class Site:
         self.metrics = Metrics()
         self.intake = Intake(lambda: self.config, self.store.prearchive, self.metrics)
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, "test-node")
-        self.builder = Builder(self.store.prearchive, self.metrics, "test-node")
+        self.builder = Builder(
+            self.store.prearchive,
+            self.metrics,
+            "test-node",
+            phi_check=lambda: self.config.site.phi_check,
+        )
         self.operations = Operations(
             self.store, lambda: self.config, self.metrics, "test-node", self.archiver
         )

@@ -89,6 +89,7 @@ def test_every_dashboard_query_returns_data_after_a_send(
     def drop_one_series(settings: dict) -> None:
         (dcm_dir.parent / "drop.das").write_text(DROP_SERIES)
         settings["site"]["anonymization"] = str(dcm_dir.parent / "drop.das")
+        settings["site"]["phi_check"] = {"headers": "flag"}
 
     xnatd = make_xnatd(hook=drop_one_series)
     port = prometheus(f"127.0.0.1:{xnatd.http_port}")

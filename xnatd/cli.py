@@ -23,7 +23,7 @@ from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
 from xnatd.operations import Refused
 from xnatd.routing import UNASSIGNED
-from xnatd.rows import archived_row, iso, prearchive_row
+from xnatd.rows import archived_row, finding_row, iso, prearchive_row
 from xnatd.store import DataDirError, Store
 from xnatd.store.index.base import (
     ArchiveStatus,
@@ -211,6 +211,7 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
             )
             scan["files"] += 1
             scan["bytes"] += record.size
+        findings = [finding_row(f) for f in store.prearchive.findings(session)]
     data = store.data
     detail = {
         **prearchive_row(session),
@@ -220,15 +221,19 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
         "path": str(data.session_dir(name)),
         "document": str(data.session_document(name)),
         "scan_list": sorted(scans.values(), key=lambda s: (len(s["id"]), s["id"])),
+        "findings": findings,
     }
     if args.json:
         print(json.dumps(detail, indent=2))
         return EXIT_OK
     for key, value in detail.items():
-        if key != "scan_list":
+        if key not in ("scan_list", "findings"):
             print(f"{key:>14}: {'' if value is None else value}")
     print()
     _print_table(detail["scan_list"], ("id", "modality", "files", "bytes", "series_uid"))
+    if detail["findings"]:
+        print(f"\nfindings ({len(detail['findings'])}):")
+        _print_table(detail["findings"], ("kind", "scan", "file", "where", "what"))
     return EXIT_OK
 
 
@@ -238,8 +243,10 @@ def cmd_prearchive_operation(args: argparse.Namespace) -> int:
     with _store(config) as store:
         operations = _operations(config, store)
         if args.action == "archive":
-            outcome = operations.archive(name, args.overwrite, _actor())
-            if outcome.result in ("conflict", "error"):
+            outcome = operations.archive(
+                name, args.overwrite, _actor(), accept_findings=args.accept_findings
+            )
+            if outcome.result in ("conflict", "error", "held"):
                 print(f"xnatd: {name}: {outcome.result.upper()}: {outcome.reason}", file=sys.stderr)
                 return EXIT_FAILED
             print(f"{name} {outcome.result} as {outcome.session_id} ({outcome.files} files)")
@@ -634,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
         operation.add_argument("name", metavar="PROJECT/TIMESTAMP/LABEL")
         if action == "archive":
             operation.add_argument("--overwrite", choices=OVERWRITE_MODES, default="none")
+            operation.add_argument(
+                "--accept-findings",
+                action="store_true",
+                help="archive a HELD session, accepting its findings (audited)",
+            )
         if action == "move":
             operation.add_argument("--to", required=True, metavar="PROJECT")
         operation.set_defaults(func=cmd_prearchive_operation)

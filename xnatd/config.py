@@ -41,6 +41,17 @@ class ConfigError(Exception):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
+PHI_MODES = ("hold", "flag", "off")
+
+
+@dataclass(frozen=True)
+class PhiCheck:
+    """``site.phi_check`` (SPEC 10.2): hold a session with findings, list them, or skip."""
+
+    headers: str = "hold"
+    pixels: str = "flag"
+
+
 @dataclass(frozen=True)
 class Site:
     id: str
@@ -51,6 +62,7 @@ class Site:
     script: Script | None = None  # the parsed site script
     node: str = ""  # this daemon's name among the nodes sharing an index (hostname)
     lease: float = 60.0  # how long a dead node's open associations hold their sessions
+    phi_check: PhiCheck = PhiCheck()
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,16 @@ def default_config_path() -> Path:
         if Path(candidate).is_file():
             return Path(candidate)
     return Path(DEFAULT_PATHS[-1])
+
+
+def current_users(config: Config) -> Mapping[str, User]:
+    """The users as the users file holds them now (``xnatd users`` may have written it
+    since the configuration was loaded); the loaded ones if it does not validate."""
+    if config.users_file is None:
+        return config.users
+    parser = _Parser(config.path)
+    users = parser.users(str(config.users_file), config.projects)
+    return config.users if parser.problems else users
 
 
 def load(path: Path | str) -> Config:
@@ -370,6 +392,7 @@ class _Parser:
                 "min_free_disk",
                 "node",
                 "lease",
+                "phi_check",
             ),
         )
         site_id = self.string(raw.get("id"), "site.id", "XNAT") or "XNAT"
@@ -390,7 +413,19 @@ class _Parser:
             script=script[1],
             node=self.string(raw.get("node"), "site.node") or socket.gethostname(),
             lease=self.duration(raw.get("lease"), "site.lease", 60.0),
+            phi_check=self.phi_check(raw.get("phi_check")),
         )
+
+    def phi_check(self, value: Any) -> PhiCheck:
+        raw = self.mapping(value, "site.phi_check", ("headers", "pixels"))
+        modes = {}
+        for key, default in (("headers", "hold"), ("pixels", "flag")):
+            mode = self.string(raw.get(key), f"site.phi_check.{key}", default)
+            if mode not in PHI_MODES:
+                self.problem(f"site.phi_check.{key}", f"{mode!r} is not {', '.join(PHI_MODES)}")
+                mode = default
+            modes[key] = mode or default
+        return PhiCheck(**modes)
 
     def projects(self, value: Any) -> dict[str, Project]:
         raw = value if value is not None else {}

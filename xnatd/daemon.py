@@ -116,7 +116,12 @@ class Daemon:
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
             self.prearchive,
-            Builder(self.prearchive, self.metrics, self.node),
+            Builder(
+                self.prearchive,
+                self.metrics,
+                self.node,
+                phi_check=lambda: self.config.site.phi_check,
+            ),
             idle_timeout=config.site.session_idle_timeout,
             node=self.node,
             on_ready=self.archiver.after_build,

@@ -127,6 +127,12 @@ class Metrics:
         self.anonymization_errors = Counter(
             "xnatd_anonymization_errors", "Files a script failed on", ["script"], registry=r
         )
+        self.phi_findings = Counter(
+            "xnatd_phi_findings",
+            "Possible patient information found after anonymization, by kind and what",
+            ["kind", "what"],
+            registry=r,
+        )
 
     def watch_state(self, count_by_status: Callable[[], dict[str, int]], data_dir: Path) -> None:
         self.registry.register(_StateCollector(count_by_status, data_dir))

@@ -27,13 +27,22 @@ class Refused(Exception):
 
 
 CLAIM_LEASE = 600.0
-REBUILDABLE = frozenset({Status.READY, Status.CONFLICT, Status.ERROR, Status.RECEIVING})
+REBUILDABLE = frozenset(
+    {Status.READY, Status.HELD, Status.CONFLICT, Status.ERROR, Status.RECEIVING}
+)
+# A HELD session may be moved, deleted or rebuilt like a READY one; archiving it takes
+# an owner's explicit acceptance of its findings.
+MOVABLE = ARCHIVABLE | {Status.HELD}
 _WHY = {
     Status.RECEIVING: "it is still receiving files; wait for the build",
     Status.BUILDING: "it is being built",
     Status.ARCHIVING: "it is being archived",
     Status.MOVING: "it is being moved",
     Status.DELETING: "it is being deleted",
+    Status.HELD: (
+        "possible patient information was found; review it, then archive with"
+        " --accept-findings (owners)"
+    ),
 }
 
 
@@ -57,7 +66,9 @@ class Operations:
         self.config = config
         self.node = node
         self.metrics = metrics
-        self.builder = Builder(store.prearchive, metrics, node)
+        self.builder = Builder(
+            store.prearchive, metrics, node, phi_check=lambda: config().site.phi_check
+        )
         self.archiver = archiver or Archiver(store, config, metrics, node)
 
     def _claim(
@@ -84,17 +95,32 @@ class Operations:
         return claimed
 
     # -- prearchive -------------------------------------------------------------------
-    def archive(self, name: PrearchiveName, overwrite: str, actor: str) -> ArchiveOutcome:
-        """Archive a READY, CONFLICT or ERROR session with an overwrite mode."""
+    def archive(
+        self, name: PrearchiveName, overwrite: str, actor: str, *, accept_findings: bool = False
+    ) -> ArchiveOutcome:
+        """Archive a READY, CONFLICT or ERROR session with an overwrite mode; a HELD one
+        only with ``accept_findings`` (the caller checked the actor is an owner), which
+        the audit trail records with the findings accepted."""
+        allowed = MOVABLE if accept_findings else ARCHIVABLE
         session = self._claim(
             name,
-            ARCHIVABLE,
+            allowed,
             Status.ARCHIVING,
             "archive",
             lease=ARCHIVE_LEASE,
             archive_mode=overwrite,
         )
-        return self.archiver.archive(session, overwrite, actor=actor)
+        if accept_findings and (accepted := self.store.prearchive.findings(session)):
+            self.store.audit.record(
+                "accept_findings",
+                actor=actor,
+                session=str(name),
+                findings=len(accepted),
+                what=sorted({f.what for f in accepted}),
+            )
+        return self.archiver.archive(
+            session, overwrite, actor=actor, accept_findings=accept_findings
+        )
 
     def rebuild(self, name: PrearchiveName, actor: str) -> Status | None:
         """Build now, whatever the idle timer says; returns READY or ERROR."""
@@ -124,7 +150,7 @@ class Operations:
             raise Refused(f"{project!r} is not a configured project")
         if project == name.project:
             raise Refused(f"{name} is already in {project}")
-        session = self._claim(name, ARCHIVABLE, Status.MOVING, "move")
+        session = self._claim(name, MOVABLE, Status.MOVING, "move")
         try:
             target = self.store.prearchive.relocate(session, project)
         except OSError as exc:
@@ -157,7 +183,7 @@ class Operations:
 
     def delete(self, name: PrearchiveName, actor: str) -> Path:
         """Remove from the prearchive; the files are kept under ``deleted/``."""
-        session = self._claim(name, ARCHIVABLE, Status.DELETING, "delete")
+        session = self._claim(name, MOVABLE, Status.DELETING, "delete")
         kept = self.store.prearchive.remove(session)
         self.store.audit.record(
             "delete", actor=actor, session=str(name), files=session.files, kept=str(kept)

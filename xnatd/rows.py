@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from xnatd.store import Store
-from xnatd.store.index.base import ArchivedSession, PrearchiveSession
+from xnatd.store.index.base import ArchivedSession, Finding, PrearchiveSession
 
 
 def iso(epoch: float) -> str:
@@ -27,6 +27,18 @@ def prearchive_row(session: PrearchiveSession) -> dict[str, Any]:
         "scans": session.scans,
         "files": session.files,
         "last_modified": iso(session.last_modified),
+    }
+
+
+def finding_row(finding: Finding) -> dict[str, Any]:
+    """One PHI-check finding as ``prearchive show --json`` lists it (SPEC 10.2)."""
+    return {
+        "kind": finding.kind,
+        "scan": finding.scan,
+        "file": finding.file,
+        "where": finding.where,
+        "what": finding.what,
+        "stage": finding.stage,
     }
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from xnatd import __version__
 from xnatd.api.auth import Principal, Right, authenticate
-from xnatd.config import Config
+from xnatd.config import Config, User, current_users
 from xnatd.intake.importer import Importer
 from xnatd.intake.intake import Intake
 from xnatd.operations import Operations
@@ -39,12 +40,35 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
+class UsersNow:
+    """The users as the users file holds them at this moment: ``xnatd users`` adds,
+    replaces and revokes tokens for the very next request, before the daemon reloads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: tuple[int, tuple[int, int] | None, Mapping[str, User]] | None = None
+
+    def of(self, config: Config) -> Mapping[str, User]:
+        path = config.users_file
+        if path is None:
+            return config.users
+        try:
+            info = path.stat()
+            stamp: tuple[int, int] | None = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = None
+        with self._lock:
+            if self._seen is None or self._seen[:2] != (id(config), stamp):
+                self._seen = (id(config), stamp, current_users(config))
+            return self._seen[2]
+
+
 def caller(request: Request) -> Principal:
     """The authenticated user; 401 (with a Basic challenge) otherwise."""
-    users = request.app.state.services.config().users
-    principal = authenticate(request.headers.get("authorization"), users)
+    config = request.app.state.services.config()
+    header = request.headers.get("authorization")
+    principal = authenticate(header, request.app.state.users.of(config))
     if principal is None:
-        header = request.headers.get("authorization")
         message = (
             "the user name and API token were not accepted"
             if header
@@ -82,6 +106,7 @@ def create_app(svc: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = svc
+    app.state.users = UsersNow()
 
     @app.middleware("http")
     async def request_log(request: Request, call_next):

@@ -16,7 +16,7 @@ from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
-from xnatd.rows import iso, prearchive_row
+from xnatd.rows import finding_row, iso, prearchive_row
 from xnatd.store.index.base import PrearchiveSession
 from xnatd.store.layout import PrearchiveName
 
@@ -88,7 +88,9 @@ def show(
     project: str, timestamp: str, label: str, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
     name = PrearchiveName(project, timestamp, label)
-    return JSONResponse(xnat_row(_session(svc, principal, name, Right.READ_ALL)))
+    session = _session(svc, principal, name, Right.READ_ALL)
+    findings = [finding_row(f) for f in svc.store.prearchive.findings(session)]
+    return JSONResponse({**xnat_row(session), "findings": findings})
 
 
 @router.post("/data/prearchive/projects/{project}/{timestamp}/{label}")
@@ -141,10 +143,14 @@ def delete(
 def archive(
     src: str,
     overwrite: Annotated[str, Query(description=", ".join(OVERWRITE_MODES))] = "none",
+    acceptFindings: Annotated[
+        bool, Query(description="archive a HELD session, accepting its PHI findings (owners)")
+    ] = False,
     principal: Principal = Caller,
     svc: Services = Svc,
 ) -> PlainTextResponse:
-    """Archive a prearchive session; answers with its archive URI (409 on CONFLICT)."""
+    """Archive a prearchive session; answers with its archive URI (409 on CONFLICT, or
+    when it is HELD and acceptFindings is not given)."""
     text = src.removeprefix("/data").removeprefix("/prearchive/projects/")
     try:
         name = PrearchiveName.parse(text)
@@ -154,11 +160,13 @@ def archive(
         raise HTTPException(400, f"overwrite must be one of {', '.join(OVERWRITE_MODES)}")
     _session(svc, principal, name, Right.MANAGE)
     try:
-        outcome = svc.operations.archive(name, overwrite, f"http:{principal.name}")
+        outcome = svc.operations.archive(
+            name, overwrite, f"http:{principal.name}", accept_findings=acceptFindings
+        )
     except Refused as exc:
         raise HTTPException(409, str(exc)) from None
     if outcome.result == "conflict":
         raise HTTPException(409, f"CONFLICT: {outcome.reason}")
-    if outcome.result == "error":
-        raise HTTPException(409, f"ERROR: {outcome.reason}")
+    if outcome.result in ("error", "held"):
+        raise HTTPException(409, f"{outcome.result.upper()}: {outcome.reason}")
     return PlainTextResponse(archive_uri(svc, outcome.session_id) + "\n")

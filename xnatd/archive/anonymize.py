@@ -3,15 +3,20 @@ into the project (SPEC 6)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
+import pydicom
 import structlog
+from pydicom.dataset import Dataset
 
 from xnatd.anon.apply import apply_to_payload
 from xnatd.config import Config
 from xnatd.metrics import Metrics
+from xnatd.phi.headers import Leak, find_left, needles
 from xnatd.store import Store
-from xnatd.store.index.base import InstanceRecord, PrearchiveSession
+from xnatd.store.durable import Payload, readable
+from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +45,26 @@ class ProjectScripts:
             "subject": session.subject,
             "session": session.label,
         }
+        script = project.script
+        checking = self.config().site.phi_check.headers != "off"
+        leaks: dict[str, list[Leak]] = {}  # by SOP Instance UID of the rewritten file
+        rewritten = []  # empty when a resumed archive finds the files rewritten already
+
+        def rewrite(data: Payload) -> Payload | None:
+            rewritten.append(True)
+            wanted = needles(_header(data)) if checking else None  # before the script
+            result = apply_to_payload(script, data, variables)
+            if result is not None and wanted:
+                after = _header(result)
+                if found := find_left(after, wanted):
+                    leaks[str(after.get("SOPInstanceUID", ""))] = found
+            return result
+
         kept, dropped = self.store.prearchive.rewrite_instances(
-            session,
-            lambda data: apply_to_payload(project.script, data, variables),
-            done_as=f"project:{session.project}",
+            session, rewrite, done_as=f"project:{session.project}"
         )
+        if checking and rewritten:
+            self._record(session, kept, leaks)
         if dropped:
             self.metrics.anonymization_rejects.labels(f"project:{session.project}").inc(dropped)
             self.store.audit.record(
@@ -58,3 +78,31 @@ class ProjectScripts:
             "project_script_applied", session=str(session.name), files=len(kept), dropped=dropped
         )
         return kept
+
+    def _record(
+        self, session: PrearchiveSession, kept: list[InstanceRecord], leaks: dict[str, list[Leak]]
+    ) -> None:
+        """The check after the project script: its findings replace the last archive's."""
+        findings = [
+            Finding(
+                kind="header",
+                scan=record.scan,
+                file=record.file_name,
+                where=leak.where,
+                what=leak.what,
+                sop_instance_uid=record.sop_instance_uid,
+                stage="archive",
+            )
+            for record in kept
+            for leak in leaks.get(record.sop_instance_uid, ())
+        ]
+        self.store.prearchive.record_findings(session, "archive", findings)
+        for finding in findings:
+            self.metrics.phi_findings.labels("header", finding.what).inc()
+
+
+def _header(data: Payload) -> Dataset:
+    """Every element of a file but its pixel data (a large file is not read whole)."""
+    with readable(data) as source:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        return pydicom.dcmread(stream, stop_before_pixels=True)

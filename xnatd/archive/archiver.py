@@ -48,7 +48,7 @@ ProjectAnonymizer = Callable[[PrearchiveSession, list[InstanceRecord]], list[Ins
 
 @dataclass(frozen=True)
 class ArchiveOutcome:
-    result: str  # archived | merged | conflict | error
+    result: str  # archived | merged | conflict | error | held
     session_id: str | None = None
     reason: str | None = None
     files: int = 0
@@ -100,11 +100,20 @@ class Archiver:
         return len(stale)
 
     # -- the work ------------------------------------------------------------------------
-    def archive(self, session: PrearchiveSession, overwrite: str, *, actor: str) -> ArchiveOutcome:
+    def archive(
+        self,
+        session: PrearchiveSession,
+        overwrite: str,
+        *,
+        actor: str,
+        accept_findings: bool = False,
+    ) -> ArchiveOutcome:
+        """Archive a claimed (ARCHIVING) session. The project script's PHI check holds
+        it (HELD) when it finds something, unless the findings were accepted."""
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
-            outcome = self._archive(session, overwrite, actor)
+            outcome = self._archive(session, overwrite, actor, accept_findings)
         except (OSError, UnparsableDicom, ValueError, ScriptFailed) as exc:
             reason = f"archive failed: {exc}".replace("\n", " ")[:500]
             self.store.index.set_status(
@@ -133,7 +142,28 @@ class Archiver:
         log.warning("archive_conflict", session=str(session.name), reason=reason)
         return ArchiveOutcome("conflict", reason=reason)
 
-    def _archive(self, session: PrearchiveSession, overwrite: str, actor: str) -> ArchiveOutcome:
+    def _held(self, session: PrearchiveSession, actor: str) -> ArchiveOutcome | None:
+        """HELD when the project script left possible patient information and the site
+        holds for it; the files stay rewritten, so an accepted archive resumes there."""
+        if self.config().site.phi_check.headers != "hold":
+            return None
+        found = [f for f in self.store.prearchive.findings(session) if f.stage == "archive"]
+        if not found:
+            return None
+        reason = (
+            f"possible patient information after the {session.project} project script:"
+            f" {len(found)} findings ({', '.join(sorted({f.what for f in found}))})"
+        )
+        self.store.index.set_status(
+            session.id, expected=Status.ARCHIVING, to=Status.HELD, reason=reason
+        )
+        self.store.audit.record("held", actor=actor, session=str(session.name), reason=reason)
+        log.warning("archive_held", session=str(session.name), reason=reason)
+        return ArchiveOutcome("held", reason=reason)
+
+    def _archive(
+        self, session: PrearchiveSession, overwrite: str, actor: str, accept_findings: bool
+    ) -> ArchiveOutcome:
         store, index = self.store, self.store.index
         project = self.config().project(session.project)
         if session.project == UNASSIGNED or project is None:
@@ -141,6 +171,8 @@ class Archiver:
                 session, f"project {session.project} cannot be archived; move it first", actor
             )
         records = self.anonymize(session, store.prearchive.instances(session))
+        if not accept_findings and (held := self._held(session, actor)):
+            return held
         if not records:
             return self._conflict(session, "the session has no files to archive", actor)
         subject = session.subject or session.label

@@ -8,9 +8,12 @@ yet digested (``Prearchive.instances``), in parallel.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
 
 import structlog
 
+from xnatd.config import PhiCheck
 from xnatd.dicom import BUILD_TAGS, UnparsableDicom
 from xnatd.metrics import Metrics
 from xnatd.store.documents import assign_scan_ids, build_document, group_series
@@ -25,13 +28,21 @@ log = structlog.get_logger(__name__)
 class Builder:
     """Builds one claimed session; run off the receiving threads."""
 
-    def __init__(self, prearchive: Prearchive, metrics: Metrics, node: str) -> None:
+    def __init__(
+        self,
+        prearchive: Prearchive,
+        metrics: Metrics,
+        node: str,
+        phi_check: Callable[[], PhiCheck] = PhiCheck,
+    ) -> None:
         self.prearchive = prearchive
         self.metrics = metrics
         self.node = node
+        self.phi_check = phi_check  # the current site.phi_check (a reload swaps it)
 
     def build(self, session: PrearchiveSession) -> Status | None:
-        """Build a session claimed in BUILDING; returns its new status, None if reopened."""
+        """Build a session claimed in BUILDING; returns its new status (READY, HELD or
+        ERROR), None if files reopened it."""
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
@@ -54,13 +65,14 @@ class Builder:
             self.prearchive.audit("error", actor="xnatd", session=str(session.name), reason=reason)
             bound.error("build_failed", reason=reason)
             return Status.ERROR
+        status, reason = self._verdict(session, records)
         if not self.prearchive.finish_build(
-            session, node=self.node, status=Status.READY, xsi_type=document.xsi_type
+            session, node=self.node, status=status, reason=reason, xsi_type=document.xsi_type
         ):
             bound.info("build_interrupted", reason="files arrived during the build")
             return None
         elapsed = time.perf_counter() - started
-        self.metrics.sessions_built.labels(session.project, "ready").inc()
+        self.metrics.sessions_built.labels(session.project, status.value.lower()).inc()
         self.metrics.build_duration.observe(elapsed)
         self.prearchive.audit(
             "build",
@@ -76,8 +88,34 @@ class Builder:
             scans=len(document.scans),
             xsi_type=document.xsi_type,
             seconds=round(elapsed, 3),
+            status=status.value,
         )
-        return Status.READY
+        if status is Status.HELD:
+            bound.warning("session_held", reason=reason)
+        return status
+
+    def _verdict(
+        self, session: PrearchiveSession, records: list[InstanceRecord]
+    ) -> tuple[Status, str | None]:
+        """READY, or HELD with a one-line reason when the PHI check found something in a
+        kind the site holds for (``site.phi_check``). Findings of files no longer in
+        the session do not count."""
+        policy = self.phi_check()
+        holding = {kind for kind, mode in (("header", policy.headers), ("pixels", policy.pixels))
+                   if mode == "hold"}  # fmt: skip
+        present = {record.sop_instance_uid for record in records}
+        found = Counter(
+            finding.what
+            for finding in self.prearchive.findings(session)
+            if finding.kind in holding and finding.sop_instance_uid in present
+        )
+        if not found:
+            return Status.READY, None
+        kinds = ", ".join(f"{what} x{count}" for what, count in sorted(found.items()))
+        return (
+            Status.HELD,
+            f"possible patient information: {sum(found.values())} findings ({kinds})",
+        )
 
     def _assemble(
         self, session: PrearchiveSession, records: list[InstanceRecord]

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import structlog
+from pydicom.dataset import Dataset
 
 from xnatd.anon.apply import anonymize, parse
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
 from xnatd.metrics import Metrics
+from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
 from xnatd.store.durable import Payload, readable
-from xnatd.store.index.base import PrearchiveSession, SessionKey
+from xnatd.store.index.base import Finding, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
 
@@ -144,7 +146,10 @@ class Intake:
                 f"routed to project {decided.project}, which this user may not upload to",
             )
         data = item.data
+        findings: tuple[Finding, ...] = ()
         if script is not None and parsed is not None:
+            checking = config.site.phi_check.headers != "off"
+            wanted = needles(parsed.dataset) if checking else None  # as the sender gave them
             variables = {
                 "project": decided.project,
                 "subject": decided.subject,
@@ -159,6 +164,8 @@ class Intake:
             data = anonymized
             # Layout and grouping follow the anonymized header (UIDs may be hashed).
             header = header_of(parsed.dataset, self._tags_for(config))
+            if wanted is not None:
+                findings = self._check_headers(parsed.dataset, wanted)
         study_uid = header.get(Tag.StudyInstanceUID, "")
         key = SessionKey(decided.project, study_uid, decided.session)
         incoming = IncomingInstance(
@@ -168,6 +175,7 @@ class Intake:
             source=item.source,
             calling_ae=item.calling_ae,
             association_id=item.association_id,
+            findings=findings,
         )
         try:
             stored = self.prearchive.store(
@@ -183,6 +191,17 @@ class Intake:
             cache.sessions[key] = stored.session
             cache.files_by_session[name] = cache.files_by_session.get(name, 0) + 1
         return Outcome(Result.STORED, session=name, study_uid=study_uid)
+
+    def _check_headers(self, dataset: Dataset, wanted: Needles) -> tuple[Finding, ...]:
+        """The PHI check after the site script: what it left of the sender's identifying
+        values, as findings (where and what kind, never the value)."""
+        findings = tuple(
+            Finding(kind="header", scan="", file="", where=leak.where, what=leak.what)
+            for leak in find_left(dataset, wanted)
+        )
+        for finding in findings:
+            self.metrics.phi_findings.labels("header", finding.what).inc()
+        return findings
 
     def _script_problem(self, item: Received, kind: str, reason: str) -> Outcome:
         counter = (

@@ -34,6 +34,7 @@ from xnatd.store.durable import (
 )
 from xnatd.store.index.base import (
     PENDING_DIGEST,
+    Finding,
     Index,
     InstanceRecord,
     PrearchiveSession,
@@ -64,6 +65,9 @@ class IncomingInstance:
     source: str  # receiving AE title, or "import"
     calling_ae: str | None = None
     association_id: str | None = None
+    # What the PHI check found after the site script (scan, file and SOP instance are
+    # filled in here, where the file is named).
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,13 @@ class Prearchive:
                 received=time.time(),
                 calling_ae=item.calling_ae,
             )
+            findings = tuple(
+                replace(f, scan=scan, file=file_name, sop_instance_uid=record.sop_instance_uid)
+                for f in item.findings
+            )
             try:
                 result = self.index.record_instance(
-                    session.id, record, item.association_id, time.time()
+                    session.id, record, item.association_id, time.time(), findings
                 )
             except SessionClosed:
                 # Archiving or moving began meanwhile: this file starts a new session.
@@ -193,6 +201,16 @@ class Prearchive:
 
     def session_dir(self, name: PrearchiveName) -> Path:
         return self.data.session_dir(name)
+
+    def findings(self, session: PrearchiveSession) -> list[Finding]:
+        """What the PHI check found in the session's files."""
+        return self.index.findings(session.id)
+
+    def record_findings(
+        self, session: PrearchiveSession, stage: str, findings: list[Finding]
+    ) -> None:
+        """Replace what one stage of the PHI check found in the session."""
+        self.index.replace_findings(session.id, stage, findings)
 
     # -- what the assembler uses ---------------------------------------------------
     def claim_idle_sessions(

@@ -8,19 +8,21 @@ command line and another node act on one store.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Status(StrEnum):
     RECEIVING = "RECEIVING"
     BUILDING = "BUILDING"
     READY = "READY"
+    HELD = "HELD"  # built, with possible patient information found (SPEC 10.2)
     ARCHIVING = "ARCHIVING"
     MOVING = "MOVING"
     DELETING = "DELETING"
@@ -35,7 +37,7 @@ PENDING_DIGEST = ""
 # New files join a session in these states (reopening it); in any other state
 # (ARCHIVING, MOVING, DELETING) they start a new prearchive session.
 ACCEPTS_FILES = frozenset(
-    {Status.RECEIVING, Status.BUILDING, Status.READY, Status.CONFLICT, Status.ERROR}
+    {Status.RECEIVING, Status.BUILDING, Status.READY, Status.HELD, Status.CONFLICT, Status.ERROR}
 )
 
 
@@ -159,6 +161,19 @@ class RecordResult:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """Possible patient information in one file (SPEC 10.2); never the value itself."""
+
+    kind: str  # "header" or "pixels"
+    scan: str
+    file: str  # the file's name in its scan folder
+    where: str  # a tag path "(0040,A730)[0]/(0040,A160)", or a pixel region and frame
+    what: str  # what kind of value: "patient name", "birth date", ...
+    sop_instance_uid: str = ""
+    stage: str = "receive"  # where the check ran: receive (site script), archive, build
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     id: int
     time: float
@@ -193,13 +208,27 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def record_instance(
-        self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
+        self,
+        session_id: int,
+        record: InstanceRecord,
+        association_id: str | None,
+        now: float,
+        findings: Sequence[Finding] = (),
     ) -> RecordResult:
-        """Record a durably written file.
+        """Record a durably written file, with what the PHI check found in it (replacing
+        what it found in an earlier copy of the same instance), in one transaction.
 
         Raises:
             SessionClosed: the session no longer accepts files.
         """
+
+    @abc.abstractmethod
+    def findings(self, session_id: int) -> list[Finding]:
+        """The PHI check's findings for a prearchive session, by scan and file."""
+
+    @abc.abstractmethod
+    def replace_findings(self, session_id: int, stage: str, findings: Sequence[Finding]) -> None:
+        """Replace every finding one stage of the check made (the check run again)."""
 
     @abc.abstractmethod
     def claim_idle_sessions(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -19,6 +20,7 @@ from xnatd.store.index.base import (
     ArchivedSession,
     ArchiveStatus,
     AuditEvent,
+    Finding,
     Index,
     InstanceRecord,
     PrearchiveSession,
@@ -159,8 +161,32 @@ SCHEMA: list[str] = [
     CREATE INDEX sessions_date ON sessions (date);
     CREATE INDEX subjects_label ON subjects (label)
     """,
+    """
+    CREATE TABLE findings (
+        session_id {big} NOT NULL REFERENCES prearchive (id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        scan TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        location TEXT NOT NULL,
+        what TEXT NOT NULL
+    );
+    CREATE INDEX findings_session ON findings (session_id, sop_instance_uid)
+    """,
 ]
 assert len(SCHEMA) == SCHEMA_VERSION
+
+
+def _insert_findings(connection: Any, session_id: int, findings: Sequence[Finding]) -> None:
+    for finding in findings:
+        connection.execute(
+            "INSERT INTO findings (session_id, sop_instance_uid, kind, stage, scan, file_name,"
+            " location, what) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (session_id, finding.sop_instance_uid, finding.kind, finding.stage, finding.scan,
+             finding.file, finding.where, finding.what),
+        )  # fmt: skip
+
 
 _SESSION_COLUMNS = (
     "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
@@ -401,7 +427,12 @@ class SqlIndex(Index):
             return _session(dict(zip(columns, found.fetchone(), strict=True)))
 
     def record_instance(
-        self, session_id: int, record: InstanceRecord, association_id: str | None, now: float
+        self,
+        session_id: int,
+        record: InstanceRecord,
+        association_id: str | None,
+        now: float,
+        findings: Sequence[Finding] = (),
     ) -> RecordResult:
         # The one write per received file, so its commit is not flushed: the file
         # itself already is, and a row a power cut loses is recorded again from the
@@ -419,12 +450,21 @@ class SqlIndex(Index):
                 " WHERE session_id = ? AND sop_instance_uid = ?",
                 (session_id, record.sop_instance_uid),
             ).fetchone()
-            if old or Status(row[0]) is not Status.RECEIVING:
+            # Findings are flushed with the row: a power cut must not keep the file and
+            # lose what the PHI check found in it.
+            if old or findings or Status(row[0]) is not Status.RECEIVING:
                 self._flush_on_commit(connection)
             connection.execute(
                 _UPSERT_INSTANCE,
                 _instance_values(session_id, record),
             )
+            if old:
+                connection.execute(
+                    "DELETE FROM findings WHERE session_id = ? AND sop_instance_uid = ?"
+                    " AND stage = 'receive'",
+                    (session_id, record.sop_instance_uid),
+                )
+            _insert_findings(connection, session_id, findings)
             added_files = 0 if old else 1
             added_bytes = record.size - (old[2] if old else 0)
             connection.execute(
@@ -470,6 +510,32 @@ class SqlIndex(Index):
             )
             columns = _names(cursor)
             return [_session(dict(zip(columns, r, strict=True))) for r in cursor.fetchall()]
+
+    def findings(self, session_id: int) -> list[Finding]:
+        rows = self._rows(
+            "SELECT kind, scan, file_name, location, what, sop_instance_uid, stage"
+            " FROM findings WHERE session_id = ? ORDER BY scan, file_name, location",
+            (session_id,),
+        )
+        return [
+            Finding(
+                kind=r["kind"],
+                scan=r["scan"],
+                file=r["file_name"],
+                where=r["location"],
+                what=r["what"],
+                sop_instance_uid=r["sop_instance_uid"],
+                stage=r["stage"],
+            )
+            for r in rows
+        ]
+
+    def replace_findings(self, session_id: int, stage: str, findings: Sequence[Finding]) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "DELETE FROM findings WHERE session_id = ? AND stage = ?", (session_id, stage)
+            )
+            _insert_findings(connection, session_id, findings)
 
     def finish_build(
         self,

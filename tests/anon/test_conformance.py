@@ -16,6 +16,7 @@ A case::
         (0008,1032):                # a list of mappings is a sequence
           - {(0010,0010): s0}
         (0019,1010): {vr: LO, value: x}   # an explicit VR
+        (0044,0001): {vr: UN, hex: 4142}  # bytes
       variables: {project: P}       # XNAT's variables, when the case uses them
       expect:                       # path -> text, or null for "absent"
         (0008,0080): New
@@ -27,6 +28,8 @@ A case::
       rejected: true                # reject[] dropped the file
       echoes: [text, ...]           # what echo printed
       parses: true                  # a grammar case: the script loads
+      lookup: |                     # the table lookup[] reads
+        pn/Doe^John = SUBJ1
 
 Paths in ``input`` and ``expect`` are concrete: ``(gggg,eeee)``, ``[n]`` item indexes,
 group 0002 meaning the file meta header.
@@ -48,6 +51,7 @@ from pydicom.sequence import Sequence
 
 from xnatd.anon.apply import Parsed, anonymize
 from xnatd.anon.engine import ScriptFailed, run
+from xnatd.anon.lookup import parse_lookup_table
 from xnatd.anon.script import ScriptError, parse
 
 HERE = Path(__file__).with_name("conformance")
@@ -85,6 +89,8 @@ def _fill(dataset: Dataset, spec: dict[str, Any]) -> None:
     for key, raw in spec.items():
         tag = _tag(key)
         vr, value = (raw["vr"], raw.get("value")) if isinstance(raw, dict) else (None, raw)
+        if isinstance(raw, dict) and "hex" in raw:
+            value = bytes.fromhex(raw["hex"])
         vr = vr or _vr(tag, value)
         if vr == "SQ":
             items = []
@@ -158,6 +164,8 @@ def test_case(case: dict[str, Any]) -> None:
     expected_error = case.get("error")
     try:
         script = parse(case["script"])
+        if case.get("lookup") is not None:
+            script = script.with_lookup(parse_lookup_table(case["lookup"]))
     except ScriptError:
         if expected_error in ("load", "apply"):
             return
@@ -195,6 +203,8 @@ def test_case(case: dict[str, Any]) -> None:
                 assert element.VR == want["vr"], f"{path}: VR {element.VR}"
             if "matches" in want:
                 assert re.fullmatch(want["matches"], _text(element)), f"{path}: {_text(element)}"
+            if "hex" in want:
+                assert element.value == bytes.fromhex(want["hex"]), f"{path}: {element.value!r}"
             if "value" in want:
                 assert _text(element) == str(want["value"]), f"{path}: {_text(element)!r}"
             if want.get("items") is not None:

@@ -31,6 +31,8 @@ A case::
       parses: true                  # a grammar case: the script loads
       lookup: |                     # the table lookup[] reads
         pn/Doe^John = SUBJ1
+      scripts:                      # instead of script (and lookup): several, in order
+        - {script: ..., lookup: ...}
 
 Paths in ``input`` and ``expect`` are concrete: ``(gggg,eeee)``, ``[n]`` item indexes,
 group 0002 meaning the file meta header.
@@ -53,7 +55,7 @@ from pydicom.sequence import Sequence
 from xnatd.anon.apply import Parsed, anonymize
 from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.lookup import parse_lookup_table
-from xnatd.anon.script import ScriptError, parse
+from xnatd.anon.script import Script, ScriptError, parse
 
 HERE = Path(__file__).with_name("conformance")
 _PATH_STEP = re.compile(r"\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)(?:\[(\d+)\])?")
@@ -160,13 +162,22 @@ def find(dataset: Dataset, path: str) -> Any:
     return None
 
 
+def _load(case: dict[str, Any]) -> list[Script]:
+    """The case's script, or its scripts in the order they run (site, then project)."""
+    loaded = []
+    for entry in case.get("scripts") or [case]:
+        script = parse(entry["script"])
+        if entry.get("lookup") is not None:
+            script = script.with_lookup(parse_lookup_table(entry["lookup"]))
+        loaded.append(script)
+    return loaded
+
+
 @pytest.mark.parametrize("case", _cases())
 def test_case(case: dict[str, Any]) -> None:
     expected_error = case.get("error")
     try:
-        script = parse(case["script"])
-        if case.get("lookup") is not None:
-            script = script.with_lookup(parse_lookup_table(case["lookup"]))
+        scripts = _load(case)
     except ScriptError:
         if expected_error in ("load", "apply"):
             return
@@ -174,14 +185,19 @@ def test_case(case: dict[str, Any]) -> None:
     assert expected_error != "load", "the script should have been refused at load"
     if case.get("parses"):
         return
-    data = build(case.get("input") or {})
-    parsed = Parsed(pydicom.dcmread(io.BytesIO(data)))
+    written: bytes | None = build(case.get("input") or {})
     if case.get("echoes") is not None:
-        result = run(script, parsed.dataset, case.get("variables") or {})
+        parsed = Parsed(pydicom.dcmread(io.BytesIO(written)))
+        result = run(scripts[0], parsed.dataset, case.get("variables") or {})
         assert result.echoes == case["echoes"]
         return
     try:
-        written = anonymize(script, parsed, case.get("variables") or {})
+        for script in scripts:
+            assert written is not None
+            parsed = Parsed(pydicom.dcmread(io.BytesIO(written)))
+            output = anonymize(script, parsed, case.get("variables") or {})
+            assert output is None or isinstance(output, bytes)
+            written = output
     except ScriptFailed:
         if expected_error == "apply":
             return
@@ -191,7 +207,6 @@ def test_case(case: dict[str, Any]) -> None:
         assert written is None
         return
     assert written is not None, "the file was rejected"
-    assert isinstance(written, bytes)
     out = pydicom.dcmread(io.BytesIO(written))
     for path, want in (case.get("expect") or {}).items():
         element = find(out, path)

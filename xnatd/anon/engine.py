@@ -261,8 +261,17 @@ class Context:
         return (group << 16) | (block << 8) | int(step.element, 16)
 
     def delete(self, path: TagPath) -> None:
+        """Delete what the path names. A path ending in an item, ``(0010,1002)[0]``,
+        empties that item and leaves it in its sequence, as DicomEdit does (DE-91)."""
+        last = path.parts[-1]
         for dataset, tag in self.find(path):
-            if tag in dataset:
+            if tag not in dataset:
+                continue
+            if isinstance(last, Step) and last.item not in (None, "%"):
+                for item in last.items_of(dataset, tag):
+                    for inner in list(item.keys()):
+                        del item[inner]
+            else:
                 del dataset[tag]
 
     def remove_private(

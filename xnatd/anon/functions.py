@@ -293,7 +293,16 @@ def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
-    return [_text(ctx, args, i) for i in range(len(args))]
+    """The values of every element each tag path names (at any item, through wildcards)."""
+    from xnatd.anon.tagpath import TagPath
+
+    values: list[str] = []
+    for arg in args:
+        if isinstance(arg, TagPath):
+            values.extend(ctx.read(dataset, tag) for dataset, tag in ctx.find(arg))
+        else:
+            values.append(ctx.text(arg) or "")
+    return values
 
 
 def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:

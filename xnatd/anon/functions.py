@@ -271,22 +271,35 @@ def f_normalize_string(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
-    """Over 89 at the study date: birth date moved to 89 years, ages set to 089Y, everywhere."""
+    """XNAT's rule for patients over 89. With a birth date and a study date: a patient
+    over 89 at the study gets a birth date that makes them turn 89 the day after it, and
+    every age becomes 089Y; a birth date without a study date leaves everything. With
+    no birth date, every age over 89 years (at any depth) becomes 089Y."""
+    import datetime as dt
+
     birth, study = ctx.get_tag(PATIENT_BIRTH_DATE), ctx.get_tag(STUDY_DATE)
+    if birth and not study:
+        return
     if birth and study:
         born, seen = shift_date(birth[:8], 0), shift_date(study[:8], 0)
-        import datetime as dt
-
         days = (
             dt.date(int(seen[:4]), int(seen[4:6]), int(seen[6:8]))
             - dt.date(int(born[:4]), int(born[4:6]), int(born[6:8]))
         ).days
-        if days - DOB_LIMIT_DAYS > 0:
-            for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
-                ctx.write(dataset, tag, shift_date(ctx.read(dataset, tag), days - DOB_LIMIT_DAYS))
+        if days - DOB_LIMIT_DAYS <= 0:
+            return
+        for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
+            value = ctx.read(dataset, tag)
+            if value:
+                ctx.write(dataset, tag, shift_date(value, days - DOB_LIMIT_DAYS))
+        for dataset, tag in ctx.everywhere(PATIENT_AGE):
+            ctx.write(dataset, tag, "089Y")
+        return
     for dataset, tag in ctx.everywhere(PATIENT_AGE):
-        age = ctx.read(dataset, tag)
-        if not re.fullmatch(r"\d{3}[DWMY]", age.strip()):
+        age = ctx.read(dataset, tag).strip()
+        if not age:
+            continue
+        if not re.fullmatch(r"\d{3}[DWMY]", age):
             raise ValueError(f"Error parsing age {age!r} (nnnD, nnnW, nnnM or nnnY)")
         if age.endswith("Y") and int(age[:3]) > 89:
             ctx.write(dataset, tag, "089Y")

@@ -137,7 +137,14 @@ def _text(element: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1").rstrip("\x00 ")
     if isinstance(value, pydicom.multival.MultiValue | list):
-        return "\\".join(str(v) for v in value)
+        return "\\".join(_number(v) for v in value)
+    return _number(value)
+
+
+def _number(value: Any) -> str:
+    """A value as dcm4che prints it: a whole float without ``.0`` (FD 30.0 is "30")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 

@@ -51,6 +51,7 @@ import yaml
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from xnatd.anon.apply import Parsed, anonymize
 from xnatd.anon.engine import ScriptFailed, run
@@ -142,7 +143,10 @@ def _text(element: Any) -> str:
 
 
 def _number(value: Any) -> str:
-    """A value as dcm4che prints it: a whole float without ``.0`` (FD 30.0 is "30")."""
+    """A value as dcm4che prints it: a whole float without ``.0`` (FD 30.0 is "30"),
+    an AT value as eight hex digits."""
+    if isinstance(value, BaseTag):
+        return f"{int(value):08X}"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

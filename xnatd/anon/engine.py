@@ -18,6 +18,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from xnatd.anon.functions import FUNCTIONS
 from xnatd.anon.script import (
@@ -89,16 +90,20 @@ class Result:
 
 
 def _as_text(value: Any) -> str | None:
+    """A value as DicomEdit sees it (dcm4che's strings): multiple values joined by
+    ``\\``, a whole float without ``.0``, an AT value as eight hex digits."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
+    if isinstance(value, list | MultiValue | tuple):
         return "\\".join(_as_text(v) or "" for v in value)
-    if isinstance(value, MultiValue | tuple):
-        return "\\".join(str(v) for v in value)
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").rstrip("\x00 ")
+    if isinstance(value, BaseTag):
+        return f"{int(value):08X}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 
@@ -414,6 +419,12 @@ def _convert(value: Any, vr: str, tag: int) -> Any:
         return numbers[0] if len(numbers) == 1 else numbers
     if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
         return text.encode()
+    if vr == "AT":  # eight hex digits each, as AT values read
+        try:
+            tags = [int(part.strip("()").replace(",", ""), 16) for part in text.split("\\") if part]
+        except ValueError:
+            raise ScriptFailed(f"{text!r} is not a tag (gggggeeee) for VR AT") from None
+        return tags[0] if len(tags) == 1 else tags
     parts = text.split("\\")
     return parts if len(parts) > 1 else text
 

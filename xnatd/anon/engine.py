@@ -302,14 +302,24 @@ class Context:
         walk(self.dataset)
 
     def blank_known_values(self, known: set[str]) -> None:
+        """Empty every element, the file meta header's and nested ones too, whose value is
+        one of ``known``. Text is compared without leading and trailing spaces (PS3.5
+        6.2) but with its case; numbers by their text; an element keeps its VR."""
+        wanted = {value.strip() for value in known} - {""}
+
         def walk(dataset: Dataset) -> None:
             for element in dataset:
-                if element.VR == "SQ" and element.value:
-                    for item in element.value:
+                if element.VR == "SQ":
+                    for item in element.value or ():
                         walk(item)
-                elif element.VR in _TEXT_VRS and _as_text(element.value) in known:
-                    element.value = ""
+                elif element.VR in _TEXT_VRS or element.VR in _NUMERIC_VRS:
+                    text = _as_text(element.value)
+                    if text is not None and text.strip() in wanted:
+                        element.value = "" if element.VR in _TEXT_VRS else None
 
+        meta = getattr(self.dataset, "file_meta", None)
+        if meta is not None:
+            walk(meta)
         walk(self.dataset)
 
     def reject(self) -> None:

@@ -306,15 +306,30 @@ def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
-    """The values of every element each tag path names (at any item, through wildcards)."""
+    """The values of every element each tag path names (at any item, through wildcards),
+    paths given directly, in lists (nested ones too) or in variables holding lists."""
+    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     values: list[str] = []
-    for arg in args:
-        if isinstance(arg, TagPath):
-            values.extend(ctx.read(dataset, tag) for dataset, tag in ctx.find(arg))
+
+    def collect(node: Value) -> None:
+        if isinstance(node, Variable) and isinstance(ctx.variables.get(node.name), ListValue):
+            node = ctx.variables[node.name]
+        if isinstance(node, ListValue):
+            for item in node.items:
+                collect(item)
+        elif isinstance(node, TagPath):
+            values.extend(ctx.read(dataset, tag) for dataset, tag in ctx.find(node))
         else:
-            values.append(ctx.text(arg) or "")
+            value = ctx.value(node)
+            if isinstance(value, list):
+                values.extend(str(v) for v in value)
+            else:
+                values.append("" if value is None else str(value))
+
+    for arg in args:
+        collect(arg)
     return values
 
 
@@ -397,7 +412,7 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "normalizeString": (f_normalize_string, 1, 2),
     "scalePatientAgeAndDobFromStudyDate": (f_scale_age_and_dob, 0, 0),
     "collectValues": (f_collect_values, 0, None),
-    "blankValues": (f_blank_values, 1, None),
+    "blankValues": (f_blank_values, 0, None),
     "blankKnownPHI": (f_blank_known_phi, 0, None),
     "reject": (f_reject, 0, 0),
     "alterPixels": (f_alter_pixels, 4, 4),

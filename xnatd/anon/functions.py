@@ -363,8 +363,7 @@ def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
 def f_blank_known_phi(ctx: Context, args: tuple[Value, ...]) -> None:
     """``blankKnownPHI[paths...]``: the older spelling of
     ``blankValues[collectValues[paths...]]`` (XNAT's XRT runs the same cases on both)."""
-    known = {ctx.get(path) or "" for arg in args for path in ctx.paths(arg)}
-    ctx.blank_known_values(known - {""})
+    ctx.blank_known_values(set(f_collect_values(ctx, args)) - {""})
 
 
 def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Union
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import (
+    Lark,
+    Token,
+    Transformer,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    v_args,
+)
 from lark.exceptions import VisitError
 
 from xnatd.anon.tagpath import TagPath
@@ -72,6 +80,7 @@ class Assign:
     target: TagPath
     value: Value
     only_if_present: bool = False
+    line: int = field(default=0, compare=False)  # for messages at load
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,12 @@ def unquote(token: str) -> str:
 
 
 class _ToStatements(Transformer):
+    def __init__(self, *, strict: bool = True) -> None:
+        super().__init__()
+        # A script's own tag paths follow DicomEdit's grammar; a path given as a string
+        # argument may also name a private element by number, delete["(0009,1010)"].
+        self.strict = strict
+
     def start(self, items: list) -> tuple:
         return tuple(items)
 
@@ -187,12 +202,22 @@ class _ToStatements(Transformer):
     def list(self, items: list) -> ListValue:
         return ListValue(tuple(item for item in items if item is not None))
 
-    def tagpath(self, items: list) -> TagPath:
+    @v_args(meta=True)
+    def tagpath(self, meta: object, items: list) -> TagPath:
+        line = getattr(meta, "line", None)
         try:
-            return TagPath.from_parts(items)
+            path = TagPath.from_parts(items)
         except ValueError as exc:
-            first = next((i for i in items if isinstance(i, Token)), None)
-            raise ScriptError(str(exc), getattr(first, "line", None), None) from None
+            raise ScriptError(str(exc), line, getattr(meta, "column", None)) from None
+        if self.strict and (bad := path.direct_private()) is not None:
+            raise ScriptError(
+                f"{bad.text} is not a tag DicomEdit accepts: a private element is named "
+                "through its creator, (gggg,{Creator}ee), in an odd group; a public one "
+                "in an even group",
+                line,
+                getattr(meta, "column", None),
+            )
+        return path
 
     def step(self, items: list) -> tuple[str, str | None]:
         return (str(items[0]), items[1])
@@ -211,11 +236,13 @@ class _ToStatements(Transformer):
     def predicate(self, items: list) -> Predicate:
         return Predicate(items[0])
 
-    def assign(self, items: list) -> Assign:
-        return Assign(items[0], items[1])
+    @v_args(meta=True)
+    def assign(self, meta: object, items: list) -> Assign:
+        return Assign(items[0], items[1], line=getattr(meta, "line", 0))
 
-    def assign_if_exists(self, items: list) -> Assign:
-        return Assign(items[0], items[1], only_if_present=True)
+    @v_args(meta=True)
+    def assign_if_exists(self, meta: object, items: list) -> Assign:
+        return Assign(items[0], items[1], only_if_present=True, line=getattr(meta, "line", 0))
 
     def initialize(self, items: list) -> Initialize:
         return Initialize(str(items[0]), items[1])
@@ -254,7 +281,7 @@ class _ToStatements(Transformer):
 
 @cache
 def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=False)
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True)
 
 
 _DESCRIBED = {
@@ -329,9 +356,9 @@ def _tree(text: str) -> object:
         raise ScriptError(str(error).splitlines()[0], error.line, error.column) from None
 
 
-def _transform(tree: object) -> tuple:
+def _transform(tree: object, *, strict: bool = True) -> tuple:
     try:
-        return _ToStatements().transform(tree)
+        return _ToStatements(strict=strict).transform(tree)
     except VisitError as error:
         if isinstance(error.orig_exc, ScriptError):
             raise error.orig_exc from None
@@ -344,7 +371,7 @@ def parse_tagpath(text: str) -> TagPath:
     Raises:
         ScriptError: not a tag path.
     """
-    statements = _transform(_tree(f"-{text}\n"))
+    statements = _transform(_tree(f"-{text}\n"), strict=False)
     if len(statements) != 1 or not isinstance(statements[0], Delete):
         raise ScriptError(f"{text!r} is not a tag path")
     return statements[0].target
@@ -362,14 +389,6 @@ def parse(text: str, source: str = "<text>") -> Script:
     version = next((s.text for s in statements if isinstance(s, Version)), None)
     if version is not None and not _SUPPORTED_VERSION.fullmatch(version):
         raise ScriptError(f'version "{version}" is not DicomEdit 6 (write version "6.x")', 1, 1)
-    for path in _paths(statements):
-        bad = path.direct_private()
-        if bad is not None:
-            raise ScriptError(
-                f"{bad.text} is not a tag DicomEdit accepts: a private element is named "
-                "through its creator, (gggg,{Creator}ee), in an odd group; a public one "
-                "in an even group"
-            )
     for statement in _flatten(statements):
         _check_terms(statement)
     calls = _calls(statements)
@@ -404,23 +423,16 @@ def _check_terms(statement: object) -> None:
         if not statement.only_if_present and statement.target.plural:
             raise ScriptError(
                 f"{statement.target} may name several elements; := needs one "
-                "(use ?= to change every one that exists)"
+                "(use ?= to change every one that exists)",
+                statement.line,
+                1,
             )
         if isinstance(statement.value, TagPath) and statement.value.plural:
             raise ScriptError(
-                f"{statement.value} may name several elements; a value comes from one"
+                f"{statement.value} may name several elements; a value comes from one",
+                statement.line,
+                1,
             )
-
-
-def _paths(node: object) -> list[TagPath]:
-    """Every tag path written in the script."""
-    if isinstance(node, TagPath):
-        return [node]
-    if isinstance(node, tuple):
-        return [path for item in node for path in _paths(item)]
-    if hasattr(node, "__dataclass_fields__"):
-        return [path for name in node.__dataclass_fields__ for path in _paths(getattr(node, name))]
-    return []
 
 
 def _calls(node: object) -> list[Call]:

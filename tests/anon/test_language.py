@@ -175,6 +175,23 @@ class TestParseErrors:
         assert (caught.value.line, caught.value.column) == (line, column)
         assert says in str(caught.value)
 
+    @pytest.mark.parametrize(
+        ("text", "line", "says"),
+        [
+            ('(0010,0010) := "a"\n+/(0010,0010) := "x"', 2, "may name several elements; :="),
+            ('(0010,0010) := "a"\n(0010,0020) := (0008,002X)', 2, "a value comes from one"),
+            ('(0010,0010) := "a"\n\n-(001#,0010)', 3, "(001#,0010) is not a tag"),
+            ("x := 1\nretainPrivateTags[(0028,0010)]", 2, "(0028,0010) is not one"),
+        ],
+    )
+    def test_refused_at_load_naming_the_line(self, text: str, line: int, says: str) -> None:
+        """What DicomEdit refuses when it loads a script is refused here at load too, with
+        the line, never on the first file."""
+        with pytest.raises(ScriptError) as caught:
+            parse(text)
+        assert caught.value.line == line
+        assert says in str(caught.value)
+
     def test_unknown_function_is_a_load_time_error(self) -> None:
         with pytest.raises(ScriptError, match=r"line 2.*unknown function frobnicate"):
             parse('(0010,0010) := "x"\n(0010,0020) := frobnicate["a"]')

@@ -17,6 +17,8 @@ import structlog
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from xnatd.anon.functions import FUNCTIONS
 from xnatd.anon.script import (
@@ -38,7 +40,7 @@ from xnatd.anon.script import (
     Variable,
     Version,
 )
-from xnatd.anon.tagpath import TagPath
+from xnatd.anon.tagpath import Step, TagPath
 
 log = structlog.get_logger(__name__)
 
@@ -88,16 +90,20 @@ class Result:
 
 
 def _as_text(value: Any) -> str | None:
+    """A value as DicomEdit sees it (dcm4che's strings): multiple values joined by
+    ``\\``, a whole float without ``.0``, an AT value as eight hex digits."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
+    if isinstance(value, list | MultiValue | tuple):
         return "\\".join(_as_text(v) or "" for v in value)
-    if isinstance(value, MultiValue | tuple):
-        return "\\".join(str(v) for v in value)
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").rstrip("\x00 ")
+    if isinstance(value, BaseTag):
+        return f"{int(value):08X}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 
@@ -162,8 +168,19 @@ class Context:
         except ValueError as exc:
             raise ScriptFailed(str(exc)) from None
 
+    def root(self, path: TagPath) -> Dataset:
+        """The data set a path starts in: the file meta header for group 0002."""
+        first = path.parts[0]
+        meta = getattr(self.dataset, "file_meta", None)
+        if isinstance(first, Step) and first.group == "0002" and meta is not None:
+            return meta
+        return self.dataset
+
+    def find(self, path: TagPath) -> list[tuple[Dataset, int]]:
+        return path.find(self.root(path))
+
     def get(self, path: TagPath) -> str | None:
-        found = path.find(self.dataset)
+        found = self.find(path)
         if not found:
             return None
         dataset, tag = found[0]
@@ -196,18 +213,46 @@ class Context:
             element.value = converted
 
     def assign(self, path: TagPath, value: Any, *, only_if_present: bool = False) -> None:
-        found = path.find(self.dataset)
+        """Write a value where the path names elements; a missing element is created
+        (with the sequences, items and private creators it needs) unless ``?=`` or the
+        path is plural. A value that does not exist (a match that failed, a key not in
+        the lookup table) writes an empty value: never leaves the old one."""
+        found = self.find(path)
         for dataset, tag in found:
             self.write(dataset, tag, value)
-        if found or only_if_present:
+        if found or only_if_present or path.plural:
             return
-        last = path.steps[-1]
-        if not last.concrete:
-            return  # a wildcard names only elements that exist
-        for parent in path.parents_for_new(self.dataset):
+        last = path.parts[-1]
+        assert isinstance(last, Step)
+        parents = path.parents(self.root(path)) or [self._make_parents(path)]
+        for parent in parents:
             self.write(parent, self._new_tag(parent, last), value)
 
-    def _new_tag(self, dataset: Dataset, step: Any) -> int:
+    def _make_parents(self, path: TagPath) -> Dataset:
+        """The item the last element of a singular path goes in, creating the sequences
+        and items on the way (item n of a sequence with fewer gets empty items before it)."""
+        dataset = self.root(path)
+        for step in path.parts[:-1]:
+            assert isinstance(step, Step)
+            tags = step.tags_in(dataset)
+            if tags:
+                element = dataset[tags[0]]
+            else:
+                tag = self._new_tag(dataset, step)
+                dataset.add_new(tag, "SQ", Sequence())
+                element = dataset[tag]
+            if element.VR != "SQ":
+                raise ScriptFailed(f"{path}: {step.text} is not a sequence")
+            items = element.value
+            if items is None or isinstance(items, bytes | str):
+                element.value = items = Sequence()
+            index = int(step.item) if step.item not in (None, "%") else 0
+            while len(items) <= index:
+                items.append(Dataset())
+            dataset = items[index]
+        return dataset
+
+    def _new_tag(self, dataset: Dataset, step: Step) -> int:
         group = int(step.group, 16)
         if step.creator is None:
             return int(step.group + step.element, 16)
@@ -215,23 +260,41 @@ class Context:
         if blocks:
             block = blocks[0]
         else:  # reserve the first free block for this creator
-            used = {t.element for t in dataset.group_dataset(group)}
+            used = {element.tag.element for element in dataset.group_dataset(group)}
             block = next(b for b in range(0x10, 0x100) if b not in used)
             dataset.add_new((group << 16) | block, "LO", step.creator)
         return (group << 16) | (block << 8) | int(step.element, 16)
 
     def delete(self, path: TagPath) -> None:
-        for dataset, tag in path.find(self.dataset):
-            if tag in dataset:
+        """Delete what the path names. A path ending in an item, ``(0010,1002)[0]``,
+        empties that item and leaves it in its sequence, as DicomEdit does (DE-91)."""
+        last = path.parts[-1]
+        for dataset, tag in self.find(path):
+            if tag not in dataset:
+                continue
+            if isinstance(last, Step) and last.item not in (None, "%"):
+                for item in last.items_of(dataset, tag):
+                    for inner in list(item.keys()):
+                        del item[inner]
+            else:
                 del dataset[tag]
 
-    def remove_private(self, keep: Callable[[Dataset, int], bool] = lambda d, t: False) -> None:
+    def remove_private(
+        self,
+        keep: Callable[[Dataset, int], bool] = lambda d, t: False,
+        whole: Callable[[Dataset, int], bool] = lambda d, t: False,
+    ) -> None:
+        """Delete private elements at every depth but those ``keep`` names; inside a
+        kept sequence private elements go too, unless ``whole`` says it is kept whole."""
+
         def walk(dataset: Dataset) -> None:
             # Tags and raw VRs only: converting every element's value would cost more
             # than the deletion itself.
             for tag in list(dataset.keys()):
                 if tag.group % 2 == 1 and not keep(dataset, int(tag)):
                     del dataset[tag]
+                elif whole(dataset, int(tag)):
+                    continue
                 elif dataset.get_item(tag).VR == "SQ":
                     for item in dataset[tag].value or ():
                         walk(item)
@@ -239,14 +302,24 @@ class Context:
         walk(self.dataset)
 
     def blank_known_values(self, known: set[str]) -> None:
+        """Empty every element, the file meta header's and nested ones too, whose value is
+        one of ``known``. Text is compared without leading and trailing spaces (PS3.5
+        6.2) but with its case; numbers by their text; an element keeps its VR."""
+        wanted = {value.strip() for value in known} - {""}
+
         def walk(dataset: Dataset) -> None:
             for element in dataset:
-                if element.VR == "SQ" and element.value:
-                    for item in element.value:
+                if element.VR == "SQ":
+                    for item in element.value or ():
                         walk(item)
-                elif element.VR in _TEXT_VRS and _as_text(element.value) in known:
-                    element.value = ""
+                elif element.VR in _TEXT_VRS or element.VR in _NUMERIC_VRS:
+                    text = _as_text(element.value)
+                    if text is not None and text.strip() in wanted:
+                        element.value = "" if element.VR in _TEXT_VRS else None
 
+        meta = getattr(self.dataset, "file_meta", None)
+        if meta is not None:
+            walk(meta)
         walk(self.dataset)
 
     def reject(self) -> None:
@@ -267,8 +340,12 @@ class Context:
         if isinstance(condition, Predicate):
             result = self.call(condition.call)
             return result is True or _as_text(result) == "true"
-        left = self.text(condition.left) or ""
-        right = self.text(condition.right) or ""
+        left = self.text(condition.left)
+        right = self.text(condition.right)
+        if left is None or right is None:
+            # A missing value equals nothing and matches nothing, not even ".*" or
+            # another missing value; so != and !~ hold.
+            return condition.operator in ("!=", "!~")
         if condition.operator == "=":
             return left == right
         if condition.operator == "!=":
@@ -343,7 +420,7 @@ def _convert(value: Any, vr: str, tag: int) -> Any:
     if kind is not None:
         try:
             numbers = [
-                kind(float(part)) if kind is int else kind(part)
+                _wrap(int(float(part)), vr) if kind is int else kind(part)
                 for part in text.split("\\")
                 if part
             ]
@@ -352,8 +429,26 @@ def _convert(value: Any, vr: str, tag: int) -> Any:
         return numbers[0] if len(numbers) == 1 else numbers
     if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
         return text.encode()
+    if vr == "AT":  # eight hex digits each, as AT values read
+        try:
+            tags = [int(part.strip("()").replace(",", ""), 16) for part in text.split("\\") if part]
+        except ValueError:
+            raise ScriptFailed(f"{text!r} is not a tag (gggggeeee) for VR AT") from None
+        return tags[0] if len(tags) == 1 else tags
     parts = text.split("\\")
     return parts if len(parts) > 1 else text
+
+
+_BITS = {"US": 16, "SS": 16, "UL": 32, "SL": 32, "UV": 64, "SV": 64}
+
+
+def _wrap(number: int, vr: str) -> int:
+    """An integer too large for its VR keeps its low bits, as DicomEdit writes it."""
+    bits = _BITS[vr]
+    number &= (1 << bits) - 1
+    if vr.startswith("S") and number >= 1 << (bits - 1):
+        number -= 1 << bits
+    return number
 
 
 def run(script: Script, dataset: Dataset, variables: Mapping[str, Any] | None = None) -> Result:

@@ -99,8 +99,23 @@ def f_replace(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_match(ctx: Context, args: tuple[Value, ...]) -> str | None:
-    match = re.fullmatch(_text(ctx, args, 1), _text(ctx, args, 0))
+    """Group n of the first place the pattern is found in the value (Java's find());
+    nothing when it is not found or the value is missing."""
+    value = ctx.text(args[0])
+    if value is None:
+        return None
+    match = re.search(_text(ctx, args, 1), value)
     return match.group(_int(ctx, args, 2)) if match else None
+
+
+def _case(change: Callable[[str], str], name: str) -> Callable[[Context, tuple[Value, ...]], str]:
+    def function(ctx: Context, args: tuple[Value, ...]) -> str:
+        value = ctx.text(args[0])
+        if value is None:  # DicomEdit: "Error evaluating lowercase"
+            raise ValueError(f"{args[0]} has no value to change to {name}")
+        return change(value)
+
+    return function
 
 
 def f_ismatch(ctx: Context, args: tuple[Value, ...]) -> bool:
@@ -115,7 +130,7 @@ def f_hash_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
 def f_hash_uid_list(ctx: Context, args: tuple[Value, ...]) -> None:
     """Hash every UID, multi-valued ones included, at each tag path, in place."""
     for path in (p for arg in args for p in ctx.paths(arg)):
-        for dataset, tag in path.find(ctx.dataset):
+        for dataset, tag in ctx.find(path):
             values = [v for v in ctx.read(dataset, tag).split("\\") if v]
             ctx.write(dataset, tag, "\\".join(hash_uid(v) for v in values))
 
@@ -125,7 +140,7 @@ def f_map_referenced_uids(ctx: Context, args: tuple[Value, ...]) -> None:
     it appears within the run."""
     root = _text(ctx, args, 0).rstrip(".")
     for path in (p for arg in args[1:] for p in ctx.paths(arg)):
-        for dataset, tag in path.find(ctx.dataset):
+        for dataset, tag in ctx.find(path):
             old = ctx.read(dataset, tag)
             if not old:
                 continue
@@ -168,14 +183,23 @@ def f_url_encode(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
-    """Remove every private element except those named (and their creators)."""
+    """Remove every private element except those named, with what they hold, the
+    private sequences they lie in and the creators of those blocks."""
     keep: set[tuple[int, int]] = set()
+    whole: set[tuple[int, int]] = set()
     for path in (p for arg in args for p in ctx.paths(arg)):
-        for dataset, tag in path.find(ctx.dataset):
-            keep.add((id(dataset), tag))
-            if (tag >> 16) % 2 == 1:
-                keep.add((id(dataset), (tag & 0xFFFF0000) | ((tag >> 8) & 0xFF)))
-    ctx.remove_private(lambda dataset, tag: (id(dataset), tag) in keep)
+        if path.steps[-1].creator is None:
+            raise ValueError(f"{path} is not a private element named through its creator")
+        for chain in path.chains(ctx.dataset):
+            whole.add((id(chain[-1][0]), chain[-1][1]))
+            for dataset, tag in chain:
+                keep.add((id(dataset), tag))
+                if (tag >> 16) % 2 == 1 and tag & 0xFFFF > 0xFF:
+                    keep.add((id(dataset), (tag & 0xFFFF0000) | ((tag >> 8) & 0xFF)))
+    ctx.remove_private(
+        lambda dataset, tag: (id(dataset), tag) in keep,
+        lambda dataset, tag: (id(dataset), tag) in whole,
+    )
 
 
 def f_remove_tags(ctx: Context, args: tuple[Value, ...]) -> None:
@@ -192,7 +216,8 @@ def f_set(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_is_present(ctx: Context, args: tuple[Value, ...]) -> bool:
-    return bool(ctx.path(args[0]).find(ctx.dataset))
+    """Whether every path names an element (or, ending in [n], a sequence item)."""
+    return all(ctx.find(ctx.path(arg)) for arg in args)
 
 
 def f_shift_date(ctx: Context, args: tuple[Value, ...]) -> str:
@@ -204,17 +229,37 @@ def f_shift_datetime(ctx: Context, args: tuple[Value, ...]) -> str:
     return shift_datetime(_text(ctx, args, 0), _int(ctx, args, 1), units)
 
 
-def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str]:
+def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str] | None:
+    """Given tag paths (a list of them, or a variable holding one), shift each element's
+    value in place, as DicomEdit does; given values, return them shifted."""
     units = _text(ctx, args, 2) if len(args) > 2 else "seconds"
+    if _names_paths(ctx, args[0]):
+        for path in ctx.paths(args[0]):
+            for dataset, tag in ctx.find(path):
+                values = [v for v in ctx.read(dataset, tag).split("\\") if v]
+                shifted = [shift_datetime(v, _int(ctx, args, 1), units) for v in values]
+                ctx.write(dataset, tag, "\\".join(shifted))
+        return None
     value = ctx.value(args[0])
     values = value if isinstance(value, list) else str(value or "").split("\\")
     return [shift_datetime(v, _int(ctx, args, 1), units) for v in values if v]
 
 
+def _names_paths(ctx: Context, node: Value) -> bool:
+    from xnatd.anon.script import ListValue, Variable
+    from xnatd.anon.tagpath import TagPath
+
+    if isinstance(node, Variable):
+        node = ctx.variables.get(node.name)  # type: ignore[assignment]
+    if isinstance(node, TagPath):
+        return True
+    return isinstance(node, ListValue) and any(isinstance(i, TagPath) for i in node.items)
+
+
 def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
     seconds = _int(ctx, args, 0)
     for path in (p for arg in args[1:] for p in ctx.paths(arg)):
-        for dataset, tag in path.find(ctx.dataset):
+        for dataset, tag in ctx.find(path):
             value = ctx.read(dataset, tag)
             if value:
                 ctx.write(dataset, tag, shift_datetime(value, seconds, "seconds"))
@@ -226,42 +271,99 @@ def f_normalize_string(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
-    """Over 89 at the study date: birth date moved to 89 years, ages set to 089Y, everywhere."""
+    """XNAT's rule for patients over 89. With a birth date and a study date: a patient
+    over 89 at the study gets a birth date that makes them turn 89 the day after it, and
+    every age becomes 089Y; a birth date without a study date leaves everything. With
+    no birth date, every age over 89 years (at any depth) becomes 089Y."""
+    import datetime as dt
+
     birth, study = ctx.get_tag(PATIENT_BIRTH_DATE), ctx.get_tag(STUDY_DATE)
+    if birth and not study:
+        return
     if birth and study:
         born, seen = shift_date(birth[:8], 0), shift_date(study[:8], 0)
-        import datetime as dt
-
         days = (
             dt.date(int(seen[:4]), int(seen[4:6]), int(seen[6:8]))
             - dt.date(int(born[:4]), int(born[4:6]), int(born[6:8]))
         ).days
-        if days - DOB_LIMIT_DAYS > 0:
-            for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
-                ctx.write(dataset, tag, shift_date(ctx.read(dataset, tag), days - DOB_LIMIT_DAYS))
+        if days - DOB_LIMIT_DAYS <= 0:
+            return
+        for dataset, tag in ctx.everywhere(PATIENT_BIRTH_DATE):
+            value = ctx.read(dataset, tag)
+            if value:
+                ctx.write(dataset, tag, shift_date(value, days - DOB_LIMIT_DAYS))
+        for dataset, tag in ctx.everywhere(PATIENT_AGE):
+            ctx.write(dataset, tag, "089Y")
+        return
     for dataset, tag in ctx.everywhere(PATIENT_AGE):
-        age = ctx.read(dataset, tag)
-        if age.endswith("Y") and age[:-1].isdigit() and int(age[:-1]) > 89:
+        age = ctx.read(dataset, tag).strip()
+        if not age:
+            continue
+        if not re.fullmatch(r"\d{3}[DWMY]", age):
+            raise ValueError(f"Error parsing age {age!r} (nnnD, nnnW, nnnM or nnnY)")
+        if age.endswith("Y") and int(age[:3]) > 89:
             ctx.write(dataset, tag, "089Y")
 
 
 def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
-    return [_text(ctx, args, i) for i in range(len(args))]
+    """The values of every element each tag path names (at any item, through wildcards),
+    paths given directly, in lists (nested ones too) or in variables holding lists."""
+    from xnatd.anon.script import ListValue, Variable
+    from xnatd.anon.tagpath import TagPath
+
+    values: list[str] = []
+
+    def collect(node: Value) -> None:
+        if isinstance(node, Variable) and isinstance(ctx.variables.get(node.name), ListValue):
+            node = ctx.variables[node.name]
+        if isinstance(node, ListValue):
+            for item in node.items:
+                collect(item)
+        elif isinstance(node, TagPath):
+            values.extend(ctx.read(dataset, tag) for dataset, tag in ctx.find(node))
+        else:
+            value = ctx.value(node)
+            if isinstance(value, list):
+                values.extend(str(v) for v in value)
+            else:
+                values.append("" if value is None else str(value))
+
+    for arg in args:
+        collect(arg)
+    return values
 
 
 def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
+    """Blank every element holding one of the values: given as values, or as tag paths
+    (each element a path names gives its value)."""
+    from xnatd.anon.script import ListValue, Variable
+    from xnatd.anon.tagpath import TagPath
+
     known: set[str] = set()
+
+    def collect(node: Value) -> None:
+        if isinstance(node, Variable) and isinstance(ctx.variables.get(node.name), ListValue):
+            node = ctx.variables[node.name]
+        if isinstance(node, ListValue):
+            for item in node.items:
+                collect(item)
+        elif isinstance(node, TagPath):
+            known.update(ctx.read(dataset, tag) for dataset, tag in ctx.find(node))
+        else:
+            value = ctx.value(node)
+            known.update(str(v) for v in value) if isinstance(value, list) else known.add(
+                str(value or "")
+            )
+
     for arg in args:
-        value = ctx.value(arg)
-        known.update(value if isinstance(value, list) else [str(value or "")])
+        collect(arg)
     ctx.blank_known_values(known - {""})
 
 
 def f_blank_known_phi(ctx: Context, args: tuple[Value, ...]) -> None:
     """``blankKnownPHI[paths...]``: the older spelling of
     ``blankValues[collectValues[paths...]]`` (XNAT's XRT runs the same cases on both)."""
-    known = {ctx.get(path) or "" for arg in args for path in ctx.paths(arg)}
-    ctx.blank_known_values(known - {""})
+    ctx.blank_known_values(set(f_collect_values(ctx, args)) - {""})
 
 
 def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
@@ -283,8 +385,8 @@ def f_reject(ctx: Context, args: tuple[Value, ...]) -> None:
 FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int | None]] = {
     "concatenate": (f_concatenate, 1, None),
     "format": (f_format, 1, None),
-    "lowercase": (lambda c, a: _text(c, a, 0).lower(), 1, 1),
-    "uppercase": (lambda c, a: _text(c, a, 0).upper(), 1, 1),
+    "lowercase": (_case(str.lower, "lower case"), 1, 1),
+    "uppercase": (_case(str.upper, "upper case"), 1, 1),
     "substring": (f_substring, 2, 3),
     "replace": (f_replace, 3, 3),
     "match": (f_match, 3, 3),
@@ -301,7 +403,7 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "removeTags": (f_remove_tags, 1, None),
     "delete": (f_delete, 1, 1),
     "set": (f_set, 2, 2),
-    "isPresent": (f_is_present, 1, 1),
+    "isPresent": (f_is_present, 1, None),
     "shiftDateByIncrement": (f_shift_date, 2, 2),
     "shiftDateTimeByIncrement": (f_shift_datetime, 2, 3),
     "shiftDateTimeListByIncrement": (f_shift_datetime_list, 2, 3),
@@ -309,12 +411,12 @@ FUNCTIONS: dict[str, tuple[Callable[[Context, tuple[Value, ...]], Any], int, int
     "normalizeString": (f_normalize_string, 1, 2),
     "scalePatientAgeAndDobFromStudyDate": (f_scale_age_and_dob, 0, 0),
     "collectValues": (f_collect_values, 0, None),
-    "blankValues": (f_blank_values, 1, None),
+    "blankValues": (f_blank_values, 0, None),
     "blankKnownPHI": (f_blank_known_phi, 0, None),
     "reject": (f_reject, 0, 0),
     "alterPixels": (f_alter_pixels, 4, 4),
-    "true": (lambda c, a: True, 0, 0),
-    "false": (lambda c, a: False, 0, 0),
+    "true": (lambda c, a: True, 0, None),  # DicomEdit ignores their arguments
+    "false": (lambda c, a: False, 0, None),
 }
 
 
@@ -330,6 +432,17 @@ def check_call(call: Call) -> None:
     if entry is None:
         raise ScriptError(f"unknown function {call.name}[]", call.line, 1)
     _, low, high = entry
+    if call.name == "retainPrivateTags":
+        from xnatd.anon.tagpath import TagPath
+
+        for arg in call.args:
+            if isinstance(arg, TagPath) and arg.steps[-1].creator is None:
+                raise ScriptError(
+                    f"retainPrivateTags[] keeps private elements; {arg} is not one "
+                    "(name it as (gggg,{Creator}ee))",
+                    call.line,
+                    1,
+                )
     if len(call.args) < low or (high is not None and len(call.args) > high):
         expected = (
             f"{low}" if low == high else f"{low} or more" if high is None else f"{low} to {high}"

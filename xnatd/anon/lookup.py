@@ -1,7 +1,7 @@
 """Lookup tables for DicomEdit's ``lookup[key-type, key]``.
 
 A table is a text file of ``KEY-TYPE/KEY = VALUE`` lines (``pn/Doe^John = SUBJ001``,
-``id/12345 = SUBJ001``); blank lines and lines starting with ``#`` are ignored, and
+``id/12345 = SUBJ001``); blank lines and lines starting with ``#`` or ``//`` are ignored, and
 space around ``=`` is not part of the key or value. Sites keep the identities they
 map in it, outside the script.
 """
@@ -26,7 +26,7 @@ def parse_lookup_table(text: str, source: str = "<text>") -> Mapping[str, str]:
     entries: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(("#", "//")):
             continue
         key, equals, value = line.partition("=")
         key_type, slash, name = key.strip().partition("/")

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Union
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import (
+    Lark,
+    Token,
+    Transformer,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    v_args,
+)
+from lark.exceptions import VisitError
 
 from xnatd.anon.tagpath import TagPath
 
@@ -71,6 +80,7 @@ class Assign:
     target: TagPath
     value: Value
     only_if_present: bool = False
+    line: int = field(default=0, compare=False)  # for messages at load
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,12 @@ def unquote(token: str) -> str:
 
 
 class _ToStatements(Transformer):
+    def __init__(self, *, strict: bool = True) -> None:
+        super().__init__()
+        # A script's own tag paths follow DicomEdit's grammar; a path given as a string
+        # argument may also name a private element by number, delete["(0009,1010)"].
+        self.strict = strict
+
     def start(self, items: list) -> tuple:
         return tuple(items)
 
@@ -186,8 +202,22 @@ class _ToStatements(Transformer):
     def list(self, items: list) -> ListValue:
         return ListValue(tuple(item for item in items if item is not None))
 
-    def tagpath(self, items: list) -> TagPath:
-        return TagPath.from_parts(items)
+    @v_args(meta=True)
+    def tagpath(self, meta: object, items: list) -> TagPath:
+        line = getattr(meta, "line", None)
+        try:
+            path = TagPath.from_parts(items)
+        except ValueError as exc:
+            raise ScriptError(str(exc), line, getattr(meta, "column", None)) from None
+        if self.strict and (bad := path.direct_private()) is not None:
+            raise ScriptError(
+                f"{bad.text} is not a tag DicomEdit accepts: a private element is named "
+                "through its creator, (gggg,{Creator}ee), in an odd group; a public one "
+                "in an even group",
+                line,
+                getattr(meta, "column", None),
+            )
+        return path
 
     def step(self, items: list) -> tuple[str, str | None]:
         return (str(items[0]), items[1])
@@ -206,11 +236,13 @@ class _ToStatements(Transformer):
     def predicate(self, items: list) -> Predicate:
         return Predicate(items[0])
 
-    def assign(self, items: list) -> Assign:
-        return Assign(items[0], items[1])
+    @v_args(meta=True)
+    def assign(self, meta: object, items: list) -> Assign:
+        return Assign(items[0], items[1], line=getattr(meta, "line", 0))
 
-    def assign_if_exists(self, items: list) -> Assign:
-        return Assign(items[0], items[1], only_if_present=True)
+    @v_args(meta=True)
+    def assign_if_exists(self, meta: object, items: list) -> Assign:
+        return Assign(items[0], items[1], only_if_present=True, line=getattr(meta, "line", 0))
 
     def initialize(self, items: list) -> Initialize:
         return Initialize(str(items[0]), items[1])
@@ -249,7 +281,7 @@ class _ToStatements(Transformer):
 
 @cache
 def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=False)
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True)
 
 
 _DESCRIBED = {
@@ -288,16 +320,20 @@ def _expected(error: UnexpectedInput) -> str:
     return ", ".join(sorted(described))
 
 
-def parse(text: str, source: str = "<text>") -> Script:
-    """Parse a script.
+_JOIN_LINES = re.compile(r"\\\r?\n")
+
+
+def _tree(text: str) -> object:
+    """The parse tree of a script, or of one tag path given as text.
 
     Raises:
         ScriptError: with line, column and what was expected there.
     """
-    from xnatd.anon.functions import check_call  # the table of known functions
-
+    # A backslash ending a line joins it to the next wherever it stands (in a tag, a
+    # string, a comment), as DicomEdit's line joiner does before its parser runs.
+    text = _JOIN_LINES.sub("", text)
     try:
-        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
+        return _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedCharacters as error:
         raise ScriptError(
             f"unexpected character {error.char!r}; expected {_expected(error)}",
@@ -318,14 +354,85 @@ def parse(text: str, source: str = "<text>") -> Script:
         ) from None
     except UnexpectedInput as error:
         raise ScriptError(str(error).splitlines()[0], error.line, error.column) from None
-    statements = _ToStatements().transform(tree)
+
+
+def _transform(tree: object, *, strict: bool = True) -> tuple:
+    try:
+        return _ToStatements(strict=strict).transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, ScriptError):
+            raise error.orig_exc from None
+        raise
+
+
+def parse_tagpath(text: str) -> TagPath:
+    """One tag path written as text, as string arguments give them (``"(0010,0010)"``).
+
+    Raises:
+        ScriptError: not a tag path.
+    """
+    statements = _transform(_tree(f"-{text}\n"), strict=False)
+    if len(statements) != 1 or not isinstance(statements[0], Delete):
+        raise ScriptError(f"{text!r} is not a tag path")
+    return statements[0].target
+
+
+def parse(text: str, source: str = "<text>") -> Script:
+    """Parse a script, refusing what DicomEdit refuses when it loads one.
+
+    Raises:
+        ScriptError: with line, column and what was expected there.
+    """
+    from xnatd.anon.functions import check_call  # the table of known functions
+
+    statements = _transform(_tree(text))
     version = next((s.text for s in statements if isinstance(s, Version)), None)
-    if version is not None and not version.startswith("6"):
+    if version is not None and not _SUPPORTED_VERSION.fullmatch(version):
         raise ScriptError(f'version "{version}" is not DicomEdit 6 (write version "6.x")', 1, 1)
+    for statement in _flatten(statements):
+        _check_terms(statement)
     calls = _calls(statements)
     for call in calls:
         check_call(call)
     return Script(statements, version, source, frozenset(call.name for call in calls))
+
+
+_SUPPORTED_VERSION = re.compile(r"6(\.\d+)*")
+
+
+def _flatten(statements: tuple) -> list:
+    """Every statement, those inside conditionals and blocks too."""
+    found: list = []
+    for statement in statements:
+        found.append(statement)
+        if isinstance(statement, Conditional):
+            found.extend(_flatten(tuple(s for s in (statement.then, statement.otherwise) if s)))
+        elif isinstance(statement, IfChain):
+            for _, block in statement.branches:
+                found.extend(_flatten(block))
+            if statement.otherwise is not None:
+                found.extend(_flatten(statement.otherwise))
+    return found
+
+
+def _check_terms(statement: object) -> None:
+    """DicomEdit's rules for tag paths as terms: ``:=`` writes one element, and a value
+    read from a tag path comes from one element ("Path matching multiple tags not
+    allowed as term")."""
+    if isinstance(statement, Assign):
+        if not statement.only_if_present and statement.target.plural:
+            raise ScriptError(
+                f"{statement.target} may name several elements; := needs one "
+                "(use ?= to change every one that exists)",
+                statement.line,
+                1,
+            )
+        if isinstance(statement.value, TagPath) and statement.value.plural:
+            raise ScriptError(
+                f"{statement.value} may name several elements; a value comes from one",
+                statement.line,
+                1,
+            )
 
 
 def _calls(node: object) -> list[Call]:

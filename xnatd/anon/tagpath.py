@@ -2,9 +2,10 @@
 
 ``(0010,0010)``; digit wildcards ``X``/``x`` (any), ``#`` (odd), ``@`` (even);
 private ``(0019,{SIEMENS MR HEADER}0C)`` resolved through its creator's block;
-sequence items ``(0008,1115)[0]/(0008,1150)`` and ``[%]`` (every item); and a first
-step of ``*/`` (any depth, top included), ``+/`` (one level or more) or ``./``
-(exactly one level).
+sequence items ``(0008,1115)[0]/(0008,1150)`` and ``[%]`` (every item); and level
+wildcards anywhere in the path: ``*`` (any depth, this level included), ``+`` (one
+level or more) or ``.`` (exactly one level), as in ``*/(0010,0010)`` or
+``(0008,1115)[%]/*/(0008,1155)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-_STEP = re.compile(r"^\(([0-9A-Fa-fXx#@]{4}),(?:\{([^}]*)\})?([0-9A-Fa-fXx#@]{2,4})\)$")
+_STEP = re.compile(r"^\(([0-9A-Fa-fXx#@]{4})[ \t]*,[ \t]*(?:\{([^}]*)\})?([0-9A-Fa-fXx#@]{2,4})\)$")
+LEVELS = frozenset("*+.")
+_EVEN, _ODD = set("02468ACE@"), set("13579BDF#")
 
 
 def _digit_matches(pattern: str, digit: int) -> bool:
@@ -44,6 +47,12 @@ class Step:
     def concrete(self) -> bool:
         return not re.search(r"[Xx#@]", self.group + self.element)
 
+    @property
+    def text(self) -> str:
+        creator = "{" + self.creator + "}" if self.creator is not None else ""
+        item = f"[{self.item}]" if self.item is not None else ""
+        return f"({self.group},{creator}{self.element}){item}"
+
     def tags_in(self, dataset: Dataset) -> list[int]:
         """Tags of elements in this dataset that the step names."""
         if self.creator is None:
@@ -65,15 +74,12 @@ class Step:
 
     def creator_blocks(self, dataset: Dataset) -> Iterator[tuple[int, int]]:
         """(block, group) of every private creator element with this step's creator."""
-        for element in dataset:
-            tag = element.tag
-            if (
-                tag.group % 2 == 1
-                and 0x10 <= tag.element <= 0xFF
-                and _hex_matches(self.group, tag.group)
-                and str(element.value).strip() == self.creator
-            ):
-                yield tag.element, tag.group
+        for tag in list(dataset.keys()):
+            if tag.group % 2 == 1 and 0x10 <= tag.element <= 0xFF:
+                if not _hex_matches(self.group, tag.group):
+                    continue
+                if str(dataset[tag].value).strip() == self.creator:
+                    yield tag.element, tag.group
 
     def items_of(self, dataset: Dataset, tag: int) -> list[Dataset]:
         element = dataset[tag]
@@ -86,106 +92,187 @@ class Step:
         return [items[index]] if 0 <= index < len(items) else []
 
 
+Part = Step | str  # a step, or a level wildcard "*", "+" or "."
+
+
 @dataclass(frozen=True)
 class TagPath:
-    steps: tuple[Step, ...]
-    level: str | None = None  # "*", "+", "." or None
+    parts: tuple[Part, ...]
     text: str = ""
 
     @classmethod
     def from_parts(cls, parts: list) -> TagPath:
-        """From the grammar: an optional level wildcard token, then (TAG, item) steps."""
-        level = None
-        if parts and not isinstance(parts[0], tuple):
-            level = str(parts[0])
-            parts = parts[1:]
-        steps = []
-        for tag_text, item in parts:
+        """From the grammar: level wildcard tokens and (TAG text, item) steps, in order.
+
+        Raises:
+            ValueError: a step that is not a tag.
+        """
+        built: list[Part] = []
+        for part in parts:
+            if not isinstance(part, tuple):
+                built.append(str(part))
+                continue
+            tag_text, item = part
             match = _STEP.match(tag_text)
             if match is None:
                 raise ValueError(f"{tag_text} is not a tag")
             group, creator, element = match.groups()
             if (creator is None) != (len(element) == 4):
                 raise ValueError(f"{tag_text} is not a tag")
-            steps.append(Step(group.upper(), element.upper(), creator, item))
-        text = (f"{level}/" if level else "") + "/".join(
-            f"({s.group},{'{' + s.creator + '}' if s.creator else ''}{s.element})"
-            + (f"[{s.item}]" if s.item is not None else "")
-            for s in steps
-        )
-        return cls(tuple(steps), level, text)
+            built.append(Step(group.upper(), element.upper(), creator, item))
+        if not any(isinstance(part, Step) for part in built):
+            raise ValueError("a tag path needs at least one tag")
+        text = "/".join(part if isinstance(part, str) else part.text for part in built)
+        return cls(tuple(built), text)
 
     @classmethod
     def parse(cls, text: str) -> TagPath:
-        """A tag path given as a string argument (``delete["(0010,0010)"]``).
+        """A tag path given as a string argument (``delete["(0010,0010)"]``); a private
+        element may be named by its number here, as DicomEdit's string paths allow.
 
         Raises:
             ValueError: not a tag path.
         """
-        from xnatd.anon.script import ScriptError, parse
+        from xnatd.anon.script import ScriptError, parse_tagpath
 
         try:
-            script = parse(f"-{text.strip()}\n")
+            return parse_tagpath(text.strip())
         except ScriptError as error:
             raise ValueError(f"{text!r} is not a tag path") from error
-        return script.statements[0].target  # type: ignore[union-attr]
+
+    # -- what the path says ----------------------------------------------------------
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(part for part in self.parts if isinstance(part, Step))
+
+    @property
+    def level(self) -> str | None:
+        """The level wildcard the path starts with, if any."""
+        first = self.parts[0]
+        return first if isinstance(first, str) else None
+
+    @property
+    def plural(self) -> bool:
+        """Whether the path may name more than one element (level or digit wildcards, or
+        every item of a sequence): DicomEdit refuses such a path as a value and as the
+        target of ``:=``."""
+        return any(
+            isinstance(part, str) or not part.concrete or part.item == "%" for part in self.parts
+        )
 
     @property
     def single_tag(self) -> int | None:
         """The tag when this is one concrete public top-level element."""
-        if self.level or len(self.steps) != 1:
+        if len(self.parts) != 1:
             return None
-        step = self.steps[0]
-        return int(step.group + step.element, 16) if step.concrete and not step.creator else None
+        step = self.parts[0]
+        assert isinstance(step, Step)
+        if step.creator or not step.concrete or step.item is not None:
+            return None
+        return int(step.group + step.element, 16)
+
+    def direct_private(self) -> Step | None:
+        """A step naming a private element by number instead of through its creator, or a
+        group that is neither public nor private ((001#,0010), (001@,{X}10), (001x,...)):
+        DicomEdit's grammar refuses both."""
+        for step in self.steps:
+            last = step.group[-1].upper()
+            if step.creator is None and last not in _EVEN:
+                return step
+            if step.creator is not None and last not in _ODD:
+                return step
+        return None
 
     def __str__(self) -> str:
         return self.text
 
     # -- resolution ------------------------------------------------------------------
-    def roots(self, dataset: Dataset) -> Iterator[Dataset]:
-        """The datasets the first step is matched in."""
-        if self.level is None:
-            yield dataset
-        elif self.level == "*":
-            yield dataset
-            yield from _nested(dataset, deep=True)
-        elif self.level == "+":
-            yield from _nested(dataset, deep=True)
-        else:  # "."
-            yield from _nested(dataset, deep=False)
-
     def find(self, dataset: Dataset) -> list[tuple[Dataset, int]]:
-        """Existing elements the path names, as (dataset holding it, tag)."""
+        """Existing elements the path names, as (dataset holding it, tag). A last step
+        with an item index names its sequence only when that item exists."""
+        return self._walk([dataset], 0)
+
+    def _walk(self, datasets: list[Dataset], index: int) -> list[tuple[Dataset, int]]:
+        part = self.parts[index]
+        last = index == len(self.parts) - 1
+        if isinstance(part, str):
+            expanded = [nested for ds in datasets for nested in _levels(ds, part)]
+            if last:  # a trailing wildcard: every element at those levels
+                return [(ds, int(tag)) for ds in expanded for tag in list(ds.keys())]
+            return self._walk(expanded, index + 1)
         found: list[tuple[Dataset, int]] = []
-        for root in self.roots(dataset):
-            found.extend(self._walk(root, 0))
+        for ds in datasets:
+            for tag in part.tags_in(ds):
+                if last:
+                    if part.item in (None, "%") or part.items_of(ds, tag):
+                        found.append((ds, tag))
+                else:
+                    found.extend(self._walk(part.items_of(ds, tag), index + 1))
         return found
 
-    def _walk(self, dataset: Dataset, index: int) -> list[tuple[Dataset, int]]:
-        step = self.steps[index]
-        tags = step.tags_in(dataset)
-        if index == len(self.steps) - 1:
-            return [(dataset, tag) for tag in tags]
-        found = []
-        for tag in tags:
-            for item in step.items_of(dataset, tag):
-                found.extend(self._walk(item, index + 1))
-        return found
+    def chains(self, dataset: Dataset) -> list[list[tuple[Dataset, int]]]:
+        """Each element the path names with the sequence elements it lies in, outermost
+        first (retainPrivateTags keeps those, and the creators of their blocks)."""
+        chains: list[list[tuple[Dataset, int]]] = []
 
-    def parents_for_new(self, dataset: Dataset) -> list[Dataset]:
-        """Datasets a missing last element can be created in (its parents must exist)."""
-        parents: list[Dataset] = []
-        for root in self.roots(dataset):
-            level = [root]
-            for step in self.steps[:-1]:
-                level = [
-                    item
-                    for ds in level
-                    for tag in step.tags_in(ds)
-                    for item in step.items_of(ds, tag)
-                ]
-            parents.extend(level)
-        return parents
+        def walk(ds: Dataset, index: int, above: list[tuple[Dataset, int]]) -> None:
+            part = self.parts[index]
+            last = index == len(self.parts) - 1
+            if isinstance(part, str):
+                for nested, path in _levels_with_path(ds, part, above):
+                    if last:
+                        chains.extend([*path, (nested, int(tag))] for tag in list(nested.keys()))
+                    else:
+                        walk(nested, index + 1, path)
+                return
+            for tag in part.tags_in(ds):
+                if last:
+                    chains.append([*above, (ds, tag)])
+                else:
+                    for item in part.items_of(ds, tag):
+                        walk(item, index + 1, [*above, (ds, tag)])
+
+        walk(dataset, 0, [])
+        return chains
+
+    def parents(self, dataset: Dataset) -> list[Dataset]:
+        """Existing datasets the last element would be in (its parents exist)."""
+        datasets = [dataset]
+        for part in self.parts[:-1]:
+            if isinstance(part, str):
+                datasets = [nested for ds in datasets for nested in _levels(ds, part)]
+                continue
+            datasets = [
+                item
+                for ds in datasets
+                for tag in part.tags_in(ds)
+                for item in part.items_of(ds, tag)
+            ]
+        return datasets
+
+
+def _levels(dataset: Dataset, wildcard: str) -> list[Dataset]:
+    if wildcard == "*":
+        return [dataset, *_nested(dataset, deep=True)]
+    if wildcard == "+":
+        return list(_nested(dataset, deep=True))
+    return list(_nested(dataset, deep=False))
+
+
+def _levels_with_path(
+    dataset: Dataset, wildcard: str, above: list[tuple[Dataset, int]]
+) -> Iterator[tuple[Dataset, list[tuple[Dataset, int]]]]:
+    """As _levels, each dataset with the sequence elements leading to it."""
+    if wildcard == "*":
+        yield dataset, above
+    for tag in list(dataset.keys()):
+        if dataset.get_item(tag).VR == "SQ":
+            for item in dataset[tag].value or ():
+                path = [*above, (dataset, int(tag))]
+                if wildcard == ".":
+                    yield item, path
+                else:
+                    yield from _levels_with_path(item, "*", path)
 
 
 def _nested(dataset: Dataset, *, deep: bool) -> Iterator[Dataset]:

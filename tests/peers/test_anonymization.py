@@ -141,6 +141,7 @@ def with_project_script(make_xnatd, script: str) -> Xnatd:
 
     def project_script(settings: dict) -> None:
         settings["projects"]["DEMO"] = {"prearchive": "auto-archive", "anonymization": "demo.das"}
+        settings["site"]["phi_check"] = {"headers": "flag"}  # these scripts keep the name
 
     daemon = make_xnatd(start=False, hook=project_script)
     (daemon.workdir / "demo.das").write_text(script)

@@ -33,6 +33,7 @@ from xnatd.store.index.base import (
 
 if TYPE_CHECKING:
     from xnatd.anon.script import Script
+    from xnatd.phi.clean import Region
 from xnatd.store.layout import DataDir, PrearchiveName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -257,6 +258,33 @@ def cmd_prearchive_operation(args: argparse.Namespace) -> int:
             print(f"{name} moved to {operations.move(name, args.to, _actor())}")
         else:
             print(f"{name} deleted; files kept in {operations.delete(name, _actor())}")
+    return EXIT_OK
+
+
+def _regions(texts: Sequence[str]) -> list[tuple[str, Region]]:
+    from xnatd.phi.clean import Region
+
+    regions = []
+    for text in texts:
+        scan, *numbers = text.split(",")
+        try:
+            frame, x, y, width, height = (int(n) for n in numbers)
+        except ValueError:
+            raise UsageError(f"--region {text!r} is not SCAN,FRAME,x,y,w,h") from None
+        if frame < 1 or width < 1 or height < 1 or x < 0 or y < 0:
+            raise UsageError(f"--region {text!r}: frame from 1, w and h from 1, x and y from 0")
+        regions.append((scan, Region(frame, x, y, width, height)))
+    return regions
+
+
+def cmd_clean_pixels(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    name = _name(args.name)
+    regions = None if args.all_findings else _regions(args.region)
+    with _store(config) as store:
+        files, status = _operations(config, store).clean_pixels(name, regions, _actor())
+    state = status.value if status else "reopened by new files"
+    print(f"{name}: pixels blanked in {files} files; checked again: {state}")
     return EXIT_OK
 
 
@@ -649,6 +677,20 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "move":
             operation.add_argument("--to", required=True, metavar="PROJECT")
         operation.set_defaults(func=cmd_prearchive_operation)
+    clean = actions.add_parser(
+        "clean-pixels",
+        parents=[common],
+        help="blank pixel regions (burned-in text), then check the session again",
+    )
+    clean.add_argument("name", metavar="PROJECT/TIMESTAMP/LABEL")
+    which = clean.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--all-findings", action="store_true", help="every region the pixel check found"
+    )
+    which.add_argument(
+        "--region", action="append", metavar="SCAN,FRAME,x,y,w,h", help="a region (repeatable)"
+    )
+    clean.set_defaults(func=cmd_clean_pixels)
 
     sessions = commands.add_parser("sessions", help="archived sessions")
     verbs = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")

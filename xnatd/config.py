@@ -49,7 +49,7 @@ class PhiCheck:
     """``site.phi_check`` (SPEC 10.2): hold a session with findings, list them, or skip."""
 
     headers: str = "hold"
-    pixels: str = "flag"
+    pixels: str = "flag"  # also "all": every image checked, findings hold
 
 
 @dataclass(frozen=True)
@@ -421,8 +421,9 @@ class _Parser:
         modes = {}
         for key, default in (("headers", "hold"), ("pixels", "flag")):
             mode = self.string(raw.get(key), f"site.phi_check.{key}", default)
-            if mode not in PHI_MODES:
-                self.problem(f"site.phi_check.{key}", f"{mode!r} is not {', '.join(PHI_MODES)}")
+            allowed = (*PHI_MODES, "all") if key == "pixels" else PHI_MODES
+            if mode not in allowed:
+                self.problem(f"site.phi_check.{key}", f"{mode!r} is not {', '.join(allowed)}")
                 mode = default
             modes[key] = mode or default
         return PhiCheck(**modes)

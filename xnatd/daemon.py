@@ -248,6 +248,7 @@ class Daemon:
             self.inbox.stop()
         if self.sweeper is not None:
             self.sweeper.stop(wait=True)
+            self.sweeper.builder.pixels.close()
         if self.http is not None:
             self.http.shutdown()
         self.index.release_claims(self.node)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xnatd.anon.engine import ScriptFailed
 from xnatd.archive.archiver import ARCHIVABLE, ARCHIVE_LEASE, ArchiveOutcome, Archiver
@@ -18,8 +19,17 @@ from xnatd.config import Config
 from xnatd.metrics import Metrics
 from xnatd.routing import UNASSIGNED
 from xnatd.store import Store
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, PrearchiveSession, Status
+from xnatd.store.index.base import (
+    ArchivedSession,
+    ArchiveStatus,
+    InstanceRecord,
+    PrearchiveSession,
+    Status,
+)
 from xnatd.store.layout import PrearchiveName
+
+if TYPE_CHECKING:
+    from xnatd.phi.clean import Region
 
 
 class Refused(Exception):
@@ -127,6 +137,67 @@ class Operations:
         session = self._claim(name, REBUILDABLE, Status.BUILDING, "rebuild")
         self.store.audit.record("rebuild", actor=actor, session=str(name))
         return self.builder.build(session)
+
+    def clean_pixels(
+        self, name: PrearchiveName, regions: list[tuple[str, Region]] | None, actor: str
+    ) -> tuple[int, Status | None]:
+        """Blank pixel regions, then build (and so check) the session again.
+
+        ``regions``: (scan, region) pairs; None blanks every pixel finding's region.
+        Returns how many files were rewritten and the session's new status.
+
+        Raises:
+            Refused: the session is not READY, HELD, CONFLICT or ERROR, a scan or
+                region does not exist, or a file's pixels cannot be rewritten.
+        """
+        from xnatd.phi.clean import CleanFailed, blank_regions  # numpy: only when cleaning
+
+        session = self._claim(name, MOVABLE, Status.BUILDING, "clean the pixels of")
+        try:
+            records = self.store.prearchive.instances(session)
+            targets = self._clean_targets(session, records, regions)
+            done = []
+            for record, wanted in targets.items():
+                path = self.store.prearchive.instance_file(session, record)
+                data, how = blank_regions(path.read_bytes(), wanted)
+                self.store.prearchive.replace_file(session, record, data)
+                done.append({"scan": record.scan, "file": record.file_name, "regions": len(wanted),
+                             "how": how})  # fmt: skip
+        except BaseException as exc:
+            # Back to RECEIVING: the sweeper builds (and checks) it again, as it stands.
+            self.store.index.set_status(session.id, expected=Status.BUILDING, to=Status.RECEIVING)
+            if isinstance(exc, CleanFailed | OSError):
+                raise Refused(f"cannot clean the pixels of {name}: {exc}") from None
+            raise
+        self.store.audit.record("clean_pixels", actor=actor, session=str(name), files=done)
+        return len(done), self.builder.build(session)
+
+    def _clean_targets(
+        self,
+        session: PrearchiveSession,
+        records: list[InstanceRecord],
+        regions: list[tuple[str, Region]] | None,
+    ) -> dict[InstanceRecord, list[Region]]:
+        from xnatd.phi.clean import Region
+
+        by_file = {(r.scan, r.file_name): r for r in records}
+        targets: dict[InstanceRecord, list[Region]] = {}
+        if regions is None:  # every region the pixel check found
+            for finding in self.store.prearchive.findings(session):
+                region = Region.parse_where(finding.where) if finding.kind == "pixels" else None
+                record = by_file.get((finding.scan, finding.file))
+                if region is not None and record is not None:
+                    targets.setdefault(record, []).append(region)
+            return targets
+        for scan, region in regions:
+            # A region names a scan and a frame: it applies to that scan's image(s)
+            # holding the frame (a single-file scan, as ultrasound and captures are).
+            in_scan = [r for r in records if r.scan == scan]
+            if not in_scan:
+                raise Refused(f"no scan {scan} in {session.name}")
+            for record in in_scan:
+                targets.setdefault(record, []).append(region)
+        return targets
 
     def commit(self, name: PrearchiveName, actor: str) -> str | None:
         """Build now, then let the project's policy decide (XNAT's ``action=commit``).

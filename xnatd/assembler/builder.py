@@ -13,16 +13,21 @@ from collections.abc import Callable
 
 import structlog
 
+from xnatd.assembler.pixelcheck import PixelChecker
 from xnatd.config import PhiCheck
 from xnatd.dicom import BUILD_TAGS, UnparsableDicom
 from xnatd.metrics import Metrics
+from xnatd.phi.pixels import candidate
 from xnatd.store.documents import assign_scan_ids, build_document, group_series
-from xnatd.store.index.base import InstanceRecord, PrearchiveSession, Status
+from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, Status
 from xnatd.store.layout import scan_name
 from xnatd.store.prearchive import Prearchive
 from xnatd.store.xml import SessionDocument
 
 log = structlog.get_logger(__name__)
+
+BURNED_IN_ANNOTATION, IMAGE_TYPE = 0x00280301, 0x00080008
+PIXEL_CHECK_TAGS = frozenset({BURNED_IN_ANNOTATION, IMAGE_TYPE})
 
 
 class Builder:
@@ -34,11 +39,13 @@ class Builder:
         metrics: Metrics,
         node: str,
         phi_check: Callable[[], PhiCheck] = PhiCheck,
+        pixels: PixelChecker | None = None,
     ) -> None:
         self.prearchive = prearchive
         self.metrics = metrics
         self.node = node
         self.phi_check = phi_check  # the current site.phi_check (a reload swaps it)
+        self.pixels = pixels or PixelChecker()
 
     def build(self, session: PrearchiveSession) -> Status | None:
         """Build a session claimed in BUILDING; returns its new status (READY, HELD or
@@ -56,6 +63,7 @@ class Builder:
                 return None
             document = self._assemble(session, records)
             self.prearchive.write_documents(session, document)
+            self._check_pixels(session, records)
         except (UnparsableDicom, OSError) as exc:
             reason = f"build failed: {exc}".replace("\n", " ")[:500]
             self.prearchive.finish_build(
@@ -102,7 +110,7 @@ class Builder:
         the session do not count."""
         policy = self.phi_check()
         holding = {kind for kind, mode in (("header", policy.headers), ("pixels", policy.pixels))
-                   if mode == "hold"}  # fmt: skip
+                   if mode in ("hold", "all")}  # fmt: skip
         present = {record.sop_instance_uid for record in records}
         found = Counter(
             finding.what
@@ -116,6 +124,57 @@ class Builder:
             Status.HELD,
             f"possible patient information: {sum(found.values())} findings ({kinds})",
         )
+
+    def _check_pixels(self, session: PrearchiveSession, records: list[InstanceRecord]) -> None:
+        """The pixel check of the session's candidate images (``site.phi_check.pixels``);
+        its findings replace the last build's. Nothing is decoded for a session without
+        a candidate: the decision reads the index and one header per series."""
+        mode = self.phi_check().pixels
+        if mode == "off":
+            self.prearchive.record_findings(session, "build", [])
+            return
+        first: dict[str, dict[int, str]] = {}
+        images: list[tuple[InstanceRecord, str]] = []
+        for record in records:
+            if record.series_uid not in first:
+                first[record.series_uid] = self.prearchive.read_instance_header(
+                    session, record, PIXEL_CHECK_TAGS
+                )
+            header = first[record.series_uid]
+            reason = candidate(
+                record.sop_class_uid,
+                record.modality,
+                header.get(BURNED_IN_ANNOTATION, ""),
+                header.get(IMAGE_TYPE, ""),
+                mode,
+            )
+            if reason is not None:
+                images.append((record, reason))
+        results = self.pixels.check(
+            [(self.prearchive.instance_file(session, record), why) for record, why in images]
+        )
+        findings = []
+        for (record, _), result in zip(images, results, strict=True):
+            leaks = (
+                [(leak.where, leak.what) for leak in result]
+                if isinstance(result, list)
+                else [("whole image", f"not checked: {result}")]
+            )
+            findings += [
+                Finding(
+                    kind="pixels",
+                    scan=record.scan,
+                    file=record.file_name,
+                    where=where,
+                    what=what,
+                    sop_instance_uid=record.sop_instance_uid,
+                    stage="build",
+                )
+                for where, what in leaks
+            ]
+        for finding in findings:
+            self.metrics.phi_findings.labels("pixels", finding.what.split(":")[0]).inc()
+        self.prearchive.record_findings(session, "build", findings)
 
     def _assemble(
         self, session: PrearchiveSession, records: list[InstanceRecord]

@@ -283,6 +283,22 @@ class Prearchive:
             self.index.adopt_instances(session.id, adopted)
         return adopted
 
+    def replace_file(self, session: PrearchiveSession, record: InstanceRecord, data: bytes) -> None:
+        """Write a new version of one recorded file durably in its place, and record its
+        size (its digest is taken again at the next build)."""
+        write_durably(self.instance_file(session, record), data, self.data.prearchive)
+        records = [
+            replace(r, size=len(data), md5=PENDING_DIGEST)
+            if r.sop_instance_uid == record.sop_instance_uid
+            else r
+            for r in self.index.instances(session.id)
+        ]
+        self.index.replace_instances(session.id, records)
+
+    def instance_file(self, session: PrearchiveSession, record: InstanceRecord) -> Path:
+        """Where one recorded file of a session lies (for a check that reads pixels)."""
+        return self.data.session_dir(session.name) / record.relative_path
+
     def read_instance_header(
         self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]
     ) -> dict[int, str]:

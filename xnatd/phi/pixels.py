@@ -27,6 +27,7 @@ import pydicom
 
 if TYPE_CHECKING:  # numpy and Pillow load only where pixels are checked
     import numpy as np
+    from PIL import Image
 
 SECONDARY_CAPTURE_CLASSES = frozenset(
     {
@@ -124,6 +125,34 @@ def to_8bit(dataset: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     return image
 
 
+STROKE = 7  # px: wider than a burned-in font's strokes, narrower than anatomy
+CONTRAST = 60  # grey levels a stroke stands above (or below) what is around it
+
+
+def _strokes(image: np.ndarray) -> Image.Image | None:
+    """Thin marks that stand out from what is around them, bright or dark, as black on
+    white and enlarged for Tesseract; None when there are none.
+
+    A white top-hat (the image less its grey opening) keeps what is thinner than
+    ``STROKE`` and brighter than its surroundings: letters, not bone, tissue or a
+    window's edge; a black top-hat does the same for dark text on a light page.
+    """
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    source = Image.fromarray(image)
+    opened = source.filter(ImageFilter.MinFilter(STROKE)).filter(ImageFilter.MaxFilter(STROKE))
+    closed = source.filter(ImageFilter.MaxFilter(STROKE)).filter(ImageFilter.MinFilter(STROKE))
+    grey = image.astype(np.int16)
+    bright = grey - np.asarray(opened, dtype=np.int16) >= CONTRAST
+    dark = np.asarray(closed, dtype=np.int16) - grey >= CONTRAST
+    mask = bright | dark
+    if not mask.any():
+        return None
+    page = Image.fromarray(np.where(mask, 0, 255).astype(np.uint8))
+    return page.resize((page.width * UPSCALE, page.height * UPSCALE), Image.Resampling.LANCZOS)
+
+
 def text_regions(image: np.ndarray) -> list[tuple[int, int, int, int, str]]:
     """Words Tesseract reads in an 8-bit image: (x, y, w, h, what it looks like).
 
@@ -131,16 +160,11 @@ def text_regions(image: np.ndarray) -> list[tuple[int, int, int, int, str]]:
     those pixels alone, black on white and enlarged, are what Tesseract is given, so
     the anatomy's greys and the noise of ultrasound do not become words.
     """
-    import numpy as np
     import pytesseract
-    from PIL import Image
 
-    strokes = (255 - image) if image.mean() > 128 else image
-    mask = strokes >= 160
-    if not mask.any():
+    page = _strokes(image)
+    if page is None:
         return []
-    page = Image.fromarray(np.where(mask, 0, 255).astype(np.uint8))
-    page = page.resize((page.width * UPSCALE, page.height * UPSCALE), Image.Resampling.LANCZOS)
     words = pytesseract.image_to_data(page, output_type=pytesseract.Output.DICT, config="--psm 11")
     found = []
     for index, text in enumerate(words["text"]):

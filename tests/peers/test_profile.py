@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pydicom
-from helpers import Xnatd, dicom_files, storescu_send
+from helpers import Xnatd, dicom_files, storescu_send, wait_for
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -95,3 +95,48 @@ def test_clean_descriptors_keeps_descriptions_without_the_patient(
     assert codes == {"113100", "113105", "113112"}
     shown = json.loads(xnatd.cli("prearchive", "show", row["name"], "--json").stdout)
     assert shown["findings"] == []
+
+
+def test_phi_check_runs_around_the_whole_chain(make_xnatd, tmp_path: Path, storescu: str) -> None:
+    """A script before the profile copies the patient's name where the profile keeps
+    values (Manufacturer is not in Table E.1-1): the check, given the values as sent,
+    finds it after the last step and holds the session."""
+
+    def hook(settings: dict) -> None:
+        script = tmp_path / "copy.das"
+        script.write_text('version "6.3"\n(0008,0070) := (0010,0010)\n')
+        settings["site"]["anonymization"] = [str(script), {"profile": "basic"}]
+        settings["site"]["phi_check"] = {"headers": "hold"}
+        settings["receivers"][0]["default_project"] = "DEMO"
+
+    xnatd = make_xnatd(hook=hook)
+    sent = samples(tmp_path / "send")
+    assert storescu_send(storescu, xnatd.port, sent[1:]).returncode == 0
+    [row] = xnatd.wait_status("HELD")
+    shown = json.loads(xnatd.cli("prearchive", "show", row["name"], "--json").stdout)
+    assert [(f["where"], f["what"]) for f in shown["findings"]] == [("(0008,0070)", "patient name")]
+    [path] = dicom_files(xnatd.data_dir / "prearchive")
+    assert str(pydicom.dcmread(path).PatientName) == ""  # the profile ran after the script
+
+
+def test_project_profile_applied_at_archive(make_xnatd, tmp_path: Path, storescu: str) -> None:
+    """``projects.P.anonymization`` as a profile: files arrive as sent (no site step) and
+    are archived de-identified, with UIDs from the site secret."""
+
+    def hook(settings: dict) -> None:
+        settings["projects"]["DEMO"] = {
+            "prearchive": "auto-archive",
+            "anonymization": {"profile": "basic", "options": ["retain-uids"]},
+        }
+        settings["receivers"][0]["default_project"] = "DEMO"
+
+    xnatd = make_xnatd(hook=hook)
+    sent = samples(tmp_path / "send")
+    assert storescu_send(storescu, xnatd.port, sent[:1]).returncode == 0
+    [row] = wait_for(lambda: json.loads(xnatd.cli("sessions", "list", "--json").stdout), 30)
+    [archived] = dicom_files(Path(row["path"]))
+    ds, original = pydicom.dcmread(archived), pydicom.dcmread(sent[0])
+    assert str(ds.PatientName) == "" and ds.PatientIdentityRemoved == "YES"
+    assert ds.SOPInstanceUID == original.SOPInstanceUID  # retain-uids
+    codes = {i.CodeValue for i in ds.DeidentificationMethodCodeSequence}
+    assert codes == {"113100", "113110"}

@@ -327,7 +327,9 @@ class _Parser:
             return None
         bad = [o for o in options if o not in OPTIONS]
         for option in bad:
-            self.problem(f"{key}.options", unknown_key(str(option), OPTIONS))
+            close = difflib.get_close_matches(str(option).lower(), OPTIONS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(OPTIONS)})"
+            self.problem(f"{key}.options", f"{option!r} is not an option of {name}{hint}")
         if bad:
             return None
         return Profile(frozenset(options), b"")

@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR
@@ -292,12 +293,13 @@ class _Run:
             element.value = self._map(element.value, self._clean)
 
     @staticmethod
-    def _map(value: object, change: object) -> object:
+    def _map(value: object, change: Callable[[str], str]) -> object:
+        """``change`` applied to each value of a single or multiple value."""
         if value is None or value == "":
             return value
         if isinstance(value, MultiValue | list):
-            return [change(str(v)) for v in value]  # type: ignore[operator]
-        return change(str(value))  # type: ignore[operator]
+            return [change(str(v)) for v in value]
+        return change(str(value))
 
     def _shift(self, value: str) -> str:
         """A DA or DT value moved back by the subject's offset; a partial date is kept."""

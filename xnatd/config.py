@@ -11,13 +11,15 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from xnatd.anon.chain import Chain
 from xnatd.anon.lookup import LookupTableError, load_lookup_table
+from xnatd.anon.profile import OPTIONS, PROFILES, Profile
 from xnatd.anon.script import Script, ScriptError
 from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
@@ -59,7 +61,8 @@ class Site:
     session_idle_timeout: float
     anonymization: Path | None
     min_free_disk: int
-    script: Script | None = None  # the parsed site script
+    script: Script | Chain | None = None  # the parsed site script, or chain of steps
+    uid_secret: Path | None = None  # the key of the profile's UID and date hashes
     node: str = ""  # this daemon's name among the nodes sharing an index (hostname)
     lease: float = 60.0  # how long a dead node's open associations hold their sessions
     phi_check: PhiCheck = PhiCheck()
@@ -109,7 +112,7 @@ class Project:
     quarantine: bool = False
     anonymization: Path | None = None
     autorun: tuple[AutorunStep, ...] = ()
-    script: Script | None = None  # the parsed project script
+    script: Script | Chain | None = None  # the parsed project script, or chain of steps
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,8 @@ class _Parser:
         self.path = path
         self.base = path.resolve().parent
         self.problems: list[str] = []
+        self.secret_value: Any = None  # site.uid_secret, read once the site is parsed
+        self.data_dir = self.base
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -278,14 +283,91 @@ class _Parser:
             self.problem(key, str(exc))
             return default
 
-    def script(self, value: Any, key: str, lookup: Any = None) -> tuple[Path | None, Script | None]:
+    def anonymization(
+        self, value: Any, key: str, lookup: Any = None
+    ) -> tuple[Path | None, Script | Chain | None]:
+        """``anonymization``: a script path (a Script), or a profile or a list of profiles
+        and script paths (a Chain, applied in order). The path is the first script's."""
+        if not isinstance(value, dict | list):
+            return self.script(value, key, lookup)
+        items = value if isinstance(value, list) else [value]
+        steps: list[Script | Profile] = []
+        first: Path | None = None
+        lookup_used = False
+        for number, item in enumerate(items):
+            where = f"{key}[{number}]" if isinstance(value, list) else key
+            if isinstance(item, dict):
+                profile = self.profile(item, where)
+                if profile is not None:
+                    steps.append(profile)
+                continue
+            path, script = self.script(item, where, lookup, lookup_key=f"{key}_lookup")
+            first = first or path
+            lookup_used = lookup_used or (script is not None and "lookup" in script.functions)
+            if script is not None:
+                steps.append(script)
+        if not items:
+            self.problem(key, "is an empty list")
+        if lookup is not None and not lookup_used and not self.problems:
+            self.problem(f"{key}_lookup", "is set but no script in the list calls lookup[]")
+        return first, Chain(tuple(steps))
+
+    def profile(self, item: dict[str, Any], key: str) -> Profile | None:
+        """``{profile: basic, options: [...]}``; the secret is the site's, set later."""
+        raw = self.mapping(item, key, ("profile", "options"))
+        name = raw.get("profile")
+        if name not in PROFILES:
+            self.problem(
+                f"{key}.profile", f"{name!r} is not a profile (known: {', '.join(PROFILES)})"
+            )
+            return None
+        options = raw.get("options") or []
+        if not isinstance(options, list):
+            self.problem(f"{key}.options", "must be a list of option names")
+            return None
+        bad = [o for o in options if o not in OPTIONS]
+        for option in bad:
+            close = difflib.get_close_matches(str(option).lower(), OPTIONS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(OPTIONS)})"
+            self.problem(f"{key}.options", f"{option!r} is not an option of {name}{hint}")
+        if bad:
+            return None
+        return Profile(frozenset(options), b"")
+
+    def uid_secret(self, value: Any, data_dir: Path) -> tuple[Path, bytes] | None:
+        """``site.uid_secret``: the key file of the profile's hashes (``uid.key`` beside the
+        configuration by default), outside the data directory; created (0600) if missing."""
+        text = self.string(value, "site.uid_secret", "uid.key") or "uid.key"
+        path = (self.base / text).resolve()
+        if path.is_relative_to(data_dir):
+            self.problem("site.uid_secret", f"{path} is inside the data directory {data_dir}")
+            return None
+        try:
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(os.urandom(32).hex() + "\n")
+            secret = path.read_bytes().strip()
+        except OSError as exc:
+            self.problem(
+                "site.uid_secret", f"{path} cannot be read or created: {exc.strerror or exc}"
+            )
+            return None
+        if len(secret) < 16:
+            self.problem("site.uid_secret", f"{path} holds fewer than 16 bytes")
+            return None
+        return path, secret
+
+    def script(
+        self, value: Any, key: str, lookup: Any = None, lookup_key: str | None = None
+    ) -> tuple[Path | None, Script | None]:
         """A DicomEdit 6 script, parsed now: a script that does not parse is a problem;
         so is one calling lookup[] without ``anonymization_lookup`` beside it."""
         text = self.string(value, key)
-        table_key = f"{key}_lookup"
+        table_key = lookup_key or f"{key}_lookup"
         table_text = self.string(lookup, table_key)
         if not text:
-            if table_text:
+            if table_text and lookup_key is None:
                 self.problem(table_key, "is set but there is no anonymization script")
             return None, None
         path = self.base / text
@@ -297,7 +379,7 @@ class _Parser:
         except ScriptError as exc:
             self.problem(key, str(exc))
             return path, None
-        if table_text:
+        if table_text and (lookup_key is None or "lookup" in script.functions):
             table_path = self.base / table_text
             try:
                 return path, script.with_lookup(load_lookup_table(table_path))
@@ -348,6 +430,7 @@ class _Parser:
         )
         site = self.site(top.get("site"))
         projects = self.projects(top.get("projects"))
+        site, projects = self.keyed(site, projects)
         index = self.string(top.get("index"), "index", "sqlite") or "sqlite"
         if index != "sqlite" and not index.startswith(("postgresql://", "postgres://")):
             self.problem("index", f"{index!r} is neither sqlite nor a postgresql:// URL")
@@ -379,6 +462,36 @@ class _Parser:
             resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
         )
 
+    def keyed(self, site: Site, projects: dict[str, Project]) -> tuple[Site, dict[str, Project]]:
+        """Site and projects with the site secret in their profiles (read, or created, only
+        when a profile is configured)."""
+        chains = [site.script] + [p.script for p in projects.values()]
+        if not any(
+            isinstance(c, Chain) and any(isinstance(s, Profile) for s in c.steps) for c in chains
+        ):
+            return site, projects
+        loaded = self.uid_secret(self.secret_value, self.data_dir)
+        if loaded is None:
+            return site, projects
+        path, secret = loaded
+
+        def with_secret(chain: Script | Chain | None) -> Script | Chain | None:
+            if not isinstance(chain, Chain):
+                return chain
+            return Chain(
+                tuple(
+                    Profile(step.options, secret) if isinstance(step, Profile) else step
+                    for step in chain.steps
+                )
+            )
+
+        site = replace(site, script=with_secret(site.script), uid_secret=path)
+        projects = {
+            key: replace(project, script=with_secret(project.script))
+            for key, project in projects.items()
+        }
+        return site, projects
+
     def site(self, value: Any) -> Site:
         raw = self.mapping(
             value,
@@ -393,18 +506,22 @@ class _Parser:
                 "node",
                 "lease",
                 "phi_check",
+                "uid_secret",
             ),
         )
         site_id = self.string(raw.get("id"), "site.id", "XNAT") or "XNAT"
         if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", site_id):
             self.problem("site.id", f"{site_id!r} must be 1 to 32 letters, digits or _")
         data_dir = self.string(raw.get("data_dir"), "site.data_dir", "../var") or "../var"
-        script = self.script(
+        script = self.anonymization(
             raw.get("anonymization"), "site.anonymization", raw.get("anonymization_lookup")
         )
+        data_path = (self.base / data_dir).resolve()
+        self.secret_value = raw.get("uid_secret")
+        self.data_dir = data_path
         return Site(
             id=site_id,
-            data_dir=(self.base / data_dir).resolve(),
+            data_dir=data_path,
             session_idle_timeout=self.duration(
                 raw.get("session_idle_timeout"), "site.session_idle_timeout", 300.0
             ),
@@ -473,7 +590,7 @@ class _Parser:
                     f"{policy!r} is not one of {', '.join(PREARCHIVE_POLICIES)}",
                 )
             autorun = self.autorun(body.get("autorun"), f"{key}.autorun")
-            script = self.script(
+            script = self.anonymization(
                 body.get("anonymization"),
                 f"{key}.anonymization",
                 body.get("anonymization_lookup"),

@@ -22,10 +22,13 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
+from xnatd.anon.chain import Chain
 from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.script import Script
 from xnatd.dicom import part10_prefix
 from xnatd.store.durable import Payload, SpooledFile
+
+Anonymizer = Script | Chain  # a site's or project's anonymization: one script, or a chain
 
 
 def parse_file(data: bytes) -> Dataset:
@@ -57,7 +60,7 @@ class Parsed:
     pixels: tuple[int, int] | None = None
 
 
-def parse(data: Payload, script: Script) -> Parsed:
+def parse(data: Payload, script: Anonymizer) -> Parsed:
     """Read a file for script; only the pixel data of a large one is left unread.
 
     Raises:
@@ -131,7 +134,7 @@ def _pixel_data_end(stream: BinaryIO, at: int, size: int, syntax: UID) -> int | 
     raise ValueError("the encapsulated Pixel Data has no sequence delimiter")
 
 
-def anonymize(script: Script, parsed: Parsed, variables: Mapping[str, Any]) -> Payload | None:
+def anonymize(script: Anonymizer, parsed: Parsed, variables: Mapping[str, Any]) -> Payload | None:
     """Run the script on a parsed file; the new file, or None when rejected.
 
     A large file's pixel data is copied from where it lies, never read into memory:
@@ -145,7 +148,17 @@ def anonymize(script: Script, parsed: Parsed, variables: Mapping[str, Any]) -> P
     if parsed.pixels is not None:
         placeholder = DataElement(PIXEL_DATA, "OB", b"")
         dataset.add(placeholder)
-    if run(script, dataset, variables).rejected:
+    try:
+        rejected = (
+            script.run(dataset, variables)
+            if isinstance(script, Chain)
+            else run(script, dataset, variables).rejected
+        )
+    except (ValueError, TypeError, OverflowError, AttributeError, KeyError) as exc:
+        if isinstance(script, Script):
+            raise
+        raise ScriptFailed(f"the profile cannot be applied: {exc}") from exc
+    if rejected:
         return None
     meta = dataset.file_meta
     if "SOPInstanceUID" in dataset:
@@ -202,13 +215,15 @@ def _body(dataset: Dataset, syntax: UID) -> bytes:
     return body.getvalue()
 
 
-def apply_to_bytes(script: Script, data: bytes, variables: Mapping[str, Any]) -> bytes | None:
+def apply_to_bytes(script: Anonymizer, data: bytes, variables: Mapping[str, Any]) -> bytes | None:
     """The anonymized file's bytes, or None when the script rejects it."""
     result = anonymize(script, Parsed(parse_file(data)), variables)
     assert not isinstance(result, SpooledFile)  # only a spooled input gives one
     return result
 
 
-def apply_to_payload(script: Script, data: Payload, variables: Mapping[str, Any]) -> Payload | None:
+def apply_to_payload(
+    script: Anonymizer, data: Payload, variables: Mapping[str, Any]
+) -> Payload | None:
     """As apply_to_bytes, for a file that may be too large to read whole."""
     return anonymize(script, parse(data, script), variables)

@@ -11,6 +11,7 @@ import structlog
 from pydicom.dataset import Dataset
 
 from xnatd.anon.apply import apply_to_payload
+from xnatd.anon.chain import retains_institution
 from xnatd.config import Config
 from xnatd.metrics import Metrics
 from xnatd.phi.headers import Leak, find_left, needles
@@ -52,7 +53,11 @@ class ProjectScripts:
 
         def rewrite(data: Payload) -> Payload | None:
             rewritten.append(True)
-            wanted = needles(_header(data)) if checking else None  # before the script
+            wanted = (  # before the script (or chain)
+                needles(_header(data), institution=not retains_institution(script))
+                if checking
+                else None
+            )
             result = apply_to_payload(script, data, variables)
             if result is not None and wanted:
                 after = _header(result)

@@ -15,6 +15,7 @@ import structlog
 from pydicom.dataset import Dataset
 
 from xnatd.anon.apply import anonymize, parse
+from xnatd.anon.chain import retains_institution
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
@@ -149,7 +150,11 @@ class Intake:
         findings: tuple[Finding, ...] = ()
         if script is not None and parsed is not None:
             checking = config.site.phi_check.headers != "off"
-            wanted = needles(parsed.dataset) if checking else None  # as the sender gave them
+            wanted = (  # as the sender gave them; what a profile keeps on purpose left out
+                needles(parsed.dataset, institution=not retains_institution(script))
+                if checking
+                else None
+            )
             variables = {
                 "project": decided.project,
                 "subject": decided.subject,

@@ -205,7 +205,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
 
     Called by the native data phase (``dataphase.py``) with a complete request: the
     file, framed as Part 10 while its bytes arrived. A failure's answer carries the
-    reason that is logged (and audited, by intake) as its Error Comment.
+    reason that is logged and audited as its Error Comment.
     """
     state = associations.get(event.assoc)
     if state is None:
@@ -218,6 +218,13 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
             problem = identity_problem(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
             reason = (problem or "invalid request").replace("SOP", "Affected SOP", 1)
             log.warning("store_failed", result="rejected", reason=reason)
+            associations.prearchive.audit(
+                "reject",
+                actor=state.calling_ae,
+                session=None,
+                reason=reason,
+                source=state.receiver.ae_title,
+            )
             return Reply(STATUS[Result.REJECTED], reason)
         outcome = intake.receive(
             Received(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID
 
-MAX_DEPTH = 64  # nested sequences; pydicom reads 100 deep, real files stay below 10
+MAX_DEPTH = 64  # nested sequences: pydicom reads, writes and copies 64 (its copy fails near 80)
 
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -51,6 +51,7 @@ _FRAGMENT_VRS = frozenset({b"OB", b"OW"})  # undefined length: items, then a del
 _DATA_SET, _SEQUENCE, _FRAGMENTS = 0, 1, 2
 
 _implicit_sequences: dict[int, bool] = {}
+_CACHED_TAGS = 8192
 
 
 class Malformed(ValueError):
@@ -62,14 +63,18 @@ def _tag_text(tag: int) -> str:
 
 
 def _is_sequence(tag: int) -> bool:
-    """An implicit VR element of defined length is a sequence if the dictionary says so."""
+    """An implicit VR element of defined length is a sequence if the dictionary says so
+    (a private one is walked past: its VR is unknown)."""
+    if tag >> 16 & 1:
+        return False
     known = _implicit_sequences.get(tag)
     if known is None:
         try:
-            known = not tag >> 16 & 1 and dictionary_VR(tag) == "SQ"
+            known = dictionary_VR(tag) == "SQ"
         except KeyError:
             known = False
-        _implicit_sequences[tag] = known
+        if len(_implicit_sequences) < _CACHED_TAGS:  # hostile tags must not grow it
+            _implicit_sequences[tag] = known
     return known
 
 

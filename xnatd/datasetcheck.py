@@ -102,7 +102,6 @@ def check_data_set(
     tag_length = struct.Struct(order + "HHI").unpack_from
     explicit_short = struct.Struct(order + "HH2sH").unpack_from
     long_length = struct.Struct(order + "I").unpack_from
-    item_group = b"\xfe\xff" if little else b"\xff\xfe"  # (FFFE,xxxx) carries no VR
     wanted = {*wanted, _SOP_CLASS}  # an image must have pixel data: see the end
     found: Found = {}
     # Each frame: (what, where it ends or None until its delimiter, the nearest defined
@@ -113,93 +112,109 @@ def check_data_set(
     rows = pixels = False
     while stack:
         what, limit, bound, implicit_vr, delimited = stack[-1]
+        if what == _DATA_SET:
+            # The elements of one data set, one after the other, until one opens a
+            # sequence (pushed: the walk goes into it) or the data set ends (popped).
+            top = len(stack) == 1
+            while True:
+                if limit is not None and position >= limit:
+                    stack.pop()
+                    break
+                if bound - position < 8:
+                    if top and not data[position:bound].strip(b"\x00"):
+                        stack.pop()  # trailing NUL padding, as pydicom allows
+                        break
+                    raise Malformed(
+                        f"the data set ends inside an element header at byte {position}"
+                    )
+                if implicit_vr:
+                    group, element, length = tag_length(data, position)
+                    vr = None
+                else:
+                    group, element, vr, length = explicit_short(data, position)
+                if group == 0xFFFE:  # no VR: the delimiter of an item of undefined length
+                    group, element, length = tag_length(data, position)
+                    if element == 0xE00D and delimited:
+                        stack.pop()
+                        position += 8
+                        break
+                    raise Malformed(
+                        f"{_tag_text(group << 16 | element)} at byte {position} outside a sequence"
+                    )
+                tag = group << 16 | element
+                value = position + 8
+                if vr is not None:
+                    if vr in _LONG_VRS:
+                        if bound - position < 12:
+                            raise Malformed(f"the data set ends inside {_tag_text(tag)}'s header")
+                        length = long_length(data, value)[0]
+                        value += 4
+                    elif vr not in _SHORT_VRS:
+                        raise Malformed(f"invalid VR {vr!r} in {_tag_text(tag)} at byte {position}")
+                if top:
+                    if tag in wanted and length <= bound - value:
+                        found[tag] = (vr and vr.decode(), data[value : value + length])
+                    if tag >= _ROWS:
+                        rows = rows or tag == _ROWS
+                        pixels = pixels or tag in _PIXEL_DATA_TAGS
+                if length == _UNDEFINED:
+                    if vr is None or vr == b"SQ" or vr == b"UN":
+                        contents = _FRAGMENTS if tag == _PIXEL_DATA and vr is None else _SEQUENCE
+                        inner_implicit = implicit_vr or vr == b"UN"  # PS3.5 6.2.2
+                    elif vr in _FRAGMENT_VRS:
+                        contents, inner_implicit = _FRAGMENTS, implicit_vr
+                    else:
+                        name = vr.decode("ascii", "replace")
+                        raise Malformed(f"{_tag_text(tag)} ({name}) has undefined length")
+                    if contents == _SEQUENCE:
+                        depth += 1
+                        if depth > MAX_DEPTH:
+                            raise Malformed(f"sequences nested more than {MAX_DEPTH} deep")
+                    stack.append((contents, None, bound, inner_implicit, False))
+                    position = value
+                    break
+                if length > bound - value:
+                    raise Malformed(
+                        f"{_tag_text(tag)} at byte {position}: its length {length}"
+                        " runs past the end"
+                    )
+                if vr == b"SQ" or (vr is None and _is_sequence(tag)):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise Malformed(f"sequences nested more than {MAX_DEPTH} deep")
+                    stack.append((_SEQUENCE, value + length, value + length, implicit_vr, False))
+                    position = value
+                    break
+                position = value + length
+            continue
+        # A sequence's items, or pixel data fragments: always tag and 32-bit length.
         if limit is not None and position >= limit:
             stack.pop()
-            if what == _SEQUENCE:
-                depth -= 1
+            depth -= what == _SEQUENCE
             continue
         if bound - position < 8:
-            if len(stack) == 1 and not data[position:bound].strip(b"\x00"):
-                break  # trailing NUL padding after the last element, as pydicom allows
-            raise Malformed(f"the data set ends inside an element header at byte {position}")
-        if what != _DATA_SET or implicit_vr or data[position : position + 2] == item_group:
-            group, element, length = tag_length(data, position)
-            vr = None
-        else:
-            group, element, vr, length = explicit_short(data, position)
+            raise Malformed(f"the data set ends inside an item header at byte {position}")
+        group, element, length = tag_length(data, position)
         tag = group << 16 | element
-        if what != _DATA_SET:  # a sequence's items, or pixel data fragments
-            if tag == _SEQUENCE_END and limit is None:
-                stack.pop()
-                depth -= what == _SEQUENCE
-                position += 8
-                continue
-            if tag != _ITEM:
-                raise Malformed(f"{_tag_text(tag)} at byte {position} where an item should be")
+        if tag == _SEQUENCE_END and limit is None:
+            stack.pop()
+            depth -= what == _SEQUENCE
             position += 8
-            if length == _UNDEFINED:
-                if what == _FRAGMENTS:
-                    raise Malformed(f"a pixel data fragment of undefined length at byte {position}")
-                stack.append((_DATA_SET, None, bound, implicit_vr, True))
-                continue
-            if length > bound - position:
-                raise Malformed(f"an item of {length} bytes at byte {position} runs past the end")
-            if what == _SEQUENCE:
-                stack.append((_DATA_SET, position + length, position + length, implicit_vr, False))
-            else:
-                position += length
             continue
-        # In a data set: an element, or the delimiter of an item of undefined length.
-        if group == 0xFFFE:
-            if tag == _ITEM_END and delimited:
-                stack.pop()
-                position += 8
-                continue
-            raise Malformed(f"{_tag_text(tag)} at byte {position} outside a sequence")
-        value = position + 8
-        if vr is not None:
-            if vr in _LONG_VRS:
-                if bound - position < 12:
-                    raise Malformed(f"the data set ends inside {_tag_text(tag)}'s header")
-                length = long_length(data, value)[0]
-                value += 4
-            elif vr not in _SHORT_VRS:
-                raise Malformed(f"invalid VR {vr!r} in {_tag_text(tag)} at byte {position}")
-        top = len(stack) == 1
-        if top:
-            if tag >= _ROWS:
-                rows = rows or tag == _ROWS
-                pixels = pixels or tag in _PIXEL_DATA_TAGS
-            if tag in wanted and length != _UNDEFINED and length <= bound - value:
-                found[tag] = (vr and vr.decode(), data[value : value + length])
+        if tag != _ITEM:
+            raise Malformed(f"{_tag_text(tag)} at byte {position} where an item should be")
+        position += 8
         if length == _UNDEFINED:
-            if vr is None or vr == b"SQ" or vr == b"UN":
-                contents = _FRAGMENTS if tag == _PIXEL_DATA and vr is None else _SEQUENCE
-                inner_implicit = implicit_vr or vr == b"UN"  # PS3.5 6.2.2
-            elif vr in _FRAGMENT_VRS:
-                contents, inner_implicit = _FRAGMENTS, implicit_vr
-            else:
-                name = vr.decode("ascii", "replace")
-                raise Malformed(f"{_tag_text(tag)} ({name}) has undefined length")
-            if contents == _SEQUENCE:
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise Malformed(f"sequences nested more than {MAX_DEPTH} deep")
-            stack.append((contents, None, bound, inner_implicit, False))
-            position = value
+            if what == _FRAGMENTS:
+                raise Malformed(f"a pixel data fragment of undefined length at byte {position}")
+            stack.append((_DATA_SET, None, bound, implicit_vr, True))
             continue
-        if length > bound - value:
-            raise Malformed(
-                f"{_tag_text(tag)} at byte {position}: its length {length} runs past the end"
-            )
-        if vr == b"SQ" or (vr is None and _is_sequence(tag)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise Malformed(f"sequences nested more than {MAX_DEPTH} deep")
-            stack.append((_SEQUENCE, value + length, value + length, implicit_vr, False))
-            position = value
-            continue
-        position = value + length
+        if length > bound - position:
+            raise Malformed(f"an item of {length} bytes at byte {position} runs past the end")
+        if what == _SEQUENCE:
+            stack.append((_DATA_SET, position + length, position + length, implicit_vr, False))
+        else:
+            position += length
     if not pixels and (rows or _is_image_class(found.get(_SOP_CLASS, (None, b""))[1])):
         # Cut short at an element boundary: every element whole, the pixels gone.
         raise Malformed("an image without pixel data (the data set was cut short?)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 from dicomgen import SeriesSpec, StudySpec, write_study
@@ -120,3 +122,22 @@ def test_import_refuses_a_damaged_file_as_c_store_does(xnatd: Xnatd, dcm_dir: Pa
     assert xnatd.prearchive() == []
     answer = send_raw(xnatd.port, [store(header, data[:-10], ExplicitVRLittleEndian)])
     assert answer[0].status == 0xC000
+
+
+def test_the_upload_assistant_reports_why_and_does_not_retry(xnatd: Xnatd, dcm_dir: Path) -> None:
+    """``xnatd send`` shows the Error Comment of a refused file; a damaged file is final."""
+    made(dcm_dir, "send-cut")
+    [path] = (dcm_dir / "send-cut").iterdir()
+    path.write_bytes(path.read_bytes()[:-10])
+    done = subprocess.run(
+        [sys.executable, "-m", "xnatd", "send", str(path), "--host", "127.0.0.1",
+         "--port", str(xnatd.port), "--aec", "XNAT", "--retries", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert result["retries"] == 0 and result["statuses"] == {"0xC000": 1}
+    [failed] = result["failed"]
+    assert failed["reason"].startswith("malformed data set: (7FE0,0010)")

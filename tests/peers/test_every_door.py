@@ -66,6 +66,26 @@ def daemon(tmp_path: Path) -> Iterator[Xnatd]:
         started.stop()
 
 
+def stow(daemon: Xnatd, project: str, files: list[Path]) -> requests.Response:
+    """STOW-RS of the files as they are, one part each, as alice (owner)."""
+    boundary = "xnatd-door"
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + path.read_bytes()
+        + b"\r\n"
+        for path in files
+    )
+    return requests.post(
+        f"http://127.0.0.1:{daemon.http_port}/dicomweb/projects/{project}/studies",
+        data=body + f"--{boundary}--\r\n".encode(),
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
+        },
+        auth=("alice", TOKENS["alice"]),
+        timeout=60,
+    )
+
+
 def files_in(daemon: Xnatd, project: str) -> int:
     return sum(row["files"] for row in daemon.prearchive() if row["project"] == project)
 
@@ -97,25 +117,7 @@ def test_the_same_files_are_stored_through_every_door(
     shutil.copytree(tmp_path / "files", inbox / "drop")
     wait_for(lambda: files_in(daemon, "INBOX") == expected, timeout=30)
 
-    boundary = "xnatd-door"
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + path.read_bytes()
-            + b"\r\n"
-            for path in files
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    response = requests.post(
-        f"http://127.0.0.1:{daemon.http_port}/dicomweb/projects/STOW/studies",
-        data=body,
-        headers={
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
-        },
-        auth=("alice", TOKENS["alice"]),
-        timeout=60,
-    )
+    response = stow(daemon, "STOW", files)
     assert response.status_code == 200, response.text
     wait_for(lambda: files_in(daemon, "STOW") == expected)
 
@@ -129,4 +131,36 @@ def test_a_class_no_door_stores_is_refused_at_each(daemon: Xnatd, tmp_path: Path
     assert imported.returncode != 0 and "not a storage SOP class" in imported.stderr
     with pytest.raises(ConnectionError):  # no presentation context for it: nothing to send
         send_raw(daemon.port, [RawStore(commitment, "1.2.3", "1.2.840.10008.1.2.1", b"")])
+    assert daemon.prearchive() == []
+
+
+def test_a_damaged_file_is_refused_at_every_door(daemon: Xnatd, tmp_path: Path) -> None:
+    """Item 1 at every door: pixel data cut short is never stored, whoever brings it."""
+    study = StudySpec("damaged-door", patient_id="DAMAGED", study_description="DEMO")
+    [path] = write([instance(study, SeriesSpec(1), 1)], tmp_path / "files")
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-10])
+    start = 144 + int.from_bytes(whole[140:144], "little")
+    header = read_header(whole)
+
+    [answer] = send_raw(
+        daemon.port,
+        [RawStore(header[Tag.SOPClassUID], header[Tag.SOPInstanceUID], "1.2.840.10008.1.2.1",
+                  whole[start:-10])],
+    )  # fmt: skip
+    assert answer.status == 0xC000 and answer.error_comment.startswith("malformed data set")
+
+    imported = daemon.cli("import", str(path), "--project", "IMPORT", check=False)
+    assert imported.returncode != 0 and "malformed data set" in imported.stderr
+
+    inbox = daemon.data_dir / "inbox" / "INBOX"
+    inbox.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, inbox / "damaged.dcm")
+    reason = daemon.data_dir / "inbox" / ".failed" / "INBOX" / "damaged.dcm.reason.txt"
+    wait_for(reason.exists, timeout=30)
+    assert "malformed data set" in reason.read_text()
+
+    response = stow(daemon, "STOW", [path])
+    assert response.status_code == 409
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
     assert daemon.prearchive() == []

@@ -132,6 +132,16 @@ def read_header(
         return _scan_start(source, wanted)
     except NotScanned:
         pass
+    return read_header_with_pydicom(source, wanted)
+
+
+def read_header_with_pydicom(source: bytes | BinaryIO | str, tags: Iterable[int]) -> dict[int, str]:
+    """:func:`read_header` for the files the raw walk does not cover (``headerscan``).
+
+    Raises:
+        UnparsableDicom: the input is not a readable DICOM file.
+    """
+    wanted = sorted(set(tags))
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         dataset = pydicom.dcmread(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR
@@ -139,7 +139,7 @@ def scan_header(data: bytes, tags: Iterable[int], *, complete: bool = True) -> d
     implicit, position = _transfer_syntax(data)
     last = max(wanted | {_CHARACTER_SET})
     walk = _Walk(data, implicit)
-    found: dict[int, tuple[str, bytes]] = {}
+    found: dict[int, tuple[str | None, bytes]] = {}
     while True:
         if position >= walk.end:
             if not complete:
@@ -159,13 +159,30 @@ def scan_header(data: bytes, tags: Iterable[int], *, complete: bool = True) -> d
             raise NotScanned(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has no readable length")
         found[tag] = (vr, data[position : position + length])
         position += length
-    encoding = _encoding(found.pop(_CHARACTER_SET, ("CS", b""))[1])
+    return render_header(found, wanted)
+
+
+def render_header(
+    found: Mapping[int, tuple[str | None, bytes]], tags: Iterable[int]
+) -> dict[int, str]:
+    """Raw top-level values of a little endian data set (VR None: implicit, from the
+    dictionary) as ``dicom.header_of`` gives them; sequences are left out.
+
+    Raises:
+        NotScanned: a value this module does not render; read the file with pydicom.
+    """
+    wanted = set(tags)
+    encoding = _encoding(found.get(_CHARACTER_SET, ("CS", b""))[1])
     header: dict[int, str] = {}
     for tag, (vr, value) in found.items():
-        if tag in wanted:
-            text = _render(tag, vr, value, encoding)
-            if text is not None:
-                header[tag] = text
+        if tag not in wanted:
+            continue
+        vr = vr or dictionary_vr(tag)
+        if vr == "SQ":
+            continue
+        text = _render(tag, vr, bytes(value), encoding)
+        if text is not None:
+            header[tag] = text
     return header
 
 

@@ -134,8 +134,9 @@ def _send_batch(
                 continue
             status = assoc.send_c_store(entry.path)
             code = int(status.Status) if "Status" in status else None
-            comment = str(status.get("ErrorComment", "") or "")
-            results.append((entry, code, comment if code is not None else "no response"))
+            # A failure's Error Comment (0000,0902) says why; xnatd always sends one.
+            note = str(status.get("ErrorComment") or "") if code is not None else "no response"
+            results.append((entry, code, note))
         if assoc.is_established:
             assoc.release()
     finally:
@@ -147,6 +148,11 @@ def _send_batch(
 
 
 _OK = (0x0000, 0xB000, 0xB006, 0xB007)  # success, and the warnings that still store
+
+
+def _file_at_fault(code: int) -> bool:
+    """0xCxxx cannot understand, 0xA9xx data set does not match SOP class (PS3.4 B.2.3)."""
+    return (code & 0xF000) == 0xC000 or (code & 0xFF00) == 0xA900
 
 
 def _attempt(
@@ -228,10 +234,10 @@ def _send(
             for entry, code, note in _attempt(
                 list(contexts.items()), target, associations, progress
             ):
-                final = attempt == retries or (code is not None and (code & 0xF000) == 0xC000)
+                final = attempt == retries or (code is not None and _file_at_fault(code))
                 if code in _OK:
                     summary.sent += 1
-                elif final:  # 0xCxxx: the file is at fault, a retry gives the same answer
+                elif final:  # the file is at fault: a retry gives the same answer
                     status = f"0x{code:04X}" if code is not None else "none"
                     summary.failed.append({"entry": entry.name, "status": status, "reason": note})
                 else:

@@ -193,3 +193,32 @@ def test_prearchive_show_and_filters(xnatd: Xnatd, storescu: str, dcm_dir: Path)
     assert xnatd.prearchive(status="RECEIVING") == []
     missing = xnatd.cli("prearchive", "show", "DEMO/20000101_000000000/nope", check=False)
     assert missing.returncode == 1 and "no prearchive session" in missing.stderr
+
+
+def test_rt_dose_and_rt_plan_make_the_same_session_type(
+    xnatd: Xnatd, storescu: str, dcm_dir: Path, schemas: dict
+) -> None:
+    """Issue 16 item 11: RT objects alone build as XNAT builds them, every one alike."""
+    studies = {
+        sop.name: StudySpec(
+            f"rt-{modality}",
+            patient_id=f"RT_{modality}",
+            study_description="DEMO",
+            series=[SeriesSpec(1, modality, 1, modality, sop_class=sop)],
+        )
+        for sop, modality in (
+            (pydicom.uid.RTDoseStorage, "RTDOSE"),
+            (pydicom.uid.RTPlanStorage, "RTPLAN"),
+            (pydicom.uid.RTStructureSetStorage, "RTSTRUCT"),
+        )
+    }
+    paths = [p for name, study in studies.items() for p in write_study(study, dcm_dir / name)]
+    assert storescu_send(storescu, xnatd.port, paths).returncode == 0
+    rows = xnatd.wait_status("READY", count=len(studies))
+    for row in rows:
+        document = session_dir(xnatd, row["name"]).parent / f"{row['label']}.xml"
+        assert_valid(schemas["xnat"], document)
+        root = etree.parse(str(document)).getroot()
+        assert root.tag == f"{{{NS['xnat']}}}OtherDicomSession", row["label"]
+        [scan] = root.iterfind(".//xnat:scan", NS)
+        assert scan.get("{http://www.w3.org/2001/XMLSchema-instance}type") == "xnat:rtImageScanData"

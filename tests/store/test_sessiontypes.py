@@ -8,6 +8,12 @@ from pydicom.uid import (
     EnhancedMRImageStorage,
     MRImageStorage,
     PositronEmissionTomographyImageStorage,
+    RTBeamsTreatmentRecordStorage,
+    RTDoseStorage,
+    RTImageStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
     SecondaryCaptureImageStorage,
     UltrasoundImageStorage,
 )
@@ -52,3 +58,22 @@ def test_scan_type(sop: str, modality: str, expected: str) -> None:
 def test_lead_modality_for_duplicate_scan_ids() -> None:
     assert lead_modality("mr") == "MR"
     assert lead_modality("WEIRD") == "OT"
+
+
+@pytest.mark.parametrize(
+    ("sop", "modality"),
+    [
+        (RTImageStorage, "RTIMAGE"),
+        (RTDoseStorage, "RTDOSE"),
+        (RTStructureSetStorage, "RTSTRUCT"),
+        (RTPlanStorage, "RTPLAN"),
+        (RTIonPlanStorage, "RTPLAN"),
+        (RTBeamsTreatmentRecordStorage, "RTRECORD"),
+    ],
+)
+def test_every_rt_object_alone_makes_the_same_session_type_as_xnat(sop: str, modality: str) -> None:
+    """XNAT's lead list has no rtSessionData and no RT object has modality RT: an RT-only
+    study falls to the default factory, otherDicomSessionData, RT Dose as RT Plan."""
+    assert session_type({sop}, {modality}) == "otherDicomSessionData"
+    assert scan_type(sop, modality) == "rtImageScanData"
+    assert session_type({sop, CTImageStorage}, {modality, "CT"}) == "ctSessionData"

@@ -29,6 +29,7 @@ router = APIRouter(tags=["dicomweb"])
 # Failure Reason (0008,1197) values, PS3.18 table 10.5.3-1 / PS3.4 C-STORE statuses.
 FAILURE = {
     Result.REJECTED: 0xC000,  # cannot understand
+    Result.MISMATCHED: 0xA900,  # data set does not match SOP class (C-STORE only)
     Result.REFUSED: 0xA700,  # out of resources
     Result.NOT_PERMITTED: 0x0124,  # not authorized
 }

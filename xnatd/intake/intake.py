@@ -18,11 +18,12 @@ from xnatd.anon.apply import anonymize, parse
 from xnatd.anon.chain import retains_institution
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
-from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of, read_header
+from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of
+from xnatd.intake.acceptance import RejectedFile, check_whole, checked_header, identity_problem
 from xnatd.metrics import Metrics
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
-from xnatd.store.durable import Payload, readable
+from xnatd.store.durable import Payload
 from xnatd.store.index.base import Finding, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
@@ -34,6 +35,7 @@ class Result(StrEnum):
     STORED = "stored"
     DROPPED = "dropped"  # reject[] in the site script: counted and audited, never stored
     REJECTED = "rejected"  # the file is at fault: do not retry it as is
+    MISMATCHED = "mismatched"  # a C-STORE whose data set is of another SOP class
     REFUSED = "refused"  # we could not keep it now: the sender may retry
     NOT_PERMITTED = "not_permitted"  # routed to a project this door may not write to
 
@@ -58,6 +60,9 @@ class Received:
     explicit: Explicit = Explicit()
     anonymize: bool = True  # False when the uploader already anonymized (prevent_anon)
     projects: frozenset[str] | None = None  # where this door may write (an HTTP user's); None: any
+    # C-STORE: the request's Affected SOP Class and Instance UIDs, which the data set's
+    # (0008,0016) and (0008,0018) must equal.
+    requested: tuple[str, str] | None = None
 
 
 @dataclass
@@ -66,6 +71,17 @@ class SessionCache:
 
     sessions: dict[SessionKey, PrearchiveSession] = field(default_factory=dict)
     files_by_session: dict[str, int] = field(default_factory=dict)
+
+
+def _mismatch(
+    requested: tuple[str, str], sop_class_uid: str, sop_instance_uid: str
+) -> tuple[Result, str] | None:
+    """How a C-STORE request and its data set disagree, if they do."""
+    if requested[0] != sop_class_uid:
+        return Result.MISMATCHED, "Affected SOP Class UID differs from the data set's"
+    if requested[1] != sop_instance_uid:
+        return Result.REJECTED, "Affected SOP Instance UID differs from the data set's"
+    return None
 
 
 def _routing_tags(config: Config) -> frozenset[int]:
@@ -115,24 +131,23 @@ class Intake:
             script = None
         parsed = None
         try:
-            if script is None:  # only the routing tags; a spilled file is read in place
-                with readable(item.data) as source:
-                    header = read_header(source, self._tags_for(config))
+            if script is None:  # the whole file checked, the routing tags read on the way
+                header = checked_header(item.data, self._tags_for(config))
             else:  # parsed once (a large file without its pixels): routed, then anonymized
+                check_whole(item.data)
                 parsed = parse(item.data, script)
                 header = header_of(parsed.dataset, self._tags_for(config))
-        except (UnparsableDicom, ScriptFailed) as exc:
+        except (RejectedFile, UnparsableDicom, ScriptFailed) as exc:
             return self._rejected(item, str(exc))
-        missing = [
-            name
-            for name, tag in (
-                ("SOP Class UID", Tag.SOPClassUID),
-                ("SOP Instance UID", Tag.SOPInstanceUID),
-            )
-            if not header.get(tag)
-        ]
-        if missing:
-            return self._rejected(item, f"no {' and no '.join(missing)} in the data set")
+        sop_class_uid = header.get(Tag.SOPClassUID, "")
+        sop_instance_uid = header.get(Tag.SOPInstanceUID, "")
+        problem = identity_problem(sop_class_uid, sop_instance_uid)
+        if problem is not None:
+            return self._rejected(item, f"{problem} in the data set")
+        if item.requested is not None:
+            mismatch = _mismatch(item.requested, sop_class_uid, sop_instance_uid)
+            if mismatch is not None:
+                return self._rejected(item, mismatch[1], mismatch[0])
         rule_sets = ([receiver.routing] if receiver else []) + [config.routing]
         decided = route(
             header,
@@ -227,7 +242,7 @@ class Intake:
             return Outcome(Result.DROPPED, reason)
         return Outcome(Result.REFUSED, reason)
 
-    def _rejected(self, item: Received, reason: str) -> Outcome:
+    def _rejected(self, item: Received, reason: str, result: Result = Result.REJECTED) -> Outcome:
         log.warning("instance_rejected", reason=reason, calling_ae=item.calling_ae)
         self.prearchive.audit(
             "reject",
@@ -236,4 +251,4 @@ class Intake:
             reason=reason,
             source=item.source,
         )
-        return Outcome(Result.REJECTED, reason)
+        return Outcome(result, reason)

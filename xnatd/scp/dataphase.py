@@ -33,13 +33,15 @@ from pynetdicom import evt
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.presentation import PresentationContextTuple
 
-from xnatd.dicom import is_valid_uid, received_prefix
+from xnatd.dicom import received_prefix
+from xnatd.intake.acceptance import identity_problem
 from xnatd.scp.dimse import (
     C_CANCEL_RQ,
     C_ECHO_RQ,
     C_STORE_RQ,
     Command,
     MalformedCommand,
+    Reply,
     decode_command,
     encode_response,
     p_data_tf,
@@ -112,9 +114,9 @@ class StoreRequest:
     """A complete C-STORE request, named as pynetdicom's C_STORE primitive names it.
 
     ``data`` is the file to keep: xnatd's meta group (``dicom.received_prefix``), then
-    the data set as received, in memory or spilled to disk. It is None exactly when a
-    UID of the command is not valid (``dicom.is_valid_uid``, checked once, here): the
-    handler fails that request alone.
+    the data set as received, in memory or spilled to disk. It is None exactly when the
+    command's UIDs break intake's rule (``intake.acceptance.identity_problem``, checked
+    once, here): the handler fails that request alone.
     """
 
     MessageID: int
@@ -229,8 +231,8 @@ class DataPhase:
         if (
             command.command_field == C_STORE_RQ
             and context.abstract_syntax != VERIFICATION
-            and is_valid_uid(command.affected_sop_class_uid)
-            and is_valid_uid(command.affected_sop_instance_uid)
+            and identity_problem(command.affected_sop_class_uid, command.affected_sop_instance_uid)
+            is None
         ):
             prefix = received_prefix(
                 command.affected_sop_class_uid,
@@ -258,18 +260,19 @@ class DataPhase:
             context = self._context(message.context_id)
             if command.command_field == C_CANCEL_RQ:
                 return  # nothing of ours runs long enough to cancel
-            status = self._status(command, context, message)
+            reply = self._reply(command, context, message)
         finally:
             _discard(message.data)  # written durably by now, if it was kept
-        self.dul.socket.send(p_data_tf(message.context_id, encode_response(command, status)))
+        response = encode_response(command, reply.status, reply.comment)
+        self.dul.socket.send(p_data_tf(message.context_id, response))
 
-    def _status(
+    def _reply(
         self, command: Command, context: PresentationContextTuple, message: _Message
-    ) -> int:
+    ) -> Reply:
         verification = context.abstract_syntax == VERIFICATION
         if command.command_field == C_STORE_RQ and not verification:
             if message.data is None:
-                return CANNOT_UNDERSTAND
+                return _failed(CANNOT_UNDERSTAND, "C-STORE request without a data set")
             data: Payload | None = None
             if message.framed:
                 spilled = message.data.finish()
@@ -283,21 +286,29 @@ class DataPhase:
             return self._call(evt.EVT_C_STORE, request, context)
         if command.command_field == C_ECHO_RQ and verification:
             return self._call(evt.EVT_C_ECHO, command, context)
-        if command.command_field in (C_STORE_RQ, C_ECHO_RQ):
-            return SOP_CLASS_NOT_SUPPORTED
-        return UNRECOGNIZED_OPERATION
+        if command.command_field == C_STORE_RQ:
+            return _failed(SOP_CLASS_NOT_SUPPORTED, "C-STORE on the Verification context")
+        if command.command_field == C_ECHO_RQ:
+            return _failed(SOP_CLASS_NOT_SUPPORTED, "C-ECHO on a storage context")
+        return _failed(
+            UNRECOGNIZED_OPERATION, f"command 0x{command.command_field:04X} is not performed here"
+        )
 
-    def _call(self, event: Any, request: Any, context: PresentationContextTuple) -> int:
+    def _call(self, event: Any, request: Any, context: PresentationContextTuple) -> Reply:
         handler, args = self.assoc.get_handlers(event)
         if handler is None:
-            return 0x0000 if event is evt.EVT_C_ECHO else PROCESSING_FAILURE
+            if event is evt.EVT_C_ECHO:
+                return Reply(0x0000)
+            return _failed(PROCESSING_FAILURE, "no handler for this request")
         self._wait_until_established()
         try:
-            status = handler(RequestEvent(self.assoc, request, context), *(args or ()))
+            answer = handler(RequestEvent(self.assoc, request, context), *(args or ()))
         except Exception:
             log.exception("request_handler_failed", message_id=getattr(request, "MessageID", None))
-            return PROCESSING_FAILURE
-        return int(getattr(status, "Status", status))
+            return Reply(PROCESSING_FAILURE, "internal error in the receiver (see its log)")
+        if isinstance(answer, Reply):
+            return answer
+        return Reply(int(getattr(answer, "Status", answer)))
 
     def _wait_until_established(self) -> None:
         """The peer may send its first request the moment it has the A-ASSOCIATE-AC,
@@ -312,6 +323,12 @@ class DataPhase:
         message, self._message = self._message, None
         if message is not None:
             _discard(message.data)
+
+
+def _failed(status: int, reason: str) -> Reply:
+    """A failure this module answers itself: logged, and the reason sent back."""
+    log.warning("request_failed", status=f"0x{status:04X}", reason=reason)
+    return Reply(status, reason)
 
 
 def _next_pdu_type(sock: QuickAckSocket) -> int | None:

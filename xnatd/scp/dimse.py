@@ -97,9 +97,35 @@ def _us_element(element: int, value: int) -> bytes:
     return _ELEMENT.pack(0x0000, element, 2) + _US.pack(value)
 
 
-def encode_response(request: Command, status: int) -> bytes:
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one request: its status and, for a failure, why (Error Comment)."""
+
+    status: int
+    comment: str | None = None
+
+
+ERROR_COMMENT_LENGTH = 64  # (0000,0902) is LO: at most 64 characters (PS3.5 6.2)
+
+
+def error_comment(reason: str) -> bytes:
+    """``reason`` as an Error Comment value: the first 64 characters, in the default
+    repertoire (no backslash, which would split it, no control characters), padded
+    to an even length."""
+    text = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in reason.strip())
+    value = text[:ERROR_COMMENT_LENGTH].encode("ascii")
+    return value + b" " if len(value) % 2 else value
+
+
+def _is_failure(status: int) -> bool:
+    # Success 0x0000, pending 0xFF00/0xFF01, warnings 0x0001 and 0xBxxx carry no comment.
+    return status not in (0x0000, 0x0001, 0xFF00, 0xFF01) and status >> 12 != 0xB
+
+
+def encode_response(request: Command, status: int, comment: str | None = None) -> bytes:
     """The response command set to ``request``: C-STORE-RSP, C-ECHO-RSP or the failure
-    answer to an operation this SCP does not perform (same field, response bit set)."""
+    answer to an operation this SCP does not perform (same field, response bit set).
+    A failure carries ``comment`` as its Error Comment (0000,0902)."""
     elements = []
     if request.affected_sop_class_uid:
         elements.append(_uid_element(0x0002, request.affected_sop_class_uid))
@@ -109,6 +135,9 @@ def encode_response(request: Command, status: int) -> bytes:
         _us_element(0x0800, NO_DATA_SET),
         _us_element(0x0900, status),
     ]
+    if comment and _is_failure(status):
+        value = error_comment(comment)
+        elements.append(_ELEMENT.pack(0x0000, 0x0902, len(value)) + value)
     if request.command_field == C_STORE_RQ:
         elements.append(_uid_element(0x1000, request.affected_sop_instance_uid))
     body = b"".join(elements)

@@ -20,10 +20,11 @@ from pynetdicom.pdu import A_RELEASE_RQ
 from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
-from xnatd.dicom import is_valid_uid
+from xnatd.intake.acceptance import identity_problem
 from xnatd.intake.intake import Intake, Received, Result, SessionCache
 from xnatd.metrics import Metrics
 from xnatd.scp.dataphase import RequestEvent, StoreRequest
+from xnatd.scp.dimse import Reply
 from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.store.prearchive import Prearchive
 
@@ -33,6 +34,11 @@ STATUS = {
     Result.STORED: 0x0000,  # Success
     Result.DROPPED: 0x0000,  # Success, as XNAT answers for a file its script rejects
     Result.REJECTED: 0xC000,  # Error: cannot understand
+    # The request names one SOP class and the data set is of another: PS3.4 B.2.3's
+    # "Error: Data Set does not match SOP Class" says exactly that. (An Affected SOP
+    # Instance UID that differs is REJECTED, 0xC000: the data set is not the instance
+    # the request is about, which no more specific status describes.)
+    Result.MISMATCHED: 0xA900,
     Result.REFUSED: 0xA700,  # Refused: out of resources
     Result.NOT_PERMITTED: 0x0124,  # Refused: not authorized
 }
@@ -194,28 +200,32 @@ def handle_echo(event: Event) -> int:
     return 0x0000
 
 
-def handle_store(event: RequestEvent, intake: Intake, associations: Associations) -> int:
+def handle_store(event: RequestEvent, intake: Intake, associations: Associations) -> Reply:
     """Durably store one instance, then answer; nothing else happens on this thread.
 
     Called by the native data phase (``dataphase.py``) with a complete request: the
-    file, framed as Part 10 while its bytes arrived.
+    file, framed as Part 10 while its bytes arrived. A failure's answer carries the
+    reason that is logged and audited as its Error Comment.
     """
     state = associations.get(event.assoc)
     if state is None:
-        return 0xA700
+        reason = "association not registered with the receiver"
+        log.warning("store_failed", result="refused", reason=reason)
+        return Reply(STATUS[Result.REFUSED], reason)
     request: StoreRequest = event.request
     with bound_contextvars(ae=state.receiver.ae_title, calling_ae=state.calling_ae):
-        if request.data is None:  # a UID that is not one: this request alone fails
-            bad = [
-                name
-                for name, uid in (
-                    ("Affected SOP Class UID", request.AffectedSOPClassUID),
-                    ("Affected SOP Instance UID", request.AffectedSOPInstanceUID),
-                )
-                if not is_valid_uid(uid)
-            ]
-            log.warning("store_failed", result="rejected", reason=f"invalid {' and '.join(bad)}")
-            return STATUS[Result.REJECTED]
+        if request.data is None:  # the command's UIDs break the rule: this request fails
+            problem = identity_problem(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID)
+            reason = (problem or "invalid request").replace("SOP", "Affected SOP", 1)
+            log.warning("store_failed", result="rejected", reason=reason)
+            associations.prearchive.audit(
+                "reject",
+                actor=state.calling_ae,
+                session=None,
+                reason=reason,
+                source=state.receiver.ae_title,
+            )
+            return Reply(STATUS[Result.REJECTED], reason)
         outcome = intake.receive(
             Received(
                 data=request.data,
@@ -223,6 +233,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
                 calling_ae=state.calling_ae,
                 association_id=state.id,
                 receiver=state.receiver,
+                requested=(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID),
             ),
             state.cache,
         )
@@ -234,7 +245,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
                 study_uid=outcome.study_uid,
                 sop_instance_uid=request.AffectedSOPInstanceUID,
             )
-        return STATUS[outcome.result]
+        return Reply(STATUS[outcome.result], outcome.reason)
 
 
 def event_handlers(

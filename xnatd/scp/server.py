@@ -19,6 +19,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 from xnatd.config import Receiver
 from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.handoff import Load
+from xnatd.scp.negotiation import accept_storage_by_rule
 from xnatd.scp.transport import (
     QuickAckSocket,
     quick_ack_requests,
@@ -29,8 +30,8 @@ from xnatd.scp.transport import (
 log = structlog.get_logger(__name__)
 
 # Accept every storage SOP class, private ones included, in the transfer syntax the
-# sender proposes first: files are kept as sent, never transcoded.
-_config.UNRESTRICTED_STORAGE_SERVICE = True
+# sender proposes first: files are kept as sent, never transcoded (scp/negotiation.py).
+accept_storage_by_rule()
 # pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
 _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()

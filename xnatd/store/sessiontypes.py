@@ -3,6 +3,15 @@
 SOP class -> type follows XNAT's ``study-sessions.properties`` and
 ``series-scans.properties``, limited to the types the shipped schema defines; the
 lead order picks one session type when a study mixes several.
+
+RT objects: XNAT maps RT Image and RT Dose to ``rtSessionData`` in
+``study-sessions.properties``, but its lead list (``lead-session-types.txt``) names
+``rtImageSessionData`` instead, so the SOP step never picks an RT session; the
+modality step (``modality-sessions.properties``) knows only ``RT``, which no RT object
+carries (RTIMAGE, RTDOSE, RTSTRUCT, RTPLAN, RTRECORD), so an RT-only study falls to
+the default factory and becomes ``otherDicomSessionData`` (every RT class has a scan
+type), with ``rtImageScanData`` scans. xnatd does the same for every RT object, so RT
+Dose and RT Plan no longer differ; with images beside them the images lead.
 """
 
 from __future__ import annotations
@@ -27,8 +36,6 @@ _SESSION_BY_SOP = {
     "XRay3DAngiographicImageStorage": "xa",
     "UltrasoundImageStorage": "us",
     "UltrasoundMultiFrameImageStorage": "us",
-    "RTImageStorage": "rt",
-    "RTDoseStorage": "rt",
     "ComputedRadiographyImageStorage": "cr",
     "OphthalmicTomographyImageStorage": "opt",
     "DigitalMammographyXRayImageStorageForPresentation": "mg",
@@ -47,7 +54,7 @@ _SESSION_BY_SOP = {
 
 # SOP class keyword -> scan data type.
 _SCAN_BY_SOP = {
-    **{k: v for k, v in _SESSION_BY_SOP.items() if v not in ("rt", "sr", "sm", "gm")},
+    **{k: v for k, v in _SESSION_BY_SOP.items() if v not in ("sr", "sm", "gm")},
     "RTImageStorage": "rtImage",
     "RTDoseStorage": "rtImage",
     "RTStructureSetStorage": "rtImage",
@@ -92,10 +99,7 @@ _SESSION_BY_MODALITY = {
     "CT": "ct",
     "XA": "xa",
     "US": "us",
-    "RTIMAGE": "rt",
-    "RTDOSE": "rt",
-    "RTSTRUCT": "rt",
-    "RTPLAN": "rt",
+    "RT": "rt",  # XNAT's key; no RT object has this modality (module docstring)
     "CR": "cr",
     "OPT": "opt",
     "MG": "mg",

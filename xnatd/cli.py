@@ -362,7 +362,15 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     from xnatd.intake.staging import HostileArchive
     from xnatd.sender import Target, collect, send
+    from xnatd.tls import TLSError, client_context
 
+    tls = None
+    if args.tls or args.cert or args.key or args.ca:
+        try:
+            tls = client_context(args.ca, args.cert, args.key)
+        except TLSError as exc:
+            print(f"xnatd: --{exc.key}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     staging = Path(tempfile.mkdtemp(prefix="xnatd-send-"))
     try:
         try:
@@ -372,7 +380,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         summary = send(
             files,
-            Target(args.host, args.port, args.aec, args.aet),
+            Target(args.host, args.port, args.aec, args.aet, tls),
             associations=max(1, args.associations),
             retries=args.retries,
             quiet=args.json,
@@ -560,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     sender.add_argument("--associations", type=int, default=1)
     sender.add_argument("--retries", type=int, default=2)
     sender.add_argument("--json", action="store_true")
+    sender.add_argument("--tls", action="store_true", help="DICOM over TLS (1.2 or later)")
+    sender.add_argument("--cert", type=Path, help="our certificate (PEM), with --key")
+    sender.add_argument("--key", type=Path, help="the certificate's private key (PEM)")
+    sender.add_argument("--ca", type=Path, help="CA that signed the receiver's certificate")
     sender.set_defaults(func=cmd_send)
 
     anon = commands.add_parser("anon", help="DicomEdit 6 scripts")

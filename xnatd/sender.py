@@ -7,6 +7,7 @@ Works against xnatd, DCMTK storescp and Orthanc alike.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Target:
     port: int
     called_ae: str
     calling_ae: str = "XNATD_SEND"
+    tls: ssl.SSLContext | None = None  # DICOM over TLS, checking the receiver's certificate
 
 
 def _meta(entry: StagedFile) -> tuple[str, str] | None:
@@ -63,7 +65,8 @@ def _send_batch(
     for sop_class, syntax in pairs[:MAX_CONTEXTS]:
         ae.add_requested_context(sop_class, [syntax])
     results: list[tuple[StagedFile, int | None, str]] = []
-    assoc = ae.associate(target.host, target.port, ae_title=target.called_ae)
+    tls_args = (target.tls, target.host) if target.tls is not None else None
+    assoc = ae.associate(target.host, target.port, ae_title=target.called_ae, tls_args=tls_args)
     try:
         if not assoc.is_established:
             return [(entry, None, "association not established") for entry, _ in batch]

@@ -17,10 +17,8 @@ any other pynetdicom SCP in the process is untouched.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import socket
 import struct
 import tempfile
 import time
@@ -314,13 +312,6 @@ class DataPhase:
             _discard(message.data)
 
 
-def _next_pdu_type(sock: QuickAckSocket) -> int | None:
-    with contextlib.suppress(OSError):
-        peeked = sock.recv(1, socket.MSG_PEEK)
-        return peeked[0] if peeked else None
-    return None
-
-
 def read_data_phase_natively() -> None:
     """Install the native data phase (idempotent; xnatd's acceptor associations only)."""
     if getattr(DULServiceProvider, "_xnatd_native", False):
@@ -332,7 +323,7 @@ def read_data_phase_natively() -> None:
         if (
             not isinstance(sock, QuickAckSocket)
             or self.state_machine.current_state != "Sta6"
-            or _next_pdu_type(sock) != P_DATA_TF
+            or sock.peek() != P_DATA_TF
         ):
             read_pdu_data(self)
             return

@@ -19,6 +19,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 from xnatd.config import Receiver
 from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.handoff import Load
+from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
 from xnatd.scp.transport import (
     QuickAckSocket,
     quick_ack_requests,
@@ -36,6 +37,7 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()
 wake_association_on_message()
 read_data_phase_natively()
+see_bytes_held_by_tls()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
@@ -138,6 +140,9 @@ class Listeners:
         place = self._place
         quick_ack_requests(
             server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
+        )
+        handshake_before_serving(
+            server, lambda: port_context(current()), self._load.closed if self._load else None
         )
         ae._servers.append(server)  # as start_server does: server.shutdown() removes it
         name = f"listener@{endpoint.host}:{endpoint.port}"

@@ -123,7 +123,7 @@ class Daemon:
                 registry=self.metrics.registry,
                 health=self.health,
             )
-            self.http = ApiServer(config.http.host, config.http.port, services)
+            self.http = ApiServer(config.http.host, config.http.port, services, config.http.tls)
             self.http.start()
         self.sweeper.start()
         if self.dispatcher is not None:

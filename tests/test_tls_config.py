@@ -104,3 +104,41 @@ def test_ae_titles_sharing_a_port_share_its_tls(tmp_path: Path, pki: Pki) -> Non
         "receivers[1].tls: port 11112 is shared with receivers[0], whose tls differs; "
         "AE titles sharing a port share its tls"
     ]
+
+
+def test_storage_commitment_and_its_peers(tmp_path: Path) -> None:
+    """``storage_commitment: off | durable | archived`` (YAML's bare off too) and
+    ``commitment_peers: {AE: host:port}``."""
+    good = write(
+        tmp_path,
+        [
+            {"ae_title": "A", "port": 11112, "storage_commitment": False},
+            {
+                "ae_title": "B",
+                "port": 11113,
+                "storage_commitment": "archived",
+                "commitment_peers": {"SCANNER": "10.0.0.5:104"},
+            },
+        ],
+    )
+    first, second = config.load(good).receivers
+    assert first.storage_commitment == "off"
+    assert (second.storage_commitment, second.commitment_peers) == (
+        "archived",
+        {"SCANNER": ("10.0.0.5", 104)},
+    )
+    bad = write(
+        tmp_path,
+        [
+            {
+                "ae_title": "A",
+                "port": 11112,
+                "storage_commitment": "sometimes",
+                "commitment_peers": {"SCANNER": "10.0.0.5"},
+            }
+        ],
+    )
+    assert problems(bad) == [
+        "receivers[0].storage_commitment: 'sometimes' is not one of off, durable, archived",
+        "receivers[0].commitment_peers.SCANNER: '10.0.0.5' is not host:port",
+    ]

@@ -28,6 +28,7 @@ DEFAULT_PATHS = ("/etc/xnatd/xnatd.yaml", "etc/xnatd.yaml")
 PREARCHIVE_POLICIES = ("manual", "auto-archive", "auto-archive-overwrite")
 ROLES = ("owner", "member", "collaborator")
 MAX_WORKERS = 32
+COMMITMENT_MODES = ("off", "durable", "archived")
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -63,6 +64,8 @@ class Receiver:
     default_project: str | None = None
     routing: RuleSet = RuleSet()
     tls: TLSSettings | None = None  # DICOM over TLS only (SPEC 10.4)
+    storage_commitment: str = "off"  # off | durable | archived (SPEC 10.4)
+    commitment_peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -506,6 +509,8 @@ class _Parser:
                     "default_project",
                     "routing",
                     "tls",
+                    "storage_commitment",
+                    "commitment_peers",
                 ),
             )
             title = raw.get("ae_title")
@@ -564,6 +569,14 @@ class _Parser:
                     default_project=default_project,
                     routing=self.rules(raw.get("routing"), f"{key}.routing"),
                     tls=tls,
+                    storage_commitment=self.choice(
+                        raw.get("storage_commitment"),
+                        f"{key}.storage_commitment",
+                        COMMITMENT_MODES,
+                    ),
+                    commitment_peers=self.peers(
+                        raw.get("commitment_peers"), f"{key}.commitment_peers"
+                    ),
                 )
             )
         return tuple(receivers)
@@ -594,6 +607,31 @@ class _Parser:
             self.problem(f"{key}.{exc.key}", str(exc))
             return None
         return TLSSettings(cert, private_key, paths["ca"], required, context)
+
+    def choice(self, value: Any, key: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (the first when unset); YAML's ``off`` reads as false."""
+        if value is None or value is False:
+            return allowed[0]
+        if value not in allowed:
+            self.problem(key, f"{value!r} is not one of {', '.join(allowed)}")
+            return allowed[0]
+        return str(value)
+
+    def peers(self, value: Any, key: str) -> dict[str, tuple[str, int]]:
+        """``{AE: host:port}``: where each requester takes reports on a new association."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, "must map AE titles to host:port")
+            return {}
+        peers: dict[str, tuple[str, int]] = {}
+        for title, address in value.items():
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self.problem(f"{key}.{title}", f"{address!r} is not host:port")
+                continue
+            peers[str(title)] = (host.strip("[]"), int(port))
+        return peers
 
     def same_tls_on_port(
         self, port: int, tls: TLSSettings | None, position: int, earlier: list[Receiver]

@@ -29,11 +29,13 @@ from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
+from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
 from xnatd.store import Store
+from xnatd.store.commitments import Commitments
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,7 @@ class Daemon:
         self.sweeper: Sweeper | None = None
         self.inbox: Inbox | None = None
         self.http: ApiServer | None = None
+        self.committer: Committer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -78,8 +81,12 @@ class Daemon:
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
 
+        commitments = Commitments(self.index)
+        answer_commitments = CommitmentService(commitments).handlers(self.associations)
+
         def handlers(receivers: Callable[[], Mapping[str, Receiver]]) -> list:
-            return event_handlers(self.intake, self.associations, receivers, self.metrics)
+            table = event_handlers(self.intake, self.associations, receivers, self.metrics)
+            return table + answer_commitments
 
         if self.worker:  # serves the connections the main process hands over
             handed = HandoffReceiver.from_environment(
@@ -126,6 +133,8 @@ class Daemon:
             self.http = ApiServer(config.http.host, config.http.port, services, config.http.tls)
             self.http.start()
         self.sweeper.start()
+        self.committer = Committer(commitments, lambda: self.config, self.node)
+        self.committer.start()
         if self.dispatcher is not None:
             self.workers = Workers(self.config_path, config.workers, self.dispatcher)
             self.workers.start()
@@ -208,6 +217,8 @@ class Daemon:
             self.inbox.stop()
         if self.sweeper is not None:
             self.sweeper.stop(wait=True)
+        if self.committer is not None:
+            self.committer.stop()
         if self.http is not None:
             self.http.shutdown()
         self.index.release_claims(self.node)

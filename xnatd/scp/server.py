@@ -17,6 +17,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
+from xnatd.scp.commitment import STORAGE_COMMITMENT
 from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.handoff import Load
 from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
@@ -109,6 +110,8 @@ class Listeners:
         ae = AE(ae_title=next(iter(self._receivers[endpoint])))
         ae.require_called_aet = False  # checked per receiver in EVT_REQUESTED
         ae.add_supported_context(Verification)
+        if any(r.storage_commitment != "off" for r in self._receivers[endpoint].values()):
+            ae.add_supported_context(STORAGE_COMMITMENT)
         ae.maximum_associations = MAX_ASSOCIATIONS
         ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA reads
         ae.network_timeout = NETWORK_TIMEOUT

@@ -138,6 +138,9 @@ def test_durable_commitment_is_reported_on_the_same_association(make_xnatd, dcm_
     assert sop_uids(info.ReferencedSOPSequence) == {_identity(p)[1] for p in paths}
     [failed] = info.FailedSOPSequence
     assert (failed.ReferencedSOPInstanceUID, failed.FailureReason) == (UNKNOWN[1], 0x0112)
+    # The requester's N-EVENT-REPORT-RSP is taken as such: the association is released.
+    [closed] = wait_for(lambda: xnatd.events("association_closed"))
+    assert closed["result"] == "released" and not xnatd.events("association_aborted")
 
 
 def test_archived_commitment_is_reported_on_a_new_association_once_archived(

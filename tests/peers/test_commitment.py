@@ -14,7 +14,7 @@ import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import Xnatd, free_port, postgres_schema, wait_for
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, StorageCommitmentPushModel
 
@@ -60,7 +60,7 @@ def store_and_request(
     with ``wait_here`` the report is awaited before release. Returns the N-ACTION status."""
     ae = AE(ae_title="SCANNER")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    ae.add_requested_context(MRImageStorage)
+    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)  # as the files are
     ae.add_requested_context(StorageCommitmentPushModel)
     assoc = ae.associate(
         "127.0.0.1", port, ae_title="XNAT", evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)]

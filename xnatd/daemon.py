@@ -81,7 +81,7 @@ class Daemon:
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
 
-        commitments = Commitments(self.index)
+        commitments = Commitments(self.index, self.store.audit)
         answer_commitments = CommitmentService(commitments).handlers(self.associations)
 
         def handlers(receivers: Callable[[], Mapping[str, Receiver]]) -> list:

@@ -69,7 +69,7 @@ Svc = Depends(services)
 
 
 def create_app(svc: Services) -> FastAPI:
-    from xnatd.api import dicomweb, experiments, prearchive, uploads
+    from xnatd.api import dicomweb, experiments, prearchive, receipts, uploads
 
     app = FastAPI(
         title="xnatd",
@@ -115,4 +115,5 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(prearchive.router)
     app.include_router(experiments.router)
     app.include_router(dicomweb.router)
+    app.include_router(receipts.router)
     return app

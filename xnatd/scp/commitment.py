@@ -213,6 +213,7 @@ class CommitmentService:
         )
         data = _encode(information, context.transfer_syntax)
         _log_report(transaction_uid, calling_ae, verdict, "same association")
+        self.commitments.reported(calling_ae, transaction_uid, verdict, "same association")
         return (
             answer(SUCCESS)
             + _pdus(context.context_id, report, 0x01, max_pdu)
@@ -328,6 +329,9 @@ class Committer:
             if transport is not None and transport.socket is not None:
                 transport.socket.close()
         _log_report(pending.transaction_uid, pending.calling_ae, verdict, f"{host}:{port}")
+        self.commitments.reported(
+            pending.calling_ae, pending.transaction_uid, verdict, f"{host}:{port}"
+        )
         return True
 
 

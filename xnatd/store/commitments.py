@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from xnatd.store.audit import AuditTrail
 from xnatd.store.index.base import Index, PendingCommitment
 
 # Failure Reason (0008,1197), PS3.3 C.14.1.1
@@ -24,8 +25,22 @@ class Verdict:
 
 
 class Commitments:
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, audit: AuditTrail | None = None) -> None:
         self.index = index
+        self.audit = audit
+
+    def reported(self, calling_ae: str, transaction_uid: str, verdict: Verdict, via: str) -> None:
+        """Audit a report sent (``xnatd receipts`` counts the committed instances)."""
+        if self.audit is not None:
+            self.audit.record(
+                "commitment",
+                actor=calling_ae,
+                session=None,
+                transaction_uid=transaction_uid,
+                committed=[uid for _, uid in verdict.committed],
+                failed=[[uid, reason] for _, uid, reason in verdict.failed],
+                via=via,
+            )
 
     def judge(self, instances: tuple[tuple[str, str], ...], mode: str) -> Verdict:
         """``durable``: every instance recorded is committed (its C-STORE success came

@@ -454,6 +454,20 @@ class Index(abc.ABC):
     def held_instances(self, sop_instance_uids: list[str]) -> dict[str, tuple[str, bool]]:
         """Of these UIDs, those xnatd holds: (SOP Class UID, archived) for each."""
 
+    # -- receipts ----------------------------------------------------------------
+    @abc.abstractmethod
+    def received_instances(self, *, calling_ae: str | None, since: float) -> list[dict[str, Any]]:
+        """Instances received since ``since`` (from ``calling_ae``, or anyone), where they
+        are now: calling_ae, sop_instance_uid, received, place (prearchive or archive),
+        session (prearchive PROJECT/TIMESTAMP/LABEL or the archived session's ID),
+        project, label, status."""
+
+    @abc.abstractmethod
+    def audit_events_since(
+        self, events: tuple[str, ...], *, since: float, actor: str | None
+    ) -> list[AuditEvent]:
+        """Events of these kinds since ``since``, by ``actor`` (or anyone)."""
+
     @abc.abstractmethod
     def schema_version(self) -> int: ...
 

@@ -438,6 +438,46 @@ class SqlIndex(Index):
                 held[row["sop_instance_uid"]] = (row["sop_class_uid"], True)
         return held
 
+    # -- receipts ----------------------------------------------------------------
+    def received_instances(self, *, calling_ae: str | None, since: float) -> list[dict[str, Any]]:
+        who = " AND i.calling_ae = ?" if calling_ae is not None else ""
+        params: tuple[Any, ...] = (since, calling_ae) if calling_ae is not None else (since,)
+        prearchived = self._rows(
+            "SELECT i.calling_ae, i.sop_instance_uid, i.received, 'prearchive' AS place,"
+            " p.project || '/' || p.timestamp || '/' || p.label AS session, p.project,"
+            " p.label, p.status FROM instances i JOIN prearchive p ON p.id = i.session_id"
+            " WHERE i.received >= ?" + who,
+            params,
+        )
+        archived = self._rows(
+            "SELECT i.calling_ae, i.sop_instance_uid, i.received, 'archive' AS place,"
+            " s.id AS session, s.project, s.label, s.status FROM archive_instances i"
+            " JOIN sessions s ON s.id = i.session_id WHERE i.received >= ?" + who,
+            params,
+        )
+        return sorted(prearchived + archived, key=lambda row: (row["received"], row["session"]))
+
+    def audit_events_since(
+        self, events: tuple[str, ...], *, since: float, actor: str | None
+    ) -> list[AuditEvent]:
+        marks = ", ".join("?" * len(events))
+        who = " AND actor = ?" if actor is not None else ""
+        rows = self._rows(
+            f"SELECT * FROM audit WHERE event IN ({marks}) AND time >= ?{who} ORDER BY id",
+            (*events, since, *((actor,) if actor is not None else ())),
+        )
+        return [
+            AuditEvent(
+                id=row["id"],
+                time=row["time"],
+                event=row["event"],
+                actor=row["actor"],
+                session=row["session"],
+                details=json.loads(row["details"]),
+            )
+            for row in rows
+        ]
+
     def schema_version(self) -> int:
         return int(self._rows("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"])
 

@@ -3,6 +3,7 @@ reports on the same association and on a new one, across a restart, with two nod
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, StorageCommitmentPushModel
+from tlscerts import make_pki
+
+from xnatd.tls import client_context, server_context
 
 WELL_KNOWN = "1.2.840.10008.1.20.1.1"
 UNKNOWN = ("1.2.840.10008.5.1.4.1.1.4", "1.2.826.0.1.3680043.8.498.999")  # never sent
@@ -54,7 +58,13 @@ def _identity(path: Path) -> tuple[str, str]:
 
 
 def store_and_request(
-    port: int, paths: list[Path], request: Dataset, reports: Reports, *, wait_here: bool
+    port: int,
+    paths: list[Path],
+    request: Dataset,
+    reports: Reports,
+    *,
+    wait_here: bool,
+    tls_args: tuple[ssl.SSLContext, str] | None = None,
 ) -> int:
     """C-STORE the files, then N-ACTION on the same association (as a scanner does);
     with ``wait_here`` the report is awaited before release. Returns the N-ACTION status."""
@@ -63,7 +73,11 @@ def store_and_request(
     ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)  # as the files are
     ae.add_requested_context(StorageCommitmentPushModel)
     assoc = ae.associate(
-        "127.0.0.1", port, ae_title="XNAT", evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)]
+        "127.0.0.1",
+        port,
+        ae_title="XNAT",
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)],
+        tls_args=tls_args,
     )
     try:
         assert assoc.is_established
@@ -222,3 +236,50 @@ def test_two_nodes_send_a_pending_report_once(
         assert len(reports.received) == 2
         sent = a.events("commitment_reported") + b.events("commitment_reported")
         assert len(sent) == 2
+
+
+def test_a_tls_receiver_reports_over_tls_with_its_certificate(
+    make_xnatd, dcm_dir: Path, tmp_path: Path
+) -> None:
+    """A receiver that speaks TLS only sends its later reports over TLS too: here to a
+    requester that accepts only peers the site CA signed."""
+    pki = make_pki(tmp_path / "pki")
+    reports = Reports()
+    ae = AE(ae_title="SCANNER")
+    ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+    port = free_port()
+    listening = server_context(pki.scanner.cert, pki.scanner.key, pki.ca.cert, True)
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)],
+        ssl_context=listening,
+    )
+    try:
+
+        def hook(settings: dict) -> None:
+            with_commitment("archived", port)(settings)
+            settings["receivers"][0]["tls"] = {
+                "cert": str(pki.server.cert),
+                "key": str(pki.server.key),
+                "ca": str(pki.ca.cert),
+                "require_client_cert": True,
+            }
+
+        xnatd = make_xnatd(hook=hook)
+        paths = mr_study("tls", dcm_dir)
+        context = client_context(pki.ca.cert, pki.scanner.cert, pki.scanner.key)
+        status = store_and_request(
+            xnatd.port,
+            paths,
+            commitment_request(paths),
+            Reports(),
+            wait_here=False,
+            tls_args=(context, "localhost"),
+        )
+        assert status == 0
+        assert reports.arrived.wait(timeout=30), "no report over TLS"
+        [(event_type, _)] = reports.received
+        assert event_type == 1
+    finally:
+        server.shutdown()

@@ -17,7 +17,7 @@ import itertools
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -33,6 +33,7 @@ from pynetdicom.presentation import build_role
 from xnatd.config import Config, Receiver
 from xnatd.store.commitments import Commitments, Verdict
 from xnatd.store.index.base import PendingCommitment
+from xnatd.tls import TLSError, client_context
 
 log = structlog.get_logger(__name__)
 
@@ -284,8 +285,8 @@ class Committer:
                 self.commitments.later(pending.transaction_uid, RETRY_AFTER)
 
     def _deliver(self, pending: PendingCommitment, verdict: Verdict) -> bool:
-        peers = _peers(self.config().receivers, pending.called_ae)
-        address = peers.get(pending.calling_ae)
+        receiver = _receiver(self.config().receivers, pending.called_ae)
+        address = receiver.commitment_peers.get(pending.calling_ae) if receiver else None
         if address is None:
             log.error(
                 "commitment_undeliverable",
@@ -300,7 +301,23 @@ class Committer:
         role = build_role(STORAGE_COMMITMENT, scu_role=False, scp_role=True)
         host, port = address
         event_type, information = event_information(pending.transaction_uid, verdict)
-        assoc = ae.associate(host, port, ae_title=pending.calling_ae, ext_neg=[role])
+        tls_args = None
+        if receiver is not None and receiver.tls is not None:
+            # A receiver that speaks TLS only reports over TLS too, with its own certificate.
+            tls = receiver.tls
+            try:
+                tls_args = (client_context(tls.ca, tls.cert, tls.key), host)
+            except TLSError as exc:
+                log.error(
+                    "commitment_undeliverable",
+                    transaction_uid=pending.transaction_uid,
+                    calling_ae=pending.calling_ae,
+                    reason=str(exc),
+                )
+                return False
+        assoc = ae.associate(
+            host, port, ae_title=pending.calling_ae, ext_neg=[role], tls_args=tls_args
+        )
         try:
             if not assoc.is_established:
                 log.warning(
@@ -335,8 +352,8 @@ class Committer:
         return True
 
 
-def _peers(receivers: tuple[Receiver, ...], called_ae: str) -> Mapping[str, tuple[str, int]]:
+def _receiver(receivers: tuple[Receiver, ...], called_ae: str) -> Receiver | None:
     for receiver in receivers:
         if receiver.ae_title == called_ae:
-            return receiver.commitment_peers
-    return {}
+            return receiver
+    return None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
@@ -111,7 +112,9 @@ class Listeners:
         ae.require_called_aet = False  # checked per receiver in EVT_REQUESTED
         ae.add_supported_context(Verification)
         if any(r.storage_commitment != "off" for r in self._receivers[endpoint].values()):
-            ae.add_supported_context(STORAGE_COMMITMENT)
+            ae.add_supported_context(
+                STORAGE_COMMITMENT, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+            )
         ae.maximum_associations = MAX_ASSOCIATIONS
         ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA reads
         ae.network_timeout = NETWORK_TIMEOUT

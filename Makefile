@@ -1,7 +1,7 @@
 # The two commands the README promises.
 CONFIG ?= etc/xnatd.yaml
 
-.PHONY: bench-ingest run test lint bench bench-scale
+.PHONY: bench-ingest run test lint bench bench-scale bench-tls
 
 run:            ## run the daemon on the embedded default (SQLite, var/, AE XNAT on 8104)
 	python3 -m xnatd run -c $(CONFIG)
@@ -23,3 +23,6 @@ bench-ingest:   ## issue 5's suite against storescp, Orthanc and bare pynetdicom
 
 bench-scale:    ## ingest and sessions list latency at 0, 10k and 100k sessions, both indexes
 	python3 bench/index_scale.py
+
+bench-tls:      ## DICOM over TLS against plain TCP, xnatd and Orthanc (about 10 min; --quick 4)
+	python3 bench/tls_ingest.py

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -85,6 +86,17 @@ class Xnatd:
     def http_port(self) -> int:
         return int(self.settings["http"]["listen"].rsplit(":", 1)[1])
 
+    @property
+    def http_url(self) -> str:
+        """The API's base URL: https:// when ``http.tls`` is set."""
+        scheme = "https" if self.settings["http"].get("tls") else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
+
+    def _urlopen(self, url: str, timeout: float) -> Any:
+        # The readiness probe and metrics do not check the test certificate.
+        context = ssl._create_unverified_context() if url.startswith("https") else None
+        return urllib.request.urlopen(url, timeout=timeout, context=context)
+
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings, sort_keys=False))
 
@@ -105,7 +117,7 @@ class Xnatd:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"xnatd exited with {self.process.returncode}:\n{self.log()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1):
+            with self._urlopen(f"{self.http_url}/healthz", timeout=1):
                 return True
         except urllib.error.HTTPError:
             return True  # up, but degraded (503): a receiver failed to start
@@ -167,8 +179,7 @@ class Xnatd:
         return wait_for(check, timeout=timeout, interval=0.2)
 
     def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.http_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with self._urlopen(f"{self.http_url}/metrics", timeout=5) as response:
             return response.read().decode()
 
 
@@ -232,6 +243,7 @@ def pynetdicom_send(
     hold_open: float = 0.0,
     on_status: Callable[[Path, int], None] | None = None,
     timeout: float = 30,
+    tls_args: tuple[Any, str] | None = None,
 ) -> list[int]:
     """Send files as they are (raw, not re-encoded) over one association; returns statuses.
 
@@ -250,7 +262,7 @@ def pynetdicom_send(
     _config.STORE_SEND_CHUNKED_DATASET = True
     assoc = None
     try:
-        assoc = ae.associate("127.0.0.1", port, ae_title=aec)
+        assoc = ae.associate("127.0.0.1", port, ae_title=aec, tls_args=tls_args)
         if not assoc.is_established:
             raise ConnectionError(f"association to {aec} on {port} not established")
         statuses = []

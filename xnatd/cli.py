@@ -390,6 +390,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_receipts(args: argparse.Namespace) -> int:
+    from xnatd.store.receipts import parse_since, receipts, with_iso_times
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    config = _load_config(args)
+    with _store(config) as store:
+        entries = with_iso_times(receipts(store.index, calling_ae=args.calling_ae, since=since))
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    if not entries:
+        print("(none)")
+    for entry in entries:
+        reasons = "; ".join(f"{count} {reason}" for reason, count in entry["rejections"].items())
+        print(
+            f"{entry['calling_ae'] or '(no DICOM sender)'}: received {entry['received']}, "
+            f"rejected {entry['rejected']}{f' ({reasons})' if reasons else ''}, "
+            f"committed {entry['committed']}"
+        )
+        for session in entry["sessions"]:
+            print(
+                f"  {session['place']:<10} {session['session']:<40} {session['status']:<10} "
+                f"{session['instances']:>6} instances  {session['first']} .. {session['last']}"
+            )
+    return EXIT_OK
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
     from xnatd.store.reindex import reindex
 
@@ -457,7 +487,15 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     from xnatd.intake.staging import HostileArchive
     from xnatd.sender import SendError, Target, collect, send
+    from xnatd.tls import TLSError, client_context
 
+    tls = None
+    if args.tls or args.cert or args.key or args.ca:
+        try:
+            tls = client_context(args.ca, args.cert, args.key)
+        except TLSError as exc:
+            print(f"xnatd: --{exc.key}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     staging = Path(tempfile.mkdtemp(prefix="xnatd-send-"))
     try:
         try:
@@ -468,7 +506,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         try:
             summary = send(
                 files,
-                Target(args.host, args.port, args.aec, args.aet),
+                Target(args.host, args.port, args.aec, args.aet, tls),
                 associations=max(1, args.associations),
                 retries=args.retries,
                 quiet=args.json,
@@ -718,6 +756,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--session", metavar="SESSION_ID")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
+    receipts = commands.add_parser(
+        "receipts", parents=[common], help="per sender: received, rejected, committed, where"
+    )
+    receipts.add_argument("--calling-ae", metavar="AE")
+    receipts.add_argument("--since", metavar="DATE", help="YYYY-MM-DD or ISO 8601 time (UTC)")
+    receipts.add_argument("--json", action="store_true")
+    receipts.set_defaults(func=cmd_receipts)
     reindex = commands.add_parser(
         "reindex",
         parents=[common],
@@ -746,6 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
     sender.add_argument("--associations", type=int, default=1)
     sender.add_argument("--retries", type=int, default=2)
     sender.add_argument("--json", action="store_true")
+    sender.add_argument("--tls", action="store_true", help="DICOM over TLS (1.2 or later)")
+    sender.add_argument("--cert", type=Path, help="our certificate (PEM), with --key")
+    sender.add_argument("--key", type=Path, help="the certificate's private key (PEM)")
+    sender.add_argument("--ca", type=Path, help="CA that signed the receiver's certificate")
     sender.set_defaults(func=cmd_send)
 
     users = commands.add_parser("users", help="HTTP users and their API tokens")

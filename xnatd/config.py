@@ -24,12 +24,14 @@ from xnatd.anon.script import Script, ScriptError
 from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
 from xnatd.scp.policy import AllowEntry, check_ae_title
+from xnatd.tls import TLSError, TLSSettings, server_context
 from xnatd.units import parse_duration, parse_size
 from xnatd.users import ROLES, USER_NAME, UsersError, UsersFile
 
 DEFAULT_PATHS = ("/etc/xnatd/xnatd.yaml", "etc/xnatd.yaml")
 PREARCHIVE_POLICIES = ("manual", "auto-archive", "auto-archive-overwrite")
 MAX_WORKERS = 32
+COMMITMENT_MODES = ("off", "durable", "archived")
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -77,6 +79,9 @@ class Receiver:
     anonymize: bool = True
     default_project: str | None = None
     routing: RuleSet = RuleSet()
+    tls: TLSSettings | None = None  # DICOM over TLS only (SPEC 10.4)
+    storage_commitment: str = "off"  # off | durable | archived (SPEC 10.4)
+    commitment_peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ class User:
 class Http:
     host: str
     port: int
+    tls: TLSSettings | None = None  # HTTPS only
 
 
 @dataclass(frozen=True)
@@ -657,7 +663,18 @@ class _Parser:
             raw = self.mapping(
                 item,
                 key,
-                ("ae_title", "port", "host", "allow", "anonymize", "default_project", "routing"),
+                (
+                    "ae_title",
+                    "port",
+                    "host",
+                    "allow",
+                    "anonymize",
+                    "default_project",
+                    "routing",
+                    "tls",
+                    "storage_commitment",
+                    "commitment_peers",
+                ),
             )
             title = raw.get("ae_title")
             try:
@@ -702,6 +719,9 @@ class _Parser:
                 self.problem(
                     f"{key}.default_project", f"{default_project!r} is not a configured project"
                 )
+            tls = self.tls(raw.get("tls"), f"{key}.tls", client_certs=True)
+            if port is not None:
+                self.same_tls_on_port(port, tls, position, receivers)
             receivers.append(
                 Receiver(
                     ae_title=title or "",
@@ -711,12 +731,87 @@ class _Parser:
                     anonymize=self.boolean(raw.get("anonymize"), f"{key}.anonymize", True),
                     default_project=default_project,
                     routing=self.rules(raw.get("routing"), f"{key}.routing"),
+                    tls=tls,
+                    storage_commitment=self.choice(
+                        raw.get("storage_commitment"),
+                        f"{key}.storage_commitment",
+                        COMMITMENT_MODES,
+                    ),
+                    commitment_peers=self.peers(
+                        raw.get("commitment_peers"), f"{key}.commitment_peers"
+                    ),
                 )
             )
         return tuple(receivers)
 
+    def tls(self, value: Any, key: str, client_certs: bool) -> TLSSettings | None:
+        """``tls: {cert, key[, ca, require_client_cert]}``, its context built now so
+        that an unreadable or mismatched file is reported by its key."""
+        if value is None:
+            return None
+        allowed = ("cert", "key", "ca", "require_client_cert") if client_certs else ("cert", "key")
+        raw = self.mapping(value, key, allowed)
+        paths: dict[str, Path | None] = {}
+        for name in ("cert", "key", "ca"):
+            text = self.string(raw.get(name), f"{key}.{name}")
+            paths[name] = self.base / text if text else None
+            if text is None and name != "ca" and isinstance(value, dict):
+                self.problem(f"{key}.{name}", "is required")
+        required = self.boolean(raw.get("require_client_cert"), f"{key}.require_client_cert", False)
+        if required and paths["ca"] is None:
+            self.problem(f"{key}.require_client_cert", f"needs {key}.ca, the CA that signs peers")
+            return None
+        cert, private_key = paths["cert"], paths["key"]
+        if cert is None or private_key is None:
+            return None
+        try:
+            context = server_context(cert, private_key, paths["ca"], required)
+        except TLSError as exc:
+            self.problem(f"{key}.{exc.key}", str(exc))
+            return None
+        return TLSSettings(cert, private_key, paths["ca"], required, context)
+
+    def choice(self, value: Any, key: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (the first when unset); YAML's ``off`` reads as false."""
+        if value is None or value is False:
+            return allowed[0]
+        if value not in allowed:
+            self.problem(key, f"{value!r} is not one of {', '.join(allowed)}")
+            return allowed[0]
+        return str(value)
+
+    def peers(self, value: Any, key: str) -> dict[str, tuple[str, int]]:
+        """``{AE: host:port}``: where each requester takes reports on a new association."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, "must map AE titles to host:port")
+            return {}
+        peers: dict[str, tuple[str, int]] = {}
+        for title, address in value.items():
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self.problem(f"{key}.{title}", f"{address!r} is not host:port")
+                continue
+            peers[str(title)] = (host.strip("[]"), int(port))
+        return peers
+
+    def same_tls_on_port(
+        self, port: int, tls: TLSSettings | None, position: int, earlier: list[Receiver]
+    ) -> None:
+        """AE titles sharing a port share its TLS: the handshake comes before the
+        called AE title is known."""
+        for index, other in enumerate(earlier):
+            if other.port == port and other.tls != tls:
+                self.problem(
+                    f"receivers[{position}].tls",
+                    f"port {port} is shared with receivers[{index}], whose tls differs; "
+                    "AE titles sharing a port share its tls",
+                )
+                return
+
     def http(self, value: Any) -> Http | None:
-        raw = self.mapping(value, "http", ("listen",))
+        raw = self.mapping(value, "http", ("listen", "tls"))
         listen = self.string(raw.get("listen"), "http.listen")
         if value is None or listen is None:
             return None
@@ -724,7 +819,8 @@ class _Parser:
         if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             self.problem("http.listen", f"{listen!r} is not HOST:PORT")
             return None
-        return Http(host=host.strip("[]"), port=int(port_text))
+        tls = self.tls(raw.get("tls"), "http.tls", client_certs=False)
+        return Http(host=host.strip("[]"), port=int(port_text), tls=tls)
 
     def users(self, value: Any, projects: Mapping[str, Project]) -> dict[str, User]:
         """Users in the config, or in the YAML file it names (``users: users.yaml``)."""

@@ -29,11 +29,13 @@ from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
+from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
 from xnatd.store import Store
+from xnatd.store.commitments import Commitments
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,7 @@ class Daemon:
         self.sweeper: Sweeper | None = None
         self.inbox: Inbox | None = None
         self.http: ApiServer | None = None
+        self.committer: Committer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
@@ -82,8 +85,12 @@ class Daemon:
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
 
+        commitments = Commitments(self.index, self.store.audit)
+        answer_commitments = CommitmentService(commitments).handlers(self.associations)
+
         def handlers(receivers: Callable[[], Mapping[str, Receiver]]) -> list:
-            return event_handlers(self.intake, self.associations, receivers, self.metrics)
+            table = event_handlers(self.intake, self.associations, receivers, self.metrics)
+            return table + answer_commitments
 
         if self.worker:  # serves the connections the main process hands over
             handed = HandoffReceiver.from_environment(
@@ -140,13 +147,15 @@ class Daemon:
                 registry=self.metrics.registry,
                 health=self.health,
             )
-            self.http = ApiServer(config.http.host, config.http.port, services)
+            self.http = ApiServer(config.http.host, config.http.port, services, config.http.tls)
             try:
                 self.http.start()
             except OSError as exc:
                 self.listeners.stop_accepting()
                 raise StartupError(f"HTTP (http.listen): {exc}") from None
         self.sweeper.start()
+        self.committer = Committer(commitments, lambda: self.config, self.node)
+        self.committer.start()
         if self.dispatcher is not None:
             self.workers = Workers(self.config_path, config.workers, self.dispatcher)
             self.workers.start()
@@ -249,6 +258,8 @@ class Daemon:
         if self.sweeper is not None:
             self.sweeper.stop(wait=True)
             self.sweeper.builder.pixels.close()
+        if self.committer is not None:
+            self.committer.stop()
         if self.http is not None:
             self.http.shutdown()
         self.index.release_claims(self.node)

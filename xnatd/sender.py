@@ -8,6 +8,7 @@ Works against xnatd, DCMTK storescp and Orthanc alike.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import warnings
 from collections import Counter
@@ -53,6 +54,7 @@ class Target:
     port: int
     called_ae: str
     calling_ae: str = "XNATD_SEND"
+    tls: ssl.SSLContext | None = None  # DICOM over TLS, checking the receiver's certificate
 
 
 def _meta(entry: StagedFile) -> tuple[str, str] | str:
@@ -118,6 +120,7 @@ def _send_batch(
         target.host,
         target.port,
         ae_title=target.called_ae,
+        tls_args=(target.tls, target.host) if target.tls is not None else None,
         evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
     )
     try:

@@ -23,6 +23,8 @@ from xnatd.store import Store
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = "not found"
+# Over HTTPS, browsers are told to use nothing else for this host for a year (RFC 6797).
+HSTS = "max-age=31536000"
 
 
 @dataclass
@@ -95,7 +97,7 @@ Svc = Depends(services)
 
 
 def create_app(svc: Services) -> FastAPI:
-    from xnatd.api import dicomweb, experiments, prearchive, uploads
+    from xnatd.api import dicomweb, experiments, prearchive, receipts, uploads
 
     app = FastAPI(
         title="xnatd",
@@ -112,6 +114,8 @@ def create_app(svc: Services) -> FastAPI:
     async def request_log(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
+        if request.url.scheme == "https":
+            response.headers["Strict-Transport-Security"] = HSTS
         log.info(
             "http_request",
             method=request.method,
@@ -140,4 +144,5 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(prearchive.router)
     app.include_router(experiments.router)
     app.include_router(dicomweb.router)
+    app.include_router(receipts.router)
     return app

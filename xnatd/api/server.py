@@ -8,12 +8,16 @@ import time
 import uvicorn
 
 from xnatd.api.app import Services, create_app
+from xnatd.tls import TLSSettings
 
 START_TIMEOUT = 10.0
 
 
 class ApiServer:
-    def __init__(self, host: str, port: int, services: Services) -> None:
+    def __init__(
+        self, host: str, port: int, services: Services, tls: TLSSettings | None = None
+    ) -> None:
+        """``tls``: HTTPS only, with that certificate and key (checked at config load)."""
         config = uvicorn.Config(
             create_app(services),
             host=host,
@@ -22,6 +26,8 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)

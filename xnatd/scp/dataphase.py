@@ -17,10 +17,8 @@ any other pynetdicom SCP in the process is untouched.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import socket
 import struct
 import tempfile
 import time
@@ -39,6 +37,7 @@ from xnatd.scp.dimse import (
     C_CANCEL_RQ,
     C_ECHO_RQ,
     C_STORE_RQ,
+    RESPONSE_BIT,
     Command,
     MalformedCommand,
     Reply,
@@ -53,6 +52,7 @@ log = structlog.get_logger(__name__)
 
 P_DATA_TF = 0x04
 VERIFICATION = "1.2.840.10008.1.1"
+N_ACTION_RQ = 0x0130  # Storage Commitment's request (scp/commitment.py answers it)
 CHUNK = 1 << 20  # the most read from the socket at once
 ESTABLISH_WAIT = 30.0  # longest a first request waits for EVT_ACCEPTED's handler to finish
 
@@ -123,6 +123,14 @@ class StoreRequest:
     AffectedSOPClassUID: str
     AffectedSOPInstanceUID: str
     data: Payload | None
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A complete N-ACTION request: its command set and data set, as received."""
+
+    command: bytes
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -260,11 +268,36 @@ class DataPhase:
             context = self._context(message.context_id)
             if command.command_field == C_CANCEL_RQ:
                 return  # nothing of ours runs long enough to cancel
-            reply = self._reply(command, context, message)
+            if command.command_field & RESPONSE_BIT:
+                return  # the peer's answer to our N-EVENT-REPORT: nothing to say back
+            if command.command_field == N_ACTION_RQ:
+                pdu = self._action(message, context)
+            else:
+                reply = self._reply(command, context, message)
+                response = encode_response(command, reply.status, reply.comment)
+                pdu = p_data_tf(message.context_id, response)
         finally:
             _discard(message.data)  # written durably by now, if it was kept
-        response = encode_response(command, reply.status, reply.comment)
-        self.dul.socket.send(p_data_tf(message.context_id, response))
+        self.dul.socket.send(pdu)
+
+    def _action(self, message: _Message, context: PresentationContextTuple) -> bytes:
+        """An N-ACTION: the EVT_N_ACTION handler gives every PDU to send back."""
+        command = message.command
+        assert command is not None
+        handler, args = self.assoc.get_handlers(evt.EVT_N_ACTION)
+        if handler is None:
+            return p_data_tf(message.context_id, encode_response(command, UNRECOGNIZED_OPERATION))
+        data = b""
+        if message.data is not None:
+            spilled = message.data.finish()
+            data = spilled.read_bytes() if spilled else message.data.getvalue()
+        request = ActionRequest(bytes(message.command_bytes), data)
+        self._wait_until_established()
+        try:
+            return handler(RequestEvent(self.assoc, request, context), *(args or ()))
+        except Exception:
+            log.exception("request_handler_failed", message_id=command.message_id)
+            return p_data_tf(message.context_id, encode_response(command, PROCESSING_FAILURE))
 
     def _reply(
         self, command: Command, context: PresentationContextTuple, message: _Message
@@ -331,13 +364,6 @@ def _failed(status: int, reason: str) -> Reply:
     return Reply(status, reason)
 
 
-def _next_pdu_type(sock: QuickAckSocket) -> int | None:
-    with contextlib.suppress(OSError):
-        peeked = sock.recv(1, socket.MSG_PEEK)
-        return peeked[0] if peeked else None
-    return None
-
-
 def read_data_phase_natively() -> None:
     """Install the native data phase (idempotent; xnatd's acceptor associations only)."""
     if getattr(DULServiceProvider, "_xnatd_native", False):
@@ -349,7 +375,7 @@ def read_data_phase_natively() -> None:
         if (
             not isinstance(sock, QuickAckSocket)
             or self.state_machine.current_state != "Sta6"
-            or _next_pdu_type(sock) != P_DATA_TF
+            or sock.peek() != P_DATA_TF
         ):
             read_pdu_data(self)
             return

@@ -21,6 +21,7 @@ NO_DATA_SET = 0x0101  # (0000,0800) CommandDataSetType: no data set follows
 _AFFECTED_SOP_CLASS_UID = 0x00000002
 _COMMAND_FIELD = 0x00000100
 _MESSAGE_ID = 0x00000110
+_MESSAGE_ID_RESPONDED_TO = 0x00000120  # in a response (the peer's to our N-EVENT-REPORT)
 _DATA_SET_TYPE = 0x00000800
 _AFFECTED_SOP_INSTANCE_UID = 0x00001000
 
@@ -77,9 +78,14 @@ def decode_command(data: bytes) -> Command:
         return _US.unpack(value)[0]
 
     data_set_type = values.get(_DATA_SET_TYPE)
+    command_field = number(_COMMAND_FIELD, "Command Field")
+    if command_field & RESPONSE_BIT:
+        message_id = number(_MESSAGE_ID_RESPONDED_TO, "Message ID Being Responded To")
+    else:
+        message_id = number(_MESSAGE_ID, "Message ID")
     return Command(
-        command_field=number(_COMMAND_FIELD, "Command Field"),
-        message_id=number(_MESSAGE_ID, "Message ID"),
+        command_field=command_field,
+        message_id=message_id,
         has_data_set=data_set_type is not None and data_set_type != _US.pack(NO_DATA_SET),
         affected_sop_class_uid=_text(values.get(_AFFECTED_SOP_CLASS_UID, b"")),
         affected_sop_instance_uid=_text(values.get(_AFFECTED_SOP_INSTANCE_UID, b"")),

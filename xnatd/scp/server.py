@@ -12,14 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
+from xnatd.scp.commitment import STORAGE_COMMITMENT
 from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.handoff import Load
 from xnatd.scp.negotiation import accept_storage_by_rule
+from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
 from xnatd.scp.transport import (
     QuickAckSocket,
     quick_ack_requests,
@@ -37,6 +40,7 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 wake_dul_on_io()
 wake_association_on_message()
 read_data_phase_natively()
+see_bytes_held_by_tls()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
@@ -108,6 +112,10 @@ class Listeners:
         ae = AE(ae_title=next(iter(self._receivers[endpoint])))
         ae.require_called_aet = False  # checked per receiver in EVT_REQUESTED
         ae.add_supported_context(Verification)
+        if any(r.storage_commitment != "off" for r in self._receivers[endpoint].values()):
+            ae.add_supported_context(
+                STORAGE_COMMITMENT, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+            )
         ae.maximum_associations = MAX_ASSOCIATIONS
         ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA reads
         ae.network_timeout = NETWORK_TIMEOUT
@@ -139,6 +147,9 @@ class Listeners:
         place = self._place
         quick_ack_requests(
             server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
+        )
+        handshake_before_serving(
+            server, lambda: port_context(current()), self._load.closed if self._load else None
         )
         ae._servers.append(server)  # as start_server does: server.shutdown() removes it
         name = f"listener@{endpoint.host}:{endpoint.port}"

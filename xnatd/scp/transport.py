@@ -71,6 +71,17 @@ class QuickAckSocket:
         self._acknowledge_at_once()
         return self._sock.recv_into(buffer, size, *flags)
 
+    def peek(self) -> int | None:
+        """The type of the next PDU, left unread; None once the connection is gone."""
+        with contextlib.suppress(OSError):
+            peeked = self.recv(1, socket.MSG_PEEK)
+            return peeked[0] if peeked else None
+        return None
+
+    def pending(self) -> int:
+        """Bytes received but held above the kernel (none here; TLS holds some)."""
+        return 0
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
@@ -124,6 +135,9 @@ class _WakeableClock(_TimeModule):
             bell = provider.__dict__["_xnatd_bell"] = os.pipe()
             os.set_blocking(bell[0], False)
             os.set_blocking(bell[1], False)
+        pending = getattr(connection, "pending", None)
+        if pending is not None and pending():  # decrypted by TLS already: select cannot see it
+            return
         try:
             ready, _, _ = select.select([connection, bell[0]], [], [], IDLE_WAIT)
         except (OSError, ValueError):  # closed under us: the reactor finds out itself

@@ -15,7 +15,7 @@ from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class Status(StrEnum):
@@ -45,6 +45,19 @@ class ArchiveStatus(StrEnum):
     ACTIVE = "active"
     QUARANTINE = "quarantine"
     DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class PendingCommitment:
+    """A Storage Commitment request (SPEC 10.4) whose N-EVENT-REPORT is still owed."""
+
+    transaction_uid: str
+    calling_ae: str  # the requester, who gets the report
+    called_ae: str  # the receiver it asked, which sends it
+    mode: str  # durable | archived
+    instances: tuple[tuple[str, str], ...]  # (SOP Class UID, SOP Instance UID)
+    requested: float
+    attempts: int = 0
 
 
 class SessionClosed(Exception):
@@ -448,6 +461,41 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def audit_events(self, session: str | None = None) -> list[AuditEvent]: ...
+
+    # -- storage commitment ------------------------------------------------------
+    @abc.abstractmethod
+    def add_commitment(self, commitment: PendingCommitment, *, next_try: float) -> None:
+        """Keep a request until its report is sent (a repeated Transaction UID replaces)."""
+
+    @abc.abstractmethod
+    def claim_commitments(self, *, now: float, node: str, lease: float) -> list[PendingCommitment]:
+        """Requests due a look, claimed for ``lease`` seconds so one node sends each."""
+
+    @abc.abstractmethod
+    def finish_commitment(self, transaction_uid: str) -> None:
+        """The report was delivered: forget the request."""
+
+    @abc.abstractmethod
+    def retry_commitment(self, transaction_uid: str, *, next_try: float) -> None:
+        """Not yet: let go of the claim and look again at ``next_try``."""
+
+    @abc.abstractmethod
+    def held_instances(self, sop_instance_uids: list[str]) -> dict[str, tuple[str, bool]]:
+        """Of these UIDs, those xnatd holds: (SOP Class UID, archived) for each."""
+
+    # -- receipts ----------------------------------------------------------------
+    @abc.abstractmethod
+    def received_instances(self, *, calling_ae: str | None, since: float) -> list[dict[str, Any]]:
+        """Instances received since ``since`` (from ``calling_ae``, or anyone), where they
+        are now: calling_ae, sop_instance_uid, received, place (prearchive or archive),
+        session (prearchive PROJECT/TIMESTAMP/LABEL or the archived session's ID),
+        project, label, status."""
+
+    @abc.abstractmethod
+    def audit_events_since(
+        self, events: tuple[str, ...], *, since: float, actor: str | None
+    ) -> list[AuditEvent]:
+        """Events of these kinds since ``since``, by ``actor`` (or anyone)."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

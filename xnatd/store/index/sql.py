@@ -23,6 +23,7 @@ from xnatd.store.index.base import (
     Finding,
     Index,
     InstanceRecord,
+    PendingCommitment,
     PrearchiveSession,
     RecordResult,
     ScanRow,
@@ -173,6 +174,22 @@ SCHEMA: list[str] = [
         what TEXT NOT NULL
     );
     CREATE INDEX findings_session ON findings (session_id, sop_instance_uid)
+    """,
+    """
+    CREATE TABLE commitments (
+        transaction_uid TEXT PRIMARY KEY,
+        calling_ae TEXT NOT NULL,
+        called_ae TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        instances TEXT NOT NULL,
+        requested {real} NOT NULL,
+        next_try {real} NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        claim_until {real}
+    );
+    CREATE INDEX instances_sop ON instances (sop_instance_uid);
+    CREATE INDEX archive_instances_sop ON archive_instances (sop_instance_uid)
     """,
 ]
 assert len(SCHEMA) == SCHEMA_VERSION
@@ -364,6 +381,128 @@ class SqlIndex(Index):
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
+
+    # -- storage commitment ------------------------------------------------------
+    def add_commitment(self, commitment: PendingCommitment, *, next_try: float) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "DELETE FROM commitments WHERE transaction_uid = ?", (commitment.transaction_uid,)
+            )
+            connection.execute(
+                "INSERT INTO commitments (transaction_uid, calling_ae, called_ae, mode,"
+                " instances, requested, next_try) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    commitment.transaction_uid,
+                    commitment.calling_ae,
+                    commitment.called_ae,
+                    commitment.mode,
+                    json.dumps([list(pair) for pair in commitment.instances]),
+                    commitment.requested,
+                    next_try,
+                ),
+            )
+
+    def claim_commitments(self, *, now: float, node: str, lease: float) -> list[PendingCommitment]:
+        with self._write() as connection:
+            rows = connection.execute(
+                "SELECT transaction_uid, calling_ae, called_ae, mode, instances, requested,"
+                " attempts FROM commitments WHERE next_try <= ?"
+                " AND (claim_until IS NULL OR claim_until < ?) ORDER BY next_try LIMIT 50"
+                + self.SKIP_LOCKED,
+                (now, now),
+            ).fetchall()
+            for row in rows:
+                connection.execute(
+                    "UPDATE commitments SET claimed_by = ?, claim_until = ?"
+                    " WHERE transaction_uid = ?",
+                    (node, now + lease, row[0]),
+                )
+        return [
+            PendingCommitment(
+                transaction_uid=row[0],
+                calling_ae=row[1],
+                called_ae=row[2],
+                mode=row[3],
+                instances=tuple((str(c), str(i)) for c, i in json.loads(row[4])),
+                requested=row[5],
+                attempts=row[6],
+            )
+            for row in rows
+        ]
+
+    def finish_commitment(self, transaction_uid: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "DELETE FROM commitments WHERE transaction_uid = ?", (transaction_uid,)
+            )
+
+    def retry_commitment(self, transaction_uid: str, *, next_try: float) -> None:
+        with self._write(flush=False) as connection:
+            connection.execute(
+                "UPDATE commitments SET next_try = ?, attempts = attempts + 1,"
+                " claimed_by = NULL, claim_until = NULL WHERE transaction_uid = ?",
+                (next_try, transaction_uid),
+            )
+
+    def held_instances(self, sop_instance_uids: list[str]) -> dict[str, tuple[str, bool]]:
+        held: dict[str, tuple[str, bool]] = {}
+        for start in range(0, len(sop_instance_uids), 500):  # SQLite's bound-variable limit
+            chunk = tuple(sop_instance_uids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT sop_instance_uid, sop_class_uid FROM instances"
+                f" WHERE sop_instance_uid IN ({marks})",
+                chunk,
+            ):
+                held.setdefault(row["sop_instance_uid"], (row["sop_class_uid"], False))
+            for row in self._rows(
+                f"SELECT a.sop_instance_uid, a.sop_class_uid FROM archive_instances a"
+                f" JOIN sessions s ON s.id = a.session_id"
+                f" WHERE s.status != 'deleted' AND a.sop_instance_uid IN ({marks})",
+                chunk,
+            ):
+                held[row["sop_instance_uid"]] = (row["sop_class_uid"], True)
+        return held
+
+    # -- receipts ----------------------------------------------------------------
+    def received_instances(self, *, calling_ae: str | None, since: float) -> list[dict[str, Any]]:
+        who = " AND i.calling_ae = ?" if calling_ae is not None else ""
+        params: tuple[Any, ...] = (since, calling_ae) if calling_ae is not None else (since,)
+        prearchived = self._rows(
+            "SELECT i.calling_ae, i.sop_instance_uid, i.received, 'prearchive' AS place,"
+            " p.project || '/' || p.timestamp || '/' || p.label AS session, p.project,"
+            " p.label, p.status FROM instances i JOIN prearchive p ON p.id = i.session_id"
+            " WHERE i.received >= ?" + who,
+            params,
+        )
+        archived = self._rows(
+            "SELECT i.calling_ae, i.sop_instance_uid, i.received, 'archive' AS place,"
+            " s.id AS session, s.project, s.label, s.status FROM archive_instances i"
+            " JOIN sessions s ON s.id = i.session_id WHERE i.received >= ?" + who,
+            params,
+        )
+        return sorted(prearchived + archived, key=lambda row: (row["received"], row["session"]))
+
+    def audit_events_since(
+        self, events: tuple[str, ...], *, since: float, actor: str | None
+    ) -> list[AuditEvent]:
+        marks = ", ".join("?" * len(events))
+        who = " AND actor = ?" if actor is not None else ""
+        rows = self._rows(
+            f"SELECT * FROM audit WHERE event IN ({marks}) AND time >= ?{who} ORDER BY id",
+            (*events, since, *((actor,) if actor is not None else ())),
+        )
+        return [
+            AuditEvent(
+                id=row["id"],
+                time=row["time"],
+                event=row["event"],
+                actor=row["actor"],
+                session=row["session"],
+                details=json.loads(row["details"]),
+            )
+            for row in rows
+        ]
 
     def schema_version(self) -> int:
         return int(self._rows("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"])

@@ -101,6 +101,7 @@ class Daemon:
             self.listeners = Listeners(handlers)
         self.listeners.apply(config.receivers)
         self.metrics.watch_state(self.index.count_by_status, data.root)
+        threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
             self.prearchive,
@@ -141,6 +142,17 @@ class Daemon:
             http=f"{config.http.host}:{config.http.port}" if config.http else None,
         )
         systemd.notify("READY=1\nSTATUS=receiving")
+
+    def _remove_stray_parts(self) -> None:
+        """Temporary files left by writers killed before their rename (off the start-up
+        path: it walks every folder of the data directory)."""
+        try:
+            removed = self.store.remove_stray_parts()
+        except OSError:
+            log.exception("stray_parts_sweep_failed")
+            return
+        if removed:
+            log.warning("stray_parts_removed", files=len(removed))
 
     def health(self) -> dict:
         failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}

@@ -35,6 +35,8 @@ class Builder:
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
+            if stray := self.prearchive.remove_stray_parts(session):
+                bound.warning("stray_parts_removed", files=[p.name for p in stray])
             records = self.prearchive.instances(session)  # digests taken here
             if adopted := self.prearchive.adopt_unrecorded(session, records):
                 bound.warning("unrecorded_files_adopted", files=len(adopted))

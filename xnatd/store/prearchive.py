@@ -30,6 +30,7 @@ from xnatd.store.durable import (
     makedirs_durable,
     readable,
     remove_empty_parents,
+    remove_stray_parts,
     write_durably,
 )
 from xnatd.store.index.base import (
@@ -264,6 +265,12 @@ class Prearchive:
         if adopted:
             self.index.adopt_instances(session.id, adopted)
         return adopted
+
+    def remove_stray_parts(self, session: PrearchiveSession) -> list[Path]:
+        """The session's abandoned temporary files (a writer killed before its rename):
+        in its folder, and its document's beside the folder."""
+        folder = self.data.session_dir(session.name)
+        return remove_stray_parts(folder) + remove_stray_parts(folder.parent, recursive=False)
 
     def read_instance_header(
         self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]

@@ -30,6 +30,7 @@ from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
 from xnatd.scp.dataphase import spill_large_data_sets
+from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
@@ -81,12 +82,17 @@ class Daemon:
         def handlers(receivers: Callable[[], Mapping[str, Receiver]]) -> list:
             return event_handlers(self.intake, self.associations, receivers, self.metrics)
 
+        self.guard = ConnectionGuard(config.associations, self.metrics)
+
         if self.worker:  # serves the connections the main process hands over
             handed = HandoffReceiver.from_environment(
                 lambda client, host, port: self.listeners.serve(client, host, port)
             )
             self.listeners = Listeners(
-                handlers, load=handed.load if handed else None, handed_only=True
+                handlers,
+                load=handed.load if handed else None,
+                handed_only=True,
+                guard=self.guard,
             )
             self.listeners.apply(config.receivers)
             if handed is not None:
@@ -96,9 +102,11 @@ class Daemon:
         if config.workers > 1:
             load = Load()
             self.dispatcher = Dispatcher(load)
-            self.listeners = Listeners(handlers, load=load, place=self.dispatcher.place)
+            self.listeners = Listeners(
+                handlers, load=load, place=self.dispatcher.place, guard=self.guard
+            )
         else:
-            self.listeners = Listeners(handlers)
+            self.listeners = Listeners(handlers, guard=self.guard)
         self.listeners.apply(config.receivers)
         self.metrics.watch_state(self.index.count_by_status, data.root)
         threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
@@ -197,6 +205,7 @@ class Daemon:
             log.warning("reload_needs_restart", keys=["site.data_dir", "index", "workers"])
         self.config = new
         self.prearchive.min_free_disk = new.site.min_free_disk
+        self.guard.settings = new.associations
         if self.sweeper is not None:
             self.sweeper.idle_timeout = new.site.session_idle_timeout
         self.listeners.apply(new.receivers)

@@ -18,6 +18,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
 from xnatd.scp.dataphase import read_data_phase_natively
+from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handoff import Load
 from xnatd.scp.transport import (
     QuickAckSocket,
@@ -77,12 +78,15 @@ class Listeners:
         load: Load | None = None,
         place: Callable[[socket.socket, str, int], bool] | None = None,
         handed_only: bool = False,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         """``load`` counts open associations; ``place`` may send an accepted connection to
-        a worker; ``handed_only``: a worker's servers, fed through ``serve``."""
+        a worker; ``handed_only``: a worker's servers, fed through ``serve``; ``guard``
+        admits each connection this process runs an association on."""
         self._handlers = handlers
         self._load = load
         self._place = place
+        self._guard = guard
         self._server_class = HandoffServer if handed_only else ThreadedAssociationServer
         self._servers: dict[Endpoint, AssociationServer] = {}
         self._receivers: dict[Endpoint, dict[str, Receiver]] = {}
@@ -107,7 +111,11 @@ class Listeners:
         ae = AE(ae_title=next(iter(self._receivers[endpoint])))
         ae.require_called_aet = False  # checked per receiver in EVT_REQUESTED
         ae.add_supported_context(Verification)
+        # The guard's associations.max_open is the limit; pynetdicom's own (which counts
+        # threads, and refuses without a word) only backs it up.
         ae.maximum_associations = MAX_ASSOCIATIONS
+        if self._guard is not None:
+            ae.maximum_associations = max(MAX_ASSOCIATIONS, 2 * self._guard.settings.max_open)
         ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA reads
         ae.network_timeout = NETWORK_TIMEOUT
         ae.acse_timeout = 30
@@ -119,6 +127,8 @@ class Listeners:
         handlers = self._handlers(current)
         if self._load is not None:
             handlers.append((evt.EVT_CONN_CLOSE, self._load.closed))
+        if self._guard is not None:
+            handlers.extend(self._guard.handlers())
         try:
             server = ae.make_server(
                 (endpoint.host, endpoint.port),
@@ -139,6 +149,8 @@ class Listeners:
         quick_ack_requests(
             server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
         )
+        if self._guard is not None:
+            self._guard.install(server)
         ae._servers.append(server)  # as start_server does: server.shutdown() removes it
         name = f"listener@{endpoint.host}:{endpoint.port}"
         threading.Thread(target=server.serve_forever, name=name, daemon=True).start()

@@ -300,6 +300,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     with _store(config) as store:
+        if not store.index.hold(exclusive=True):
+            raise Refused(
+                f"a running daemon holds {store.index}: stop it (every node), then reindex;"
+                " nothing was changed"
+            )
         report = reindex(store)
     print(
         f"reindexed {report.archived} archived and {report.prearchive} prearchive sessions, "
@@ -535,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = commands.add_parser(
         "reindex",
         parents=[common],
-        help="rebuild the index from the data directory (stop the daemon first)",
+        help="rebuild the index from the data directory (refused while a daemon runs)",
     )
     reindex.set_defaults(func=cmd_reindex)
 

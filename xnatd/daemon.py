@@ -69,6 +69,12 @@ class Daemon:
         data = self.store.data
         self.index = self.store.index
         self.prearchive = self.store.prearchive
+        # Held for the daemon's life: reindex refuses while any daemon holds it.
+        if not self.worker and not self.index.hold(exclusive=False):
+            self.store.close()
+            raise SystemExit(
+                f"xnatd: {self.index} is being rebuilt (xnatd reindex); start when it is done"
+            )
         # Whatever this node had open or was building died with its previous process.
         self.prearchive.forget_node(self.node)
         # Data sets too large to hold in memory spill here as they arrive.

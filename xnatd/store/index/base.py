@@ -420,6 +420,14 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def audit_events(self, session: str | None = None) -> list[AuditEvent]: ...
 
+    # -- who holds the index ---------------------------------------------------------
+    @abc.abstractmethod
+    def hold(self, *, exclusive: bool) -> bool:
+        """Hold the index until ``close`` (or this process dies): shared by each running
+        daemon, exclusive by ``reindex``. False, holding nothing, when it is held the
+        other way. The lock dies with its holder (a file lock, a PostgreSQL session's
+        advisory lock), so a killed daemon never leaves it behind."""
+
     @abc.abstractmethod
     def schema_version(self) -> int: ...
 

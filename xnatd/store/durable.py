@@ -46,7 +46,8 @@ def makedirs_durable(path: Path, stop: Path) -> None:
 # cannot be checked from here).
 STALE_PART_AGE = 3600.0
 _PART = re.compile(r"^\..+\.(\d+)@([^.]*)\.[0-9a-f]{8}\.part$")
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+# Short: a part's name is its file's (up to 204 characters) and this, within NAME_MAX.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16]
 
 
 def part_name(final: Path) -> Path:

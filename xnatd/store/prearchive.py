@@ -133,6 +133,8 @@ class Prearchive:
             if session is None:
                 try:
                     session = self.open_session(item)
+                except StoreRefused:
+                    raise
                 except Exception as exc:
                     raise StoreRefused(f"index unavailable: {exc}") from exc
             path = self.data.instance_path(session.name, scan, file_name)
@@ -189,7 +191,17 @@ class Prearchive:
         )
         if session.files == 0:
             # New (or still empty): record the routing decisions reindex cannot re-derive.
-            sidecar.write(self.data.session_dir(session.name), _sidecar(session), self.data.root)
+            # The row and the folder exist together or not at all: a row whose folder
+            # cannot be made would only ever become an ERROR session without files.
+            folder = self.data.session_dir(session.name)
+            try:
+                sidecar.write(folder, _sidecar(session), self.data.root)
+            except OSError as exc:
+                if self.index.delete_session_if_empty(session.id):
+                    remove_empty_parents(folder, self.data.prearchive)
+                raise StoreRefused(
+                    f"cannot create session folder {folder}: {exc.strerror or exc}"
+                ) from exc
         return session
 
     def session_dir(self, name: PrearchiveName) -> Path:

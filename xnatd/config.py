@@ -138,7 +138,7 @@ class Associations:
 
     artim_timeout: float = 10.0  # PS3.8 ARTIM: connected, no A-ASSOCIATE-RQ yet
     max_open: int = 64  # connections at once, per receiving process
-    max_per_peer: int = 16  # connections at once from one address, per receiving process
+    max_per_peer: int = 32  # connections at once from one address, per receiving process
 
 
 @dataclass(frozen=True)
@@ -649,7 +649,7 @@ class _Parser:
             self.problem("associations.artim_timeout", f"{artim:g}s is not within 0s and 10m")
             artim = 10.0
         max_open = self.count(raw.get("max_open"), "associations.max_open", 64)
-        per_peer = self.count(raw.get("max_per_peer"), "associations.max_per_peer", 16)
+        per_peer = self.count(raw.get("max_per_peer"), "associations.max_per_peer", 32)
         if per_peer > max_open:
             self.problem("associations.max_per_peer", f"{per_peer} is above associations.max_open")
         return Associations(artim_timeout=artim, max_open=max_open, max_per_peer=per_peer)

@@ -323,9 +323,15 @@ class Prearchive:
         status: Status,
         reason: str | None = None,
         xsi_type: str | None = None,
+        retry_at: float | None = None,
     ) -> bool:
         return self.index.finish_build(
-            session.id, node=node, status=status, reason=reason, xsi_type=xsi_type
+            session.id,
+            node=node,
+            status=status,
+            reason=reason,
+            xsi_type=xsi_type,
+            retry_at=retry_at,
         )
 
     def discard_if_empty(self, session: PrearchiveSession) -> bool:

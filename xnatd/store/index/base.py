@@ -14,7 +14,7 @@ from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Status(StrEnum):
@@ -76,6 +76,8 @@ class PrearchiveSession:
     created: float
     last_modified: float
     xsi_type: str | None = None
+    build_attempts: int = 0  # failed builds in a row that may succeed when retried
+    retry_at: float | None = None  # when the next of them is due (an ERROR session)
 
     @property
     def name(self) -> PrearchiveName:
@@ -205,7 +207,8 @@ class Index(abc.ABC):
     def claim_idle_sessions(
         self, *, now: float, idle_timeout: float, node: str, lease: float, limit: int = 16
     ) -> list[PrearchiveSession]:
-        """Move idle sessions with no open delivering association to BUILDING, for node."""
+        """Move idle sessions with no open delivering association to BUILDING, for node;
+        and ERROR sessions whose retry is due."""
 
     @abc.abstractmethod
     def finish_build(
@@ -216,8 +219,14 @@ class Index(abc.ABC):
         status: Status,
         reason: str | None,
         xsi_type: str | None,
+        retry_at: float | None = None,
     ) -> bool:
-        """BUILDING (claimed by node) -> READY or ERROR; False when files reopened it."""
+        """BUILDING (claimed by node) -> READY or ERROR; False when files reopened it.
+
+        ``retry_at``: an ERROR that may pass (no space, an I/O error): the session is
+        claimed again from that time and its ``build_attempts`` counts one more; without
+        it the count starts again from zero.
+        """
 
     @abc.abstractmethod
     def release_claims(self, node: str) -> int:

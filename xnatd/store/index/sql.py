@@ -159,13 +159,17 @@ SCHEMA: list[str] = [
     CREATE INDEX sessions_date ON sessions (date);
     CREATE INDEX subjects_label ON subjects (label)
     """,
+    """
+    ALTER TABLE prearchive ADD COLUMN build_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE prearchive ADD COLUMN retry_at {real}
+    """,
 ]
 assert len(SCHEMA) == SCHEMA_VERSION
 
 _SESSION_COLUMNS = (
     "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
     " (SELECT COUNT(DISTINCT scan) FROM instances i WHERE i.session_id = p.id) AS scans,"
-    " files, bytes, created, last_modified, xsi_type"
+    " files, bytes, created, last_modified, xsi_type, build_attempts, retry_at"
 )
 
 
@@ -278,6 +282,8 @@ def _session(row: dict[str, Any]) -> PrearchiveSession:
         created=row["created"],
         last_modified=row["last_modified"],
         xsi_type=row["xsi_type"],
+        build_attempts=row["build_attempts"],
+        retry_at=row["retry_at"],
     )
 
 
@@ -449,12 +455,13 @@ class SqlIndex(Index):
                 for row in connection.execute(
                     "SELECT id FROM prearchive p WHERE"
                     " ((status = 'RECEIVING' AND last_modified <= ?)"
-                    "  OR (status = 'BUILDING' AND claim_until < ?))"
+                    "  OR (status = 'BUILDING' AND claim_until < ?)"
+                    "  OR (status = 'ERROR' AND retry_at <= ?))"
                     " AND NOT EXISTS (SELECT 1 FROM association_sessions s"
                     "   JOIN associations a ON a.id = s.association_id"
                     "   WHERE s.session_id = p.id AND a.lease_until > ?)"
                     " ORDER BY last_modified LIMIT ?" + self.SKIP_LOCKED,
-                    (now - idle_timeout, now, now, limit),
+                    (now - idle_timeout, now, now, now, limit),
                 )
             ]
             if not ids:
@@ -479,13 +486,16 @@ class SqlIndex(Index):
         status: Status,
         reason: str | None,
         xsi_type: str | None,
+        retry_at: float | None = None,
     ) -> bool:
+        again = 0 if retry_at is None else 1  # count one more failure, or start again
         with self._write() as connection:
             cursor = connection.execute(
                 "UPDATE prearchive SET status = ?, reason = ?, xsi_type = ?,"
-                " claimed_by = NULL, claim_until = NULL"
+                " claimed_by = NULL, claim_until = NULL, retry_at = ?,"
+                " build_attempts = build_attempts * ? + ?"
                 " WHERE id = ? AND status = 'BUILDING' AND claimed_by = ?",
-                (status.value, reason, xsi_type, session_id, node),
+                (status.value, reason, xsi_type, retry_at, again, again, session_id, node),
             )
             return cursor.rowcount == 1
 
@@ -682,7 +692,7 @@ class SqlIndex(Index):
         with self._write() as connection:
             cursor = connection.execute(
                 "UPDATE prearchive SET status = ?, reason = ?, claimed_by = NULL,"
-                " claim_until = NULL WHERE id = ? AND status = ?",
+                " claim_until = NULL, retry_at = NULL WHERE id = ? AND status = ?",
                 (to.value, reason, session_id, expected.value),
             )
             return cursor.rowcount == 1

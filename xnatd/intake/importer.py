@@ -157,9 +157,43 @@ class Importer:
             peer=str(request.path),
             lease=IMPORT_LEASE,
         )
-        cache = SessionCache()
+        cache = SessionCache(written=[])
         explicit = Explicit(request.project, request.subject, request.session)
         progress = Progress("import", len(files), sum(f.size for f in files), quiet=quiet)
+        try:
+            self._receive_all(files, summary, cache, explicit, upload, progress, existing)
+            for name, count in cache.files_by_session.items():
+                self.store.audit.record(
+                    "receive",
+                    actor=request.actor,
+                    session=name,
+                    files=count,
+                    source="import",
+                    path=str(request.path),
+                )
+            created = {s.id for s in cache.sessions.values()} - existing
+            for session in cache.sessions.values():
+                bucket = (
+                    summary.sessions_created if session.id in created else summary.sessions_merged
+                )
+                bucket.append(str(session.name))
+            # Built while the upload still holds the sessions' idle timers: let go first,
+            # and the daemon's sweeper could claim one ("it is BUILDING") in between.
+            self._finish(cache, request, summary)
+        finally:
+            prearchive.association_closed(upload)
+
+    def _receive_all(
+        self,
+        files: list[StagedFile],
+        summary: ImportSummary,
+        cache: SessionCache,
+        explicit: Explicit,
+        upload: str,
+        progress: Progress,
+        existing: set[int],
+    ) -> None:
+        """Every file through the intake; on any failure, what this import wrote goes."""
         try:
             for entry in files:
                 outcome = self.intake.receive(
@@ -185,27 +219,13 @@ class Importer:
             raise
         finally:
             progress.finish()
-            prearchive.association_closed(upload)
-        for name, count in cache.files_by_session.items():
-            self.store.audit.record(
-                "receive",
-                actor=request.actor,
-                session=name,
-                files=count,
-                source="import",
-                path=str(request.path),
-            )
-        created = {s.id for s in cache.sessions.values()} - existing
-        for session in cache.sessions.values():
-            bucket = summary.sessions_created if session.id in created else summary.sessions_merged
-            bucket.append(str(session.name))
-        self._finish(cache, request, summary)
 
     def _roll_back(self, cache: SessionCache, existing: set[int]) -> None:
-        for session in cache.sessions.values():
-            if session.id not in existing:
-                self.store.prearchive.discard_session(session)
-        log.warning("import_rolled_back", sessions=[str(s.name) for s in cache.sessions.values()])
+        """Remove exactly the instances this import wrote, and the sessions it created
+        that are left empty; what others sent meanwhile stays."""
+        created = {s.id for s in cache.sessions.values()} - existing
+        removed, discarded = self.store.prearchive.roll_back(cache.written or [], created)
+        log.warning("import_rolled_back", instances=removed, sessions_removed=discarded)
 
     def _finish(self, cache: SessionCache, request: ImportRequest, summary: ImportSummary) -> None:
         """Build now; then archive (``--archive``) or let the project policy decide."""

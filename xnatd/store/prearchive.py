@@ -72,6 +72,7 @@ class StoredInstance:
     session: PrearchiveSession
     path: Path
     new_instance: bool
+    record: InstanceRecord | None = None
 
 
 def record_of_file(path: Path) -> InstanceRecord:
@@ -175,7 +176,9 @@ class Prearchive:
             if result.replaced_path:
                 # Same SOP instance sent again with another series/instance number.
                 (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)
-            return StoredInstance(session=session, path=path, new_instance=result.new_instance)
+            return StoredInstance(
+                session=session, path=path, new_instance=result.new_instance, record=record
+            )
         raise StoreRefused("the session kept closing while the file was being stored")
 
     def open_session(self, item: IncomingInstance) -> PrearchiveSession:
@@ -340,6 +343,9 @@ class Prearchive:
             return False
         folder = self.data.session_dir(session.name)
         (folder / sidecar.NAME).unlink(missing_ok=True)
+        for scan in sorted(folder.glob("SCANS/*/DICOM")):  # left empty by a roll-back
+            remove_empty_parents(scan, folder)
+        self.data.session_document(session.name).unlink(missing_ok=True)
         remove_empty_parents(folder, self.data.prearchive)
         return True
 
@@ -475,6 +481,32 @@ class Prearchive:
         self.index.replace_instances(session.id, kept)
         sidecar.write(folder, {**values, "rewritten_by": done_as}, self.data.root)
         return kept, dropped
+
+    def roll_back(
+        self, written: list[tuple[PrearchiveSession, InstanceRecord]], created: set[int]
+    ) -> tuple[int, list[str]]:
+        """Remove exactly these instances (an upload that failed wrote them): each row
+        that is still the one written, and its file; then each session in ``created``
+        left without a file. Instances others sent meanwhile, to these sessions or any
+        other, stay. Returns how many instances went and the sessions that went."""
+        removed = 0
+        by_session: dict[int, tuple[PrearchiveSession, list[InstanceRecord]]] = {}
+        for session, record in written:
+            by_session.setdefault(session.id, (session, []))[1].append(record)
+        for session, records in by_session.values():
+            gone = self.index.forget_instances(
+                session.id, [(r.sop_instance_uid, r.received) for r in records]
+            )
+            folder = self.data.session_dir(session.name)
+            for record in records:
+                if record.sop_instance_uid in gone:
+                    (folder / record.relative_path).unlink(missing_ok=True)
+                    removed += 1
+        discarded = []
+        for session, _ in by_session.values():
+            if session.id in created and self.discard_if_empty(session):
+                discarded.append(str(session.name))
+        return removed, discarded
 
     def discard_session(self, session: PrearchiveSession) -> None:
         """Forget a session an aborted upload created: never acknowledged, so not kept."""

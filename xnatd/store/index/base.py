@@ -246,6 +246,12 @@ class Index(abc.ABC):
         a row replaced since (another ``received``) keeps waiting for its own."""
 
     @abc.abstractmethod
+    def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:
+        """Remove the rows (SOP Instance UID, received) that are still as written (a
+        later write of the same instance has another ``received`` and stays); returns
+        the UIDs removed. The session's counts follow; its status stays."""
+
+    @abc.abstractmethod
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         """Record files found in the session's folder without rows; its status stays."""
 

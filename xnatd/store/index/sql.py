@@ -535,6 +535,25 @@ class SqlIndex(Index):
                 ],
             )
 
+    def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:
+        gone: set[str] = set()
+        size = 0
+        with self._write() as connection:
+            for uid, received in written:
+                row = connection.execute(
+                    "DELETE FROM instances WHERE session_id = ? AND sop_instance_uid = ?"
+                    " AND received = ? RETURNING size",
+                    (session_id, uid, received),
+                ).fetchone()
+                if row is not None:
+                    gone.add(uid)
+                    size += row[0]
+            connection.execute(
+                "UPDATE prearchive SET files = files - ?, bytes = bytes - ? WHERE id = ?",
+                (len(gone), size, session_id),
+            )
+        return gone
+
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         with self._write() as connection:
             added = [

@@ -91,6 +91,9 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # -- commands ------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from xnatd.memory import limit_arenas
+
+    limit_arenas()  # before any thread: see xnatd/memory.py
     path = Path(args.config or config_module.default_config_path())
     if not args.worker:
         config = config_module.load(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from xnatd import config as config_module
-from xnatd import logs, systemd
+from xnatd import logs, memory, systemd
 from xnatd.api.app import Services
 from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
@@ -41,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 HOUSEKEEPING = 60.0  # seconds between looks for archives left half done by a dead process
 DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
+GIVE_BACK = 60.0  # seconds between handing the allocator's free pages back (memory.py)
 
 
 class Daemon:
@@ -178,7 +179,11 @@ class Daemon:
         renewal = self.config.site.lease / 3  # a lease outlives two missed renewals
         next_renewal = time.monotonic() + renewal
         next_housekeeping = time.monotonic()
+        next_give_back = time.monotonic() + GIVE_BACK
         while not self.should_exit.wait(tick):
+            if time.monotonic() >= next_give_back:
+                next_give_back = time.monotonic() + GIVE_BACK
+                memory.give_back()
             if watchdog:
                 systemd.notify("WATCHDOG=1")
             if self.reload_requested:

@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +79,16 @@ class ConnectionGuard:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # -- what the listeners call ------------------------------------------------------
-    def install(self, server: Any) -> None:
-        """Admit each connection ``server`` is about to run an association on."""
+    def install(self, server: Any, on_refused: Callable[[], None] | None = None) -> None:
+        """Admit each connection ``server`` is about to run an association on;
+        ``on_refused`` hears of each one refused (no association will close it)."""
         original = server.process_request
 
         def process_request(request: Any, client_address: Any) -> None:
             if self.admit(request, client_address):
                 original(request, client_address)
+            elif on_refused is not None:
+                on_refused()
 
         server.process_request = process_request
         self.start()

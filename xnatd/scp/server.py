@@ -150,7 +150,7 @@ class Listeners:
             server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
         )
         if self._guard is not None:
-            self._guard.install(server)
+            self._guard.install(server, self._load.closed if self._load is not None else None)
         ae._servers.append(server)  # as start_server does: server.shutdown() removes it
         name = f"listener@{endpoint.host}:{endpoint.port}"
         threading.Thread(target=server.serve_forever, name=name, daemon=True).start()

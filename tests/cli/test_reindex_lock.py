@@ -7,12 +7,17 @@ session advisory lock for PostgreSQL), so a daemon killed with -9 lets go at onc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import Xnatd, postgres_schema, storescu_send
+
+from xnatd import config as config_module
+from xnatd.store import Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -50,3 +55,21 @@ def test_reindex_refuses_while_a_daemon_runs(
     done = xnatd.cli("reindex", check=False)
     assert done.returncode == 0, done.stderr
     assert "1 prearchive sessions" in done.stdout
+
+
+def test_a_daemon_does_not_start_while_reindex_holds_the_index(make_xnatd) -> None:
+    xnatd: Xnatd = make_xnatd(start=False)
+    config = config_module.load(xnatd.config_path)
+    store = Store.open(config)
+    try:
+        assert store.index.hold(exclusive=True)  # as reindex does
+        started = subprocess.run(
+            [sys.executable, "-m", "xnatd", "run", "-c", str(xnatd.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        store.close()
+    assert started.returncode == 1
+    assert "is being rebuilt (xnatd reindex)" in started.stderr.splitlines()[-1]

@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
@@ -323,7 +324,7 @@ EXIT_INTERRUPTED = 130
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
+    from xnatd.intake.importer import Importer, ImportFailed, ImportRequest, Interruption
     from xnatd.intake.intake import Intake
 
     config = _load_config(args)
@@ -339,7 +340,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             archive=args.archive,
             ignore_unparsable=args.ignore_unparsable,
             actor=_actor(),
+            interruption=(interruption := Interruption()),
         )
+        previous = signal.signal(signal.SIGINT, lambda *_: interruption.interrupt())
         try:
             summary = importer.run(request, quiet=args.json)
         except ImportFailed as exc:
@@ -348,6 +351,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("xnatd: import interrupted; nothing was imported", file=sys.stderr)
             return EXIT_INTERRUPTED
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if args.json:
         print(json.dumps(summary.__dict__, indent=2))
         return EXIT_OK

@@ -41,6 +41,26 @@ class ImportFailed(Exception):
     """Nothing was imported; the message says why."""
 
 
+class Interruption:
+    """A person's Ctrl-C on ``xnatd import``, taken where the roll-back can be exact.
+
+    While files are unpacked and checked, at once (KeyboardInterrupt); once they are
+    being stored, before the next file: an interrupt in the middle of a write could
+    leave a file the roll-back does not know of. A second one while storing still
+    waits (the roll-back itself must finish).
+    """
+
+    def __init__(self) -> None:
+        self.storing = False
+        self.requested = False
+
+    def interrupt(self) -> None:
+        """From a SIGINT handler."""
+        if not self.storing:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
 @dataclass(frozen=True)
 class ImportRequest:
     path: Path
@@ -51,6 +71,7 @@ class ImportRequest:
     overwrite: str = "append"  # the merge mode when archive is True
     ignore_unparsable: bool = False
     actor: str = "import"
+    interruption: Interruption | None = None  # the command line's Ctrl-C
 
 
 @dataclass
@@ -158,10 +179,9 @@ class Importer:
             lease=IMPORT_LEASE,
         )
         cache = SessionCache(written=[])
-        explicit = Explicit(request.project, request.subject, request.session)
         progress = Progress("import", len(files), sum(f.size for f in files), quiet=quiet)
         try:
-            self._receive_all(files, summary, cache, explicit, upload, progress, existing)
+            self._receive_all(files, request, summary, cache, upload, progress, existing)
             for name, count in cache.files_by_session.items():
                 self.store.audit.record(
                     "receive",
@@ -186,16 +206,21 @@ class Importer:
     def _receive_all(
         self,
         files: list[StagedFile],
+        request: ImportRequest,
         summary: ImportSummary,
         cache: SessionCache,
-        explicit: Explicit,
         upload: str,
         progress: Progress,
         existing: set[int],
     ) -> None:
         """Every file through the intake; on any failure, what this import wrote goes."""
+        explicit = Explicit(request.project, request.subject, request.session)
+        interruption = request.interruption or Interruption()
+        interruption.storing = True
         try:
             for entry in files:
+                if interruption.requested:
+                    raise KeyboardInterrupt
                 outcome = self.intake.receive(
                     Received(
                         file_payload(entry.path),
@@ -219,6 +244,7 @@ class Importer:
             raise
         finally:
             progress.finish()
+            interruption.storing = False
 
     def _roll_back(self, cache: SessionCache, existing: set[int]) -> None:
         """Remove exactly the instances this import wrote, and the sessions it created

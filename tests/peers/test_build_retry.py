@@ -27,7 +27,7 @@ def _fill(folder: Path) -> Path:
     return ballast
 
 
-def test_build_failed_for_lack_of_space_is_retried(
+def test_build_failed_for_lack_of_space_is_retried_after_a_restart(
     make_xnatd, mount_tmpfs, tmp_path: Path, dcm_dir: Path
 ) -> None:
     data = mount_tmpfs(tmp_path / "small", "4M")
@@ -53,7 +53,9 @@ def test_build_failed_for_lack_of_space_is_retried(
         [failed] = xnatd.wait_status("ERROR")
         assert "No space left" in failed["reason"] and "retry 1 in 5s" in failed["reason"]
 
+        xnatd.kill()  # the retry is due by the index, not by a timer in this process
         filled[0].unlink()  # space returns; nobody touches the session
+        xnatd.start()
         [ready] = xnatd.wait_status("READY", timeout=30)
         assert ready["files"] == 3
         folder = data / "prearchive" / ready["project"] / ready["timestamp"]

@@ -60,14 +60,27 @@ def _refused(xnatd: Xnatd, reason: str) -> float:
 def test_idle_and_half_sent_requests_do_not_lock_senders_out(
     make_xnatd, storescu: str, echoscu: str, dcm_dir: Path, sockets: list[socket.socket]
 ) -> None:
-    """The issue's case: 100 idle connections and 50 cut mid-request, then a sender."""
-    xnatd: Xnatd = make_xnatd()
+    """The issue's case: 100 idle connections and 50 cut mid-request hold every slot
+    (the default bounds, one process); a sender still gets in at once, long before the
+    ARTIM timeout frees anything."""
+
+    def one_process(settings: dict) -> None:
+        settings["workers"] = 1
+
+    xnatd: Xnatd = make_xnatd(hook=one_process)
     for _ in range(100):
         sockets.append(_connect(xnatd.port, "127.0.0.2"))
     for _ in range(50):
         sock = _connect(xnatd.port, "127.0.0.3")
         _half_request(sock)
         sockets.append(sock)
+    # 32 from each address take the 64 slots; the other 86 are refused. (Bounded, not
+    # asserted: a daemon without the guard counts nothing, and fails on echoscu.)
+    with contextlib.suppress(AssertionError):
+        wait_for(
+            lambda: _refused(xnatd, "max_per_peer") + _refused(xnatd, "max_open") == 86,
+            timeout=5,
+        )
     started = time.monotonic()
     echo = _echo(echoscu, xnatd.port)
     assert echo.returncode == 0, echo.stdout + echo.stderr
@@ -77,39 +90,34 @@ def test_idle_and_half_sent_requests_do_not_lock_senders_out(
     )
     sent = storescu_send(storescu, xnatd.port, paths)
     assert sent.returncode == 0, sent.stderr
-    assert time.monotonic() - started < 10
-    assert _refused(xnatd, "max_per_peer") > 0
+    assert time.monotonic() - started < 5  # the ARTIM timeout is 10 s
+    assert _refused(xnatd, "artim_timeout") == 0
+    assert _refused(xnatd, "evicted") >= 1  # the oldest silent one made room for echoscu
     refusals = xnatd.events("association_refused")
     assert any("associations.max_per_peer" in e["reason"] for e in refusals)
 
 
-def test_silent_connections_time_out_and_free_their_slots(
-    make_xnatd, echoscu: str, sockets: list[socket.socket]
-) -> None:
-    """ARTIM: a connection that sends nothing (or half a request) is closed after
-    associations.artim_timeout, and the slots it held take new senders."""
+def test_silent_connections_time_out(make_xnatd, sockets: list[socket.socket]) -> None:
+    """ARTIM: a connection that sends nothing, or half a request, is closed after
+    associations.artim_timeout, not before."""
 
     def limits(settings: dict) -> None:
         settings["workers"] = 1
         settings["associations"] = {"artim_timeout": "1s", "max_open": 6, "max_per_peer": 6}
 
     xnatd: Xnatd = make_xnatd(hook=limits)
+    started = time.monotonic()
     for index in range(6):
         sock = _connect(xnatd.port, "127.0.0.2")
         if index % 2:
             _half_request(sock)
         sockets.append(sock)
-    wait_for(lambda: _refused(xnatd, "artim_timeout") == 0 and len(sockets) == 6)
-    refused = _echo(echoscu, xnatd.port)
-    assert refused.returncode != 0  # every slot is taken: A-ASSOCIATE-RJ
-    assert _refused(xnatd, "max_open") == 1
     for sock in sockets:  # the server hangs up on each within the ARTIM timeout
         sock.settimeout(10)
         with contextlib.suppress(ConnectionResetError):
             assert sock.recv(1024) == b""
+    assert 0.9 < time.monotonic() - started < 5
     wait_for(lambda: _refused(xnatd, "artim_timeout") == 6, timeout=5)
-    echo = _echo(echoscu, xnatd.port)
-    assert echo.returncode == 0, echo.stdout + echo.stderr
 
 
 def test_a_peer_hanging_up_frees_its_slot_at_once(
@@ -127,10 +135,12 @@ def test_a_peer_hanging_up_frees_its_slot_at_once(
         if index % 2:
             _half_request(sock)
         sockets.append(sock)
-    wait_for(lambda: _echo(echoscu, xnatd.port).returncode != 0, timeout=5)
     for sock in sockets:
         sock.close()
-    started = time.monotonic()
-    wait_for(lambda: _echo(echoscu, xnatd.port).returncode == 0, timeout=10, interval=0.2)
-    assert time.monotonic() - started < 5
-    assert _refused(xnatd, "closed_before_request") == 6
+    wait_for(lambda: _refused(xnatd, "closed_before_request") == 6, timeout=3)
+    # Had they kept their slots, 127.0.0.2 would be at its bound of 6.
+    for _ in range(6):
+        sockets.append(_connect(xnatd.port, "127.0.0.2"))
+    echo = _echo(echoscu, xnatd.port)
+    assert echo.returncode == 0, echo.stdout + echo.stderr
+    assert _refused(xnatd, "max_per_peer") == 0

@@ -8,7 +8,9 @@ out. Here, per receiving process:
 
 - a connection is admitted only while fewer than ``max_open`` are open, and fewer
   than ``max_per_peer`` from its address; else it is answered A-ASSOCIATE-RJ
-  (transient, local limit exceeded) and closed;
+  (transient, local limit exceeded) and closed. When every slot is taken, the oldest
+  connection still without its request is closed to make room first: silent
+  connections from many addresses cannot hold the slots either;
 - a connection whose A-ASSOCIATE-RQ has not arrived whole within the ARTIM timeout
   (PS3.8 9.1.5), or whose peer closed before sending it, is closed and its slot freed
   at once (its association thread is woken as by pynetdicom's own timeout);
@@ -106,6 +108,7 @@ class ConnectionGuard:
         address = str(client_address[0]) if isinstance(client_address, tuple) else "local"
         peer = f"{address}:{client_address[1]}" if isinstance(client_address, tuple) else address
         now = time.monotonic()
+        self._make_room(address)
         with self._lock:
             if len(self._open) >= self.settings.max_open:
                 reason = f"{self.settings.max_open} connections open (associations.max_open)"
@@ -129,6 +132,24 @@ class ConnectionGuard:
             sock.shutdown(socket.SHUT_WR)
         with self._lock:
             self._draining.append(_Refused(sock, now + DRAIN))
+        return False
+
+    def _make_room(self, address: str) -> bool:
+        """Every slot taken: close the oldest connection still without its request. A
+        sender makes its request within milliseconds of connecting; silent connections
+        are what fills the slots, and the oldest of them is the first to go. True when
+        one went."""
+        with self._lock:
+            if len(self._open) < self.settings.max_open:
+                return False
+            if self._per_peer[address] >= self.settings.max_per_peer:
+                return False  # refused for its own bound, whatever room there is
+            waiting = [c for c in self._open.values() if not c.requested]
+        for victim in sorted(waiting, key=lambda c: c.admitted):
+            if self._give_up(
+                victim, "evicted", "closed to make room: every slot taken, no request yet"
+            ):
+                return True
         return False
 
     def open_count(self) -> int:
@@ -226,19 +247,20 @@ class ConnectionGuard:
         with self._lock:
             self._draining.extend(kept)
 
-    def _give_up(self, connection: _Connection, kind: str, reason: str) -> None:
-        """Close a connection that never made its request; wake its association thread."""
+    def _give_up(self, connection: _Connection, kind: str, reason: str) -> bool:
+        """Close a connection that never made its request; wake its association thread.
+        False when its request arrived meanwhile or it was given up already."""
         assoc = connection.assoc
         if assoc is None:
             if connection.requested or not self._release(connection):
-                return
+                return False
         else:
             primitives = assoc.dul.to_user_queue
             with primitives.mutex:
                 if primitives.queue or assoc.requestor.primitive is not None:
-                    return  # the request arrived meanwhile
+                    return False  # the request arrived meanwhile
                 if not self._release(connection):
-                    return  # given up already
+                    return False  # given up already
                 # What pynetdicom's own wait gives on its timeout: no primitive.
                 primitives.queue.append(None)
                 primitives.unfinished_tasks += 1
@@ -246,6 +268,7 @@ class ConnectionGuard:
         self._refused(kind, reason, connection.peer)
         with contextlib.suppress(OSError):
             connection.sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+        return True
 
 
 def _peer_closed(sock: Any) -> bool:

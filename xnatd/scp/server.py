@@ -42,7 +42,15 @@ MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
 
 
-class HandoffServer(ThreadedAssociationServer):
+class ListeningServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a deeper accept queue: socketserver's five let
+    a burst of connections (many senders, or an attack) drop new SYNs, each costing
+    its sender a retransmission of a second or more."""
+
+    request_queue_size = 512
+
+
+class HandoffServer(ListeningServer):
     """A worker's server for one receiver port: it serves the connections the main
     process hands over (``xnatd.scp.handoff``) and listens on no real port itself
     (an unused loopback port, as socketserver wants a socket)."""
@@ -87,7 +95,7 @@ class Listeners:
         self._load = load
         self._place = place
         self._guard = guard
-        self._server_class = HandoffServer if handed_only else ThreadedAssociationServer
+        self._server_class = HandoffServer if handed_only else ListeningServer
         self._servers: dict[Endpoint, AssociationServer] = {}
         self._receivers: dict[Endpoint, dict[str, Receiver]] = {}
         self.failed: dict[Endpoint, str] = {}

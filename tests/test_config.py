@@ -174,3 +174,24 @@ def test_users_may_live_in_their_own_file(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("alice: [unclosed\n")
     with pytest.raises(config.ConfigError, match=r"broken\.yaml"):
         load_text(tmp_path, "site: {data_dir: d}\nusers: broken.yaml\n")
+
+
+def test_association_limits_default_and_bad_values_are_named(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, "site: {data_dir: d}\n").associations
+    assert (loaded.artim_timeout, loaded.max_open, loaded.max_per_peer) == (10.0, 64, 32)
+    set_ = load_text(
+        tmp_path, "associations: {artim_timeout: 500ms, max_open: 8, max_per_peer: 2}\n"
+    ).associations
+    assert (set_.artim_timeout, set_.max_open, set_.max_per_peer) == (0.5, 8, 2)
+    found = problems(
+        tmp_path,
+        {"associations": {"artim_timeout": "0s", "max_open": 0, "max_per_peer": "x", "y": 1}},
+    )
+    assert sorted(p.split(":")[0] for p in found) == [
+        "associations.artim_timeout",
+        "associations.max_open",
+        "associations.max_per_peer",
+        "associations.y",
+    ]
+    found = problems(tmp_path, {"associations": {"max_open": 4, "max_per_peer": 5}})
+    assert found == ["associations.max_per_peer: 5 is above associations.max_open"]

@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
@@ -138,6 +139,9 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str], empty: str 
 
 # -- commands ------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from xnatd.memory import limit_arenas
+
+    limit_arenas()  # before any thread: see xnatd/memory.py
     path = Path(args.config or config_module.default_config_path())
     if not args.worker:
         config = config_module.load(path)
@@ -425,6 +429,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     with _store(config) as store:
+        if not store.index.hold(exclusive=True):
+            raise Refused(
+                f"a running daemon holds {store.index}: stop it (every node), then reindex;"
+                " nothing was changed"
+            )
         report = reindex(store)
     print(
         f"reindexed {report.archived} archived and {report.prearchive} prearchive sessions, "
@@ -440,7 +449,7 @@ EXIT_INTERRUPTED = 130
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
+    from xnatd.intake.importer import Importer, ImportFailed, ImportRequest, Interruption
     from xnatd.intake.intake import Intake
 
     config = _load_config(args)
@@ -456,7 +465,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             archive=args.archive,
             ignore_unparsable=args.ignore_unparsable,
             actor=_actor(),
+            interruption=(interruption := Interruption()),
         )
+        previous = signal.signal(signal.SIGINT, lambda *_: interruption.interrupt())
         try:
             summary = importer.run(request, quiet=args.json)
         except ImportFailed as exc:
@@ -465,6 +476,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("xnatd: import interrupted; nothing was imported", file=sys.stderr)
             return EXIT_INTERRUPTED
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if args.json:
         print(json.dumps(summary.__dict__, indent=2))
         return EXIT_OK
@@ -766,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = commands.add_parser(
         "reindex",
         parents=[common],
-        help="rebuild the index from the data directory (stop the daemon first)",
+        help="rebuild the index from the data directory (refused while a daemon runs)",
     )
     reindex.set_defaults(func=cmd_reindex)
 

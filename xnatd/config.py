@@ -155,6 +155,15 @@ class Inbox:
 
 
 @dataclass(frozen=True)
+class Associations:
+    """How long a connection may stay silent and how many one peer may hold."""
+
+    artim_timeout: float = 10.0  # PS3.8 ARTIM: connected, no A-ASSOCIATE-RQ yet
+    max_open: int = 64  # connections at once, per receiving process
+    max_per_peer: int = 32  # connections at once from one address, per receiving process
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     site: Site
@@ -170,6 +179,7 @@ class Config:
     workers: int = 1  # receiving processes (scp/handoff.py); "auto" in the file: one per core
     inbox: Inbox = Inbox()
     users_file: Path | None = None  # ``users: FILE``: where `xnatd users` writes
+    associations: Associations = Associations()
 
     def project(self, project_id: str) -> Project | None:
         """The configured project, or None (Unassigned has no configuration)."""
@@ -432,6 +442,7 @@ class _Parser:
                 "import",
                 "inbox",
                 "workers",
+                "associations",
             ),
         )
         site = self.site(top.get("site"))
@@ -449,6 +460,7 @@ class _Parser:
         imports = self.import_limits(top.get("import"))
         inbox = self.inbox(top.get("inbox"))
         workers = self.workers(top.get("workers", "auto"))
+        associations = self.associations(top.get("associations"))
         if self.problems:
             return None
         return Config(
@@ -465,6 +477,7 @@ class _Parser:
             inbox=inbox,
             workers=workers,
             users_file=users_file,
+            associations=associations,
             resolve_project=project_resolver({p.id: p.aliases for p in projects.values()}),
         )
 
@@ -877,6 +890,26 @@ class _Parser:
             max_ratio=float(ratio),
             max_entries=entries,
         )
+
+    def count(self, value: Any, key: str, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.problem(key, f"{value!r} is not a positive count")
+            return default
+        return value
+
+    def associations(self, value: Any) -> Associations:
+        raw = self.mapping(value, "associations", ("artim_timeout", "max_open", "max_per_peer"))
+        artim = self.duration(raw.get("artim_timeout"), "associations.artim_timeout", 10.0)
+        if not 0 < artim <= 600:
+            self.problem("associations.artim_timeout", f"{artim:g}s is not within 0s and 10m")
+            artim = 10.0
+        max_open = self.count(raw.get("max_open"), "associations.max_open", 64)
+        per_peer = self.count(raw.get("max_per_peer"), "associations.max_per_peer", 32)
+        if per_peer > max_open:
+            self.problem("associations.max_per_peer", f"{per_peer} is above associations.max_open")
+        return Associations(artim_timeout=artim, max_open=max_open, max_per_peer=per_peer)
 
     def workers(self, value: Any) -> int:
         """Receiving processes: a number, or ``auto`` for one per core."""

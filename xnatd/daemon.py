@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from xnatd import config as config_module
-from xnatd import logs, systemd
+from xnatd import logs, memory, systemd
 from xnatd.api.app import Services
 from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
@@ -31,6 +31,7 @@ from xnatd.metrics import Metrics
 from xnatd.operations import Operations
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
+from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
@@ -42,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 HOUSEKEEPING = 60.0  # seconds between looks for archives left half done by a dead process
 DRAIN_TIMEOUT = 30.0  # how long SIGTERM waits for open associations to finish
+GIVE_BACK = 60.0  # seconds between handing the allocator's free pages back (memory.py)
 
 
 class StartupError(Exception):
@@ -75,6 +77,12 @@ class Daemon:
         data = self.store.data
         self.index = self.store.index
         self.prearchive = self.store.prearchive
+        # Held for the daemon's life: reindex refuses while any daemon holds it.
+        if not self.worker and not self.index.hold(exclusive=False):
+            self.store.close()
+            raise SystemExit(
+                f"xnatd: {self.index} is being rebuilt (xnatd reindex); start when it is done"
+            )
         # Whatever this node had open or was building died with its previous process.
         self.prearchive.forget_node(self.node)
         # Data sets too large to hold in memory spill here as they arrive.
@@ -92,12 +100,17 @@ class Daemon:
             table = event_handlers(self.intake, self.associations, receivers, self.metrics)
             return table + answer_commitments
 
+        self.guard = ConnectionGuard(config.associations, self.metrics)
+
         if self.worker:  # serves the connections the main process hands over
             handed = HandoffReceiver.from_environment(
                 lambda client, host, port: self.listeners.serve(client, host, port)
             )
             self.listeners = Listeners(
-                handlers, load=handed.load if handed else None, handed_only=True
+                handlers,
+                load=handed.load if handed else None,
+                handed_only=True,
+                guard=self.guard,
             )
             self.listeners.apply(config.receivers)
             if handed is not None:
@@ -107,9 +120,11 @@ class Daemon:
         if config.workers > 1:
             load = Load()
             self.dispatcher = Dispatcher(load)
-            self.listeners = Listeners(handlers, load=load, place=self.dispatcher.place)
+            self.listeners = Listeners(
+                handlers, load=load, place=self.dispatcher.place, guard=self.guard
+            )
         else:
-            self.listeners = Listeners(handlers)
+            self.listeners = Listeners(handlers, guard=self.guard)
         self.listeners.apply(config.receivers)
         if self.listeners.failed:  # a receiver that cannot listen is a broken start
             self.listeners.stop_accepting()
@@ -120,6 +135,7 @@ class Daemon:
                 )
             )
         self.metrics.watch_state(self.index.count_by_status, data.root)
+        threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
         self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
         self.sweeper = Sweeper(
             self.prearchive,
@@ -172,6 +188,17 @@ class Daemon:
         )
         systemd.notify("READY=1\nSTATUS=receiving")
 
+    def _remove_stray_parts(self) -> None:
+        """Temporary files left by writers killed before their rename (off the start-up
+        path: it walks every folder of the data directory)."""
+        try:
+            removed = self.store.remove_stray_parts()
+        except OSError:
+            log.exception("stray_parts_sweep_failed")
+            return
+        if removed:
+            log.warning("stray_parts_removed", files=len(removed))
+
     def health(self) -> dict:
         failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}
         workers = dict(self.workers.given_up) if self.workers is not None else {}
@@ -189,7 +216,11 @@ class Daemon:
         next_renewal = time.monotonic() + renewal
         next_housekeeping = time.monotonic()
         users_seen = self._users_stamp()
+        next_give_back = time.monotonic() + GIVE_BACK
         while not self.should_exit.wait(tick):
+            if time.monotonic() >= next_give_back:
+                next_give_back = time.monotonic() + GIVE_BACK
+                memory.give_back()
             if watchdog:
                 systemd.notify("WATCHDOG=1")
             if not self.worker and self._users_stamp() != users_seen:
@@ -234,6 +265,7 @@ class Daemon:
             log.warning("reload_needs_restart", keys=["site.data_dir", "index", "workers"])
         self.config = new
         self.prearchive.min_free_disk = new.site.min_free_disk
+        self.guard.settings = new.associations
         if self.sweeper is not None:
             self.sweeper.idle_timeout = new.site.session_idle_timeout
         self.listeners.apply(new.receivers)

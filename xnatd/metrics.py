@@ -75,6 +75,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.associations_refused = Counter(
+            "xnatd_associations_refused",
+            "Connections refused or closed before an association, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.instances = Counter(
             "xnatd_instances_received",
             "Instances received by AE, calling AE and status",

@@ -6,6 +6,7 @@ sockets or disk. Rules are compiled once, when the configuration loads.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,24 @@ _RULE = re.compile(
 _NOT_LABEL_CHAR = re.compile(r"[^A-Za-z0-9_-]")
 
 
+# A label names a folder (and ``LABEL.xml``, and their temporary names while written):
+# well within the file system's 255 bytes a name.
+LABEL_MAX = 128
+
+
 def clean_label(value: str) -> str:
-    """Turn every character outside ``[A-Za-z0-9_-]`` into ``_`` (XNAT's ``Labels``)."""
-    return _NOT_LABEL_CHAR.sub("_", value.strip())
+    """Turn every character outside ``[A-Za-z0-9_-]`` into ``_`` (XNAT's ``Labels``).
+
+    A label longer than LABEL_MAX keeps its first characters and ends with ``_`` and
+    the first 12 hex digits of the SHA-256 of the whole cleaned label: the same long
+    value always gives the same label, and two that differ only past the cut do not
+    share one.
+    """
+    label = _NOT_LABEL_CHAR.sub("_", value.strip())
+    if len(label) <= LABEL_MAX:
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:12]
+    return f"{label[: LABEL_MAX - 13]}_{digest}"
 
 
 def _comment_pattern(key: str) -> re.Pattern[str]:

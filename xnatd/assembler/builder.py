@@ -7,6 +7,7 @@ yet digested (``Prearchive.instances``), in parallel.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +29,32 @@ log = structlog.get_logger(__name__)
 
 BURNED_IN_ANNOTATION, IMAGE_TYPE = 0x00280301, 0x00080008
 PIXEL_CHECK_TAGS = frozenset({BURNED_IN_ANNOTATION, IMAGE_TYPE})
+
+# A build that failed for one of these may pass later (space freed, a disk back): it
+# is retried with back-off. Any other failure (a damaged file) stays ERROR until a
+# person rebuilds, moves or deletes the session.
+TRANSIENT_ERRORS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EAGAIN,
+        errno.ENOMEM,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.EBUSY,
+        errno.EINTR,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+    }
+)
+RETRY_FIRST = 5.0  # seconds before the first retry; doubled each time
+RETRY_MAX = 600.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (from 1): 5, 10, 20 ... at most 10 min."""
+    return min(RETRY_MAX, RETRY_FIRST * 2 ** (attempt - 1))
 
 
 class Builder:
@@ -53,6 +80,8 @@ class Builder:
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
+            if stray := self.prearchive.remove_stray_parts(session):
+                bound.warning("stray_parts_removed", files=[p.name for p in stray])
             records = self.prearchive.instances(session)  # digests taken here
             if adopted := self.prearchive.adopt_unrecorded(session, records):
                 bound.warning("unrecorded_files_adopted", files=len(adopted))
@@ -66,8 +95,13 @@ class Builder:
             self._check_pixels(session, records)
         except (UnparsableDicom, OSError) as exc:
             reason = f"build failed: {exc}".replace("\n", " ")[:500]
+            retry_at = None
+            if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRORS:
+                delay = retry_delay(session.build_attempts + 1)
+                retry_at = time.time() + delay
+                reason += f"; retry {session.build_attempts + 1} in {delay:g}s"
             self.prearchive.finish_build(
-                session, node=self.node, status=Status.ERROR, reason=reason
+                session, node=self.node, status=Status.ERROR, reason=reason, retry_at=retry_at
             )
             self.metrics.sessions_built.labels(session.project, "error").inc()
             self.prearchive.audit("error", actor="xnatd", session=str(session.name), reason=reason)

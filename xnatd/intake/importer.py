@@ -40,6 +40,26 @@ class ImportFailed(Exception):
     """Nothing was imported; the message says why."""
 
 
+class Interruption:
+    """A person's Ctrl-C on ``xnatd import``, taken where the roll-back can be exact.
+
+    While files are unpacked and checked, at once (KeyboardInterrupt); once they are
+    being stored, before the next file: an interrupt in the middle of a write could
+    leave a file the roll-back does not know of. A second one while storing still
+    waits (the roll-back itself must finish).
+    """
+
+    def __init__(self) -> None:
+        self.storing = False
+        self.requested = False
+
+    def interrupt(self) -> None:
+        """From a SIGINT handler."""
+        if not self.storing:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
 @dataclass(frozen=True)
 class ImportRequest:
     path: Path
@@ -50,6 +70,7 @@ class ImportRequest:
     overwrite: str = "append"  # the merge mode when archive is True
     ignore_unparsable: bool = False
     actor: str = "import"
+    interruption: Interruption | None = None  # the command line's Ctrl-C
 
 
 @dataclass
@@ -151,11 +172,49 @@ class Importer:
             peer=str(request.path),
             lease=IMPORT_LEASE,
         )
-        cache = SessionCache()
-        explicit = Explicit(request.project, request.subject, request.session)
+        cache = SessionCache(written=[])
         progress = Progress("import", len(files), sum(f.size for f in files), quiet=quiet)
         try:
+            self._receive_all(files, request, summary, cache, upload, progress, existing)
+            for name, count in cache.files_by_session.items():
+                self.store.audit.record(
+                    "receive",
+                    actor=request.actor,
+                    session=name,
+                    files=count,
+                    source="import",
+                    path=str(request.path),
+                )
+            created = {s.id for s in cache.sessions.values()} - existing
+            for session in cache.sessions.values():
+                bucket = (
+                    summary.sessions_created if session.id in created else summary.sessions_merged
+                )
+                bucket.append(str(session.name))
+            # Built while the upload still holds the sessions' idle timers: let go first,
+            # and the daemon's sweeper could claim one ("it is BUILDING") in between.
+            self._finish(cache, request, summary)
+        finally:
+            prearchive.association_closed(upload)
+
+    def _receive_all(
+        self,
+        files: list[StagedFile],
+        request: ImportRequest,
+        summary: ImportSummary,
+        cache: SessionCache,
+        upload: str,
+        progress: Progress,
+        existing: set[int],
+    ) -> None:
+        """Every file through the intake; on any failure, what this import wrote goes."""
+        explicit = Explicit(request.project, request.subject, request.session)
+        interruption = request.interruption or Interruption()
+        interruption.storing = True
+        try:
             for entry in files:
+                if interruption.requested:
+                    raise KeyboardInterrupt
                 outcome = self.intake.receive(
                     Received(
                         file_payload(entry.path),
@@ -179,27 +238,14 @@ class Importer:
             raise
         finally:
             progress.finish()
-            prearchive.association_closed(upload)
-        for name, count in cache.files_by_session.items():
-            self.store.audit.record(
-                "receive",
-                actor=request.actor,
-                session=name,
-                files=count,
-                source="import",
-                path=str(request.path),
-            )
-        created = {s.id for s in cache.sessions.values()} - existing
-        for session in cache.sessions.values():
-            bucket = summary.sessions_created if session.id in created else summary.sessions_merged
-            bucket.append(str(session.name))
-        self._finish(cache, request, summary)
+            interruption.storing = False
 
     def _roll_back(self, cache: SessionCache, existing: set[int]) -> None:
-        for session in cache.sessions.values():
-            if session.id not in existing:
-                self.store.prearchive.discard_session(session)
-        log.warning("import_rolled_back", sessions=[str(s.name) for s in cache.sessions.values()])
+        """Remove exactly the instances this import wrote, and the sessions it created
+        that are left empty; what others sent meanwhile stays."""
+        created = {s.id for s in cache.sessions.values()} - existing
+        removed, discarded = self.store.prearchive.roll_back(cache.written or [], created)
+        log.warning("import_rolled_back", instances=removed, sessions_removed=discarded)
 
     def _finish(self, cache: SessionCache, request: ImportRequest, summary: ImportSummary) -> None:
         """Build now; then archive (``--archive``) or let the project policy decide."""

@@ -24,7 +24,7 @@ from xnatd.metrics import Metrics
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
 from xnatd.store.durable import Payload
-from xnatd.store.index.base import Finding, PrearchiveSession, SessionKey
+from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
 
@@ -71,6 +71,9 @@ class SessionCache:
 
     sessions: dict[SessionKey, PrearchiveSession] = field(default_factory=dict)
     files_by_session: dict[str, int] = field(default_factory=dict)
+    # An upload that may have to be rolled back lists what it wrote (None: not kept;
+    # an association's list would only grow).
+    written: list[tuple[PrearchiveSession, InstanceRecord]] | None = None
 
 
 def _mismatch(
@@ -210,6 +213,8 @@ class Intake:
         if cache is not None:
             cache.sessions[key] = stored.session
             cache.files_by_session[name] = cache.files_by_session.get(name, 0) + 1
+            if cache.written is not None and stored.new_instance and stored.record is not None:
+                cache.written.append((stored.session, stored.record))
         return Outcome(Result.STORED, session=name, study_uid=study_uid)
 
     def _check_headers(self, dataset: Dataset, wanted: Needles) -> tuple[Finding, ...]:

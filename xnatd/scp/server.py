@@ -20,6 +20,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 from xnatd.config import Receiver
 from xnatd.scp.commitment import STORAGE_COMMITMENT
 from xnatd.scp.dataphase import read_data_phase_natively
+from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handoff import Load
 from xnatd.scp.negotiation import accept_storage_by_rule
 from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
@@ -46,7 +47,15 @@ MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
 
 
-class HandoffServer(ThreadedAssociationServer):
+class ListeningServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a deeper accept queue: socketserver's five let
+    a burst of connections (many senders, or an attack) drop new SYNs, each costing
+    its sender a retransmission of a second or more."""
+
+    request_queue_size = 512
+
+
+class HandoffServer(ListeningServer):
     """A worker's server for one receiver port: it serves the connections the main
     process hands over (``xnatd.scp.handoff``) and listens on no real port itself
     (an unused loopback port, as socketserver wants a socket)."""
@@ -82,13 +91,16 @@ class Listeners:
         load: Load | None = None,
         place: Callable[[socket.socket, str, int], bool] | None = None,
         handed_only: bool = False,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         """``load`` counts open associations; ``place`` may send an accepted connection to
-        a worker; ``handed_only``: a worker's servers, fed through ``serve``."""
+        a worker; ``handed_only``: a worker's servers, fed through ``serve``; ``guard``
+        admits each connection this process runs an association on."""
         self._handlers = handlers
         self._load = load
         self._place = place
-        self._server_class = HandoffServer if handed_only else ThreadedAssociationServer
+        self._guard = guard
+        self._server_class = HandoffServer if handed_only else ListeningServer
         self._servers: dict[Endpoint, AssociationServer] = {}
         self._receivers: dict[Endpoint, dict[str, Receiver]] = {}
         self.failed: dict[Endpoint, str] = {}
@@ -116,7 +128,11 @@ class Listeners:
             ae.add_supported_context(
                 STORAGE_COMMITMENT, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
             )
+        # The guard's associations.max_open is the limit; pynetdicom's own (which counts
+        # threads, and refuses without a word) only backs it up.
         ae.maximum_associations = MAX_ASSOCIATIONS
+        if self._guard is not None:
+            ae.maximum_associations = max(MAX_ASSOCIATIONS, 2 * self._guard.settings.max_open)
         ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA reads
         ae.network_timeout = NETWORK_TIMEOUT
         ae.acse_timeout = 30
@@ -128,6 +144,8 @@ class Listeners:
         handlers = self._handlers(current)
         if self._load is not None:
             handlers.append((evt.EVT_CONN_CLOSE, self._load.closed))
+        if self._guard is not None:
+            handlers.extend(self._guard.handlers())
         try:
             server = ae.make_server(
                 (endpoint.host, endpoint.port),
@@ -148,6 +166,8 @@ class Listeners:
         quick_ack_requests(
             server, None if place is None else lambda c: place(c, endpoint.host, endpoint.port)
         )
+        if self._guard is not None:
+            self._guard.install(server, self._load.closed if self._load is not None else None)
         handshake_before_serving(
             server, lambda: port_context(current()), self._load.closed if self._load else None
         )

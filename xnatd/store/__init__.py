@@ -7,10 +7,12 @@ waiting for review), the archive, the audit trail and the index behind them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from xnatd.config import Config
 from xnatd.store.archive import ArchiveStore
 from xnatd.store.audit import AuditTrail
+from xnatd.store.durable import remove_stray_parts
 from xnatd.store.index import open_index
 from xnatd.store.index.base import Index
 from xnatd.store.layout import DataDir
@@ -55,6 +57,14 @@ class Store:
             archive=ArchiveStore(data, index),
             site_id=config.site.id,
         )
+
+    def remove_stray_parts(self) -> list[Path]:
+        """Temporary files of writers that died before their rename, in the prearchive
+        and the archive (at start-up; a session's own at its build)."""
+        removed = []
+        for folder in (self.data.prearchive, self.data.root / "archive"):
+            removed += remove_stray_parts(folder)
+        return removed
 
     def close(self) -> None:
         self.index.close()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,13 +38,86 @@ def makedirs_durable(path: Path, stop: Path) -> None:
         fsync_dir(folder.parent)
 
 
+# A temporary file is named ``.NAME.PID@HOST.RANDOM.part``: the writer's process and
+# host, so that a part whose writer is known to be dead can go at once; any other part
+# goes once untouched for STALE_PART_AGE. A writer touches its part at every chunk and
+# holds it for an fsync and a rename after the last one: nothing live leaves a part an
+# hour old (a writer on another node sharing the data directory included, whose pid
+# cannot be checked from here).
+STALE_PART_AGE = 3600.0
+_PART = re.compile(r"^\..+\.(\d+)@([^.]*)\.[0-9a-f]{8}\.part$")
+# Short: a part's name is its file's (up to 204 characters) and this, within NAME_MAX.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:16]
+
+
+def part_name(final: Path) -> Path:
+    """The temporary name beside ``final`` a writer in this process uses."""
+    return final.with_name(f".{final.name}.{os.getpid()}@{_HOST}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def abandoned_part(path: Path, now: float | None = None) -> bool:
+    """Whether ``path`` is a temporary file no live writer owns.
+
+    Its writer (named in the part) ran on this host and is gone, or the part has not
+    been touched for STALE_PART_AGE. A part whose writer's pid is alive is kept even if
+    the pid was reused: it goes by age instead.
+    """
+    match = _PART.match(path.name)
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > STALE_PART_AGE:
+        return path.name.endswith(".part") and path.name.startswith(".")
+    if match is None or match.group(2) != _HOST:
+        return False
+    pid = int(match.group(1))
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stray_parts(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the abandoned temporary files under ``folder``; returns them.
+
+    A writer killed between its fsync and its rename leaves ``.NAME...part`` beside
+    the file it meant to write; nothing else would ever remove it.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    stack = [str(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if entry.name.endswith(".part") and entry.name.startswith("."):
+                path = Path(entry.path)
+                if entry.is_file(follow_symlinks=False) and abandoned_part(path, now):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+            elif recursive and entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return removed
+
+
 def write_durably(path: Path, data: Payload, root: Path) -> None:
     """Write data at path atomically: temp file, fsync, rename, fsync the folder.
 
     No partial file remains if anything fails. A spooled file is copied in chunks.
     """
     makedirs_durable(path.parent, root)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    temporary = part_name(path)
     try:
         with open(temporary, "wb") as handle:
             for chunk in chunks_of(data):
@@ -63,7 +139,7 @@ def move_durably(source: Path, target: Path, root: Path) -> None:
     except OSError as exc:
         if exc.errno != 18:  # EXDEV: another file system
             raise
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        temporary = part_name(target)
         try:
             with open(source, "rb") as reader, open(temporary, "wb") as writer:
                 shutil.copyfileobj(reader, writer, 1 << 20)

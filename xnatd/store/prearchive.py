@@ -30,6 +30,7 @@ from xnatd.store.durable import (
     makedirs_durable,
     readable,
     remove_empty_parents,
+    remove_stray_parts,
     write_durably,
 )
 from xnatd.store.index.base import (
@@ -75,6 +76,7 @@ class StoredInstance:
     session: PrearchiveSession
     path: Path
     new_instance: bool
+    record: InstanceRecord | None = None
 
 
 def record_of_file(path: Path) -> InstanceRecord:
@@ -136,6 +138,8 @@ class Prearchive:
             if session is None:
                 try:
                     session = self.open_session(item)
+                except StoreRefused:
+                    raise
                 except Exception as exc:
                     raise StoreRefused(f"index unavailable: {exc}") from exc
             path = self.data.instance_path(session.name, scan, file_name)
@@ -180,7 +184,9 @@ class Prearchive:
             if result.replaced_path:
                 # Same SOP instance sent again with another series/instance number.
                 (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)
-            return StoredInstance(session=session, path=path, new_instance=result.new_instance)
+            return StoredInstance(
+                session=session, path=path, new_instance=result.new_instance, record=record
+            )
         raise StoreRefused("the session kept closing while the file was being stored")
 
     def open_session(self, item: IncomingInstance) -> PrearchiveSession:
@@ -196,7 +202,17 @@ class Prearchive:
         )
         if session.files == 0:
             # New (or still empty): record the routing decisions reindex cannot re-derive.
-            sidecar.write(self.data.session_dir(session.name), _sidecar(session), self.data.root)
+            # The row and the folder exist together or not at all: a row whose folder
+            # cannot be made would only ever become an ERROR session without files.
+            folder = self.data.session_dir(session.name)
+            try:
+                sidecar.write(folder, _sidecar(session), self.data.root)
+            except OSError as exc:
+                if self.index.delete_session_if_empty(session.id):
+                    remove_empty_parents(folder, self.data.prearchive)
+                raise StoreRefused(
+                    f"cannot create session folder {folder}: {exc.strerror or exc}"
+                ) from exc
         return session
 
     def session_dir(self, name: PrearchiveName) -> Path:
@@ -299,6 +315,12 @@ class Prearchive:
         """Where one recorded file of a session lies (for a check that reads pixels)."""
         return self.data.session_dir(session.name) / record.relative_path
 
+    def remove_stray_parts(self, session: PrearchiveSession) -> list[Path]:
+        """The session's abandoned temporary files (a writer killed before its rename):
+        in its folder, and its document's beside the folder."""
+        folder = self.data.session_dir(session.name)
+        return remove_stray_parts(folder) + remove_stray_parts(folder.parent, recursive=False)
+
     def read_instance_header(
         self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]
     ) -> dict[int, str]:
@@ -338,9 +360,15 @@ class Prearchive:
         status: Status,
         reason: str | None = None,
         xsi_type: str | None = None,
+        retry_at: float | None = None,
     ) -> bool:
         return self.index.finish_build(
-            session.id, node=node, status=status, reason=reason, xsi_type=xsi_type
+            session.id,
+            node=node,
+            status=status,
+            reason=reason,
+            xsi_type=xsi_type,
+            retry_at=retry_at,
         )
 
     def discard_if_empty(self, session: PrearchiveSession) -> bool:
@@ -349,6 +377,9 @@ class Prearchive:
             return False
         folder = self.data.session_dir(session.name)
         (folder / sidecar.NAME).unlink(missing_ok=True)
+        for scan in sorted(folder.glob("SCANS/*/DICOM")):  # left empty by a roll-back
+            remove_empty_parents(scan, folder)
+        self.data.session_document(session.name).unlink(missing_ok=True)
         remove_empty_parents(folder, self.data.prearchive)
         return True
 
@@ -484,6 +515,32 @@ class Prearchive:
         self.index.replace_instances(session.id, kept)
         sidecar.write(folder, {**values, "rewritten_by": done_as}, self.data.root)
         return kept, dropped
+
+    def roll_back(
+        self, written: list[tuple[PrearchiveSession, InstanceRecord]], created: set[int]
+    ) -> tuple[int, list[str]]:
+        """Remove exactly these instances (an upload that failed wrote them): each row
+        that is still the one written, and its file; then each session in ``created``
+        left without a file. Instances others sent meanwhile, to these sessions or any
+        other, stay. Returns how many instances went and the sessions that went."""
+        removed = 0
+        by_session: dict[int, tuple[PrearchiveSession, list[InstanceRecord]]] = {}
+        for session, record in written:
+            by_session.setdefault(session.id, (session, []))[1].append(record)
+        for session, records in by_session.values():
+            gone = self.index.forget_instances(
+                session.id, [(r.sop_instance_uid, r.received) for r in records]
+            )
+            folder = self.data.session_dir(session.name)
+            for record in records:
+                if record.sop_instance_uid in gone:
+                    (folder / record.relative_path).unlink(missing_ok=True)
+                    removed += 1
+        discarded = []
+        for session, _ in by_session.values():
+            if session.id in created and self.discard_if_empty(session):
+                discarded.append(str(session.name))
+        return removed, discarded
 
     def discard_session(self, session: PrearchiveSession) -> None:
         """Forget a session an aborted upload created: never acknowledged, so not kept."""

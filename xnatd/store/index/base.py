@@ -15,7 +15,7 @@ from typing import Any
 
 from xnatd.store.layout import PrearchiveName
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class Status(StrEnum):
@@ -91,6 +91,8 @@ class PrearchiveSession:
     created: float
     last_modified: float
     xsi_type: str | None = None
+    build_attempts: int = 0  # failed builds in a row that may succeed when retried
+    retry_at: float | None = None  # when the next of them is due (an ERROR session)
 
     @property
     def name(self) -> PrearchiveName:
@@ -247,7 +249,8 @@ class Index(abc.ABC):
     def claim_idle_sessions(
         self, *, now: float, idle_timeout: float, node: str, lease: float, limit: int = 16
     ) -> list[PrearchiveSession]:
-        """Move idle sessions with no open delivering association to BUILDING, for node."""
+        """Move idle sessions with no open delivering association to BUILDING, for node;
+        and ERROR sessions whose retry is due."""
 
     @abc.abstractmethod
     def finish_build(
@@ -258,8 +261,14 @@ class Index(abc.ABC):
         status: Status,
         reason: str | None,
         xsi_type: str | None,
+        retry_at: float | None = None,
     ) -> bool:
-        """BUILDING (claimed by node) -> READY or ERROR; False when files reopened it."""
+        """BUILDING (claimed by node) -> READY or ERROR; False when files reopened it.
+
+        ``retry_at``: an ERROR that may pass (no space, an I/O error): the session is
+        claimed again from that time and its ``build_attempts`` counts one more; without
+        it the count starts again from zero.
+        """
 
     @abc.abstractmethod
     def release_claims(self, node: str) -> int:
@@ -277,6 +286,12 @@ class Index(abc.ABC):
     def set_digests(self, session_id: int, digests: list[tuple[str, float, str]]) -> None:
         """Record (SOP Instance UID, received, MD5) for rows still without a digest;
         a row replaced since (another ``received``) keeps waiting for its own."""
+
+    @abc.abstractmethod
+    def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:
+        """Remove the rows (SOP Instance UID, received) that are still as written (a
+        later write of the same instance has another ``received`` and stays); returns
+        the UIDs removed. The session's counts follow; its status stays."""
 
     @abc.abstractmethod
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
@@ -496,6 +511,14 @@ class Index(abc.ABC):
         self, events: tuple[str, ...], *, since: float, actor: str | None
     ) -> list[AuditEvent]:
         """Events of these kinds since ``since``, by ``actor`` (or anyone)."""
+
+    # -- who holds the index ---------------------------------------------------------
+    @abc.abstractmethod
+    def hold(self, *, exclusive: bool) -> bool:
+        """Hold the index until ``close`` (or this process dies): shared by each running
+        daemon, exclusive by ``reindex``. False, holding nothing, when it is held the
+        other way. The lock dies with its holder (a file lock, a PostgreSQL session's
+        advisory lock), so a killed daemon never leaves it behind."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 from xnatd.store.index.sql import SqlIndex
 
 _PLACEHOLDER = re.compile(r"\?")
+HOLDER_LOCK = 0x58_4E_41_54  # the advisory lock's first key ("XNAT"); the schema is the second
 
 
 @cache
@@ -56,6 +57,7 @@ class PostgresIndex(SqlIndex):
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=True, kwargs={"autocommit": False}
         )
+        self._holder: psycopg.Connection | None = None
         self._migrate()
 
     @classmethod
@@ -83,8 +85,22 @@ class PostgresIndex(SqlIndex):
     def _serialize(self, connection: Any, key: str) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
+    def hold(self, *, exclusive: bool) -> bool:
+        # A session-level advisory lock on a connection of its own, per schema (several
+        # indexes may share a database): released when that session ends, however.
+        holder = psycopg.connect(self.url, autocommit=True)
+        take = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+        row = holder.execute(f"SELECT {take}({HOLDER_LOCK}, hashtext(current_schema()))").fetchone()
+        if not row or not row[0]:
+            holder.close()
+            return False
+        self._holder = holder
+        return True
+
     def __str__(self) -> str:
         return "the PostgreSQL index"
 
     def close(self) -> None:
         self.pool.close()
+        if self._holder is not None:
+            self._holder.close()

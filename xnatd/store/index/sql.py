@@ -191,6 +191,10 @@ SCHEMA: list[str] = [
     CREATE INDEX instances_sop ON instances (sop_instance_uid);
     CREATE INDEX archive_instances_sop ON archive_instances (sop_instance_uid)
     """,
+    """
+    ALTER TABLE prearchive ADD COLUMN build_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE prearchive ADD COLUMN retry_at {real}
+    """,
 ]
 assert len(SCHEMA) == SCHEMA_VERSION
 
@@ -208,7 +212,7 @@ def _insert_findings(connection: Any, session_id: int, findings: Sequence[Findin
 _SESSION_COLUMNS = (
     "id, project, timestamp, label, subject, study_uid, status, reason, auto_archive, source,"
     " (SELECT COUNT(DISTINCT scan) FROM instances i WHERE i.session_id = p.id) AS scans,"
-    " files, bytes, created, last_modified, xsi_type"
+    " files, bytes, created, last_modified, xsi_type, build_attempts, retry_at"
 )
 
 
@@ -321,6 +325,8 @@ def _session(row: dict[str, Any]) -> PrearchiveSession:
         created=row["created"],
         last_modified=row["last_modified"],
         xsi_type=row["xsi_type"],
+        build_attempts=row["build_attempts"],
+        retry_at=row["retry_at"],
     )
 
 
@@ -628,12 +634,13 @@ class SqlIndex(Index):
                 for row in connection.execute(
                     "SELECT id FROM prearchive p WHERE"
                     " ((status = 'RECEIVING' AND last_modified <= ?)"
-                    "  OR (status = 'BUILDING' AND claim_until < ?))"
+                    "  OR (status = 'BUILDING' AND claim_until < ?)"
+                    "  OR (status = 'ERROR' AND retry_at <= ?))"
                     " AND NOT EXISTS (SELECT 1 FROM association_sessions s"
                     "   JOIN associations a ON a.id = s.association_id"
                     "   WHERE s.session_id = p.id AND a.lease_until > ?)"
                     " ORDER BY last_modified LIMIT ?" + self.SKIP_LOCKED,
-                    (now - idle_timeout, now, now, limit),
+                    (now - idle_timeout, now, now, now, limit),
                 )
             ]
             if not ids:
@@ -684,13 +691,16 @@ class SqlIndex(Index):
         status: Status,
         reason: str | None,
         xsi_type: str | None,
+        retry_at: float | None = None,
     ) -> bool:
+        again = 0 if retry_at is None else 1  # count one more failure, or start again
         with self._write() as connection:
             cursor = connection.execute(
                 "UPDATE prearchive SET status = ?, reason = ?, xsi_type = ?,"
-                " claimed_by = NULL, claim_until = NULL"
+                " claimed_by = NULL, claim_until = NULL, retry_at = ?,"
+                " build_attempts = build_attempts * ? + ?"
                 " WHERE id = ? AND status = 'BUILDING' AND claimed_by = ?",
-                (status.value, reason, xsi_type, session_id, node),
+                (status.value, reason, xsi_type, retry_at, again, again, session_id, node),
             )
             return cursor.rowcount == 1
 
@@ -729,6 +739,25 @@ class SqlIndex(Index):
                     for uid, received, md5 in digests
                 ],
             )
+
+    def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:
+        gone: set[str] = set()
+        size = 0
+        with self._write() as connection:
+            for uid, received in written:
+                row = connection.execute(
+                    "DELETE FROM instances WHERE session_id = ? AND sop_instance_uid = ?"
+                    " AND received = ? RETURNING size",
+                    (session_id, uid, received),
+                ).fetchone()
+                if row is not None:
+                    gone.add(uid)
+                    size += row[0]
+            connection.execute(
+                "UPDATE prearchive SET files = files - ?, bytes = bytes - ? WHERE id = ?",
+                (len(gone), size, session_id),
+            )
+        return gone
 
     def adopt_instances(self, session_id: int, records: list[InstanceRecord]) -> None:
         with self._write() as connection:
@@ -887,7 +916,7 @@ class SqlIndex(Index):
         with self._write() as connection:
             cursor = connection.execute(
                 "UPDATE prearchive SET status = ?, reason = ?, claimed_by = NULL,"
-                " claim_until = NULL WHERE id = ? AND status = ?",
+                " claim_until = NULL, retry_at = NULL WHERE id = ? AND status = ?",
                 (to.value, reason, session_id, expected.value),
             )
             return cursor.rowcount == 1

@@ -45,6 +45,7 @@ class SqliteIndex(SqlIndex):
         # 5, 10 ... ms and tries again: with two receiving processes that was most
         # of a C-STORE's time at four associations (issue 5).
         self._writers = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115
+        self._holder: Any = None
         try:
             self._migrate()
         except BaseException:
@@ -99,7 +100,19 @@ class SqliteIndex(SqlIndex):
         with self._lock:
             return list(self.db.query(sql, params))
 
+    def hold(self, *, exclusive: bool) -> bool:
+        holder = open(self.path.with_name(self.path.name + ".holders"), "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(holder, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder.close()
+            return False
+        self._holder = holder
+        return True
+
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
             self._writers.close()
+            if self._holder is not None:
+                self._holder.close()

@@ -67,6 +67,7 @@ def test_receipts_say_where_each_sent_instance_is(make_xnatd, dcm_dir: Path) -> 
     def hook(settings: dict) -> None:
         settings["receivers"][0]["storage_commitment"] = "durable"
         settings["site"]["anonymization"] = "site.das"
+        settings["site"]["phi_check"] = {"headers": "flag"}  # the script keeps the name
         settings["users"] = users()
 
     xnatd = make_xnatd(start=False, hook=hook)

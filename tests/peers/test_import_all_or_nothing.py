@@ -62,6 +62,7 @@ def test_failed_import_removes_exactly_what_it_wrote(
     def site_script(settings: dict) -> None:
         (tmp_path / "site.das").write_text(SCRIPT)
         settings["site"]["anonymization"] = str(tmp_path / "site.das")
+        settings["site"]["phi_check"] = {"headers": "flag"}  # the script keeps the IDs
         settings["workers"] = 1
 
     xnatd: Xnatd = make_xnatd(hook=site_script)

@@ -90,7 +90,7 @@ class Builder:
                 self.prearchive.discard_if_empty(session)
                 bound.info("empty_session_discarded")
                 return None
-            document = self._assemble(session, records)
+            document, records = self._assemble(session, records)
             self.prearchive.write_documents(session, document)
             self._check_pixels(session, records)
         except (UnparsableDicom, OSError) as exc:
@@ -212,7 +212,9 @@ class Builder:
 
     def _assemble(
         self, session: PrearchiveSession, records: list[InstanceRecord]
-    ) -> SessionDocument:
+    ) -> tuple[SessionDocument, list[InstanceRecord]]:
+        """The session document, and the records as they are after files of a duplicate
+        series number moved to their own scan (``N-MR1``)."""
         series = group_series(records)
         natural = {
             item.uid: scan_name(
@@ -229,7 +231,7 @@ class Builder:
                 moved = True
         if moved:
             records = self.prearchive.instances(session)
-        return build_document(
+        document = build_document(
             records,
             lambda record, tags: self.prearchive.read_instance_header(session, record, tags),
             project=session.project,
@@ -238,3 +240,4 @@ class Builder:
             study_uid=session.study_uid,
             prearchive_path=str(session.name),
         )
+        return document, records

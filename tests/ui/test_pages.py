@@ -92,3 +92,68 @@ def test_actions_need_csrf_and_a_confirmation(site) -> None:
     done = client.post(url + "/action", data={"action": "delete", "csrf": csrf, "confirmed": "yes"})
     assert done.status_code == 200 and "Deleted" in done.text
     assert made.prearchive() == []
+
+
+def test_archive_pages_show_release_and_download(site, tmp_path: Path) -> None:
+    made, ui = site
+    (session,) = made.prearchive()
+    made.operations.move(session.name, "QUAR", "test")
+    (moved,) = made.prearchive()
+    assert made.operations.archive(moved.name, "none", "test").result == "archived"
+    (archived,) = made.archived()
+    assert archived.status.value == "quarantine"
+    carol = signed_in(ui, "carol")  # collaborator on QUAR: no quarantined session
+    assert archived.label not in carol.get("/ui/archive?project=QUAR").text
+    assert carol.get(f"/ui/archive/{archived.id}").status_code == 404
+    alice = signed_in(ui, "alice")
+    listing = alice.get("/ui/archive?project=QUAR").text
+    assert archived.id in listing and "quarantine" in listing
+    page = alice.get(f"/ui/archive/{archived.id}")
+    assert page.status_code == 200 and "/picture/1/" in page.text
+    zipped = alice.get(f"/ui/archive/{archived.id}/download")
+    assert zipped.status_code == 200 and zipped.content[:2] == b"PK"
+    csrf = csrf_of(page.text)
+    done = alice.post(
+        f"/ui/archive/{archived.id}/action",
+        data={"action": "release", "csrf": csrf, "confirmed": "yes"},
+    )
+    assert "active" in done.text
+    assert archived.label in carol.get("/ui/archive?project=QUAR").text
+
+
+def test_upload_imports_a_zip_through_the_importer(site, tmp_path: Path) -> None:
+    import zipfile
+
+    made, ui = site
+    files = write_study(StudySpec("zipped", patient_id="ZIP01"), tmp_path / "zip")
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in files:
+            out.write(path, path.name)
+    bob = signed_in(ui, "bob")
+    csrf = csrf_of(bob.get("/ui/upload").text)
+    batch = "ab" * 16
+    assert bob.post(f"/ui/upload/{batch}/file?path=study.zip", data=b"x").status_code == 403
+    escaped = bob.post(
+        f"/ui/upload/{batch}/file?path=../../x", data=b"x", headers={"X-CSRF-Token": csrf}
+    )
+    assert escaped.status_code == 400 and "refusing path component" in escaped.text
+    sent = bob.post(
+        f"/ui/upload/{batch}/file?path=study.zip",
+        data=archive.read_bytes(),
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert sent.status_code == 200
+    imported = bob.post(f"/ui/upload/{batch}/import", data={"csrf": csrf, "project": "DEMO"})
+    assert imported.status_code == 200, imported.text
+    summary = imported.json()
+    assert summary["files"] == len(files) and len(summary["created"]) == 1
+    assert len(made.prearchive()) == 2
+    bad = bob.post(
+        f"/ui/upload/{batch}/file?path=bad.zip",
+        data=b"PK\x03\x04junk",
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert bad.status_code == 200
+    failed = bob.post(f"/ui/upload/{batch}/import", data={"csrf": csrf, "project": "DEMO"})
+    assert failed.status_code == 400 and failed.json()["error"]

@@ -178,6 +178,7 @@ def session_page(
         findings=findings,
         boxed_files={(f.scan, f.file) for f in findings if f.kind == "pixels"},
         events=svc.store.audit.events(str(session.name)),
+        senders=sorted({r.calling_ae for r in records if r.calling_ae}),
         may_manage=principal.may(session.project, Right.MANAGE),
         may_rebuild=principal.may(session.project, Right.UPLOAD),
         targets=sorted(p for p in svc.config().projects if principal.may(p, Right.UPLOAD)),

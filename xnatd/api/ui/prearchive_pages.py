@@ -7,6 +7,8 @@ the file system.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from fastapi import APIRouter, HTTPException, Request
@@ -75,11 +77,31 @@ def _session(
     return session
 
 
+_FILES: OrderedDict[tuple, dict[tuple[str, str], InstanceRecord]] = OrderedDict()
+_FILES_LOCK = threading.Lock()
+
+
 def _record(svc: Services, session: PrearchiveSession, scan: str, file: str) -> InstanceRecord:
-    for record in svc.store.index.instances(session.id):
-        if record.scan == scan and record.file_name == file:
-            return record
-    raise HTTPException(404, NOT_FOUND)
+    """The index row of one file, looked up by scan and name (never a path from the URL).
+
+    A page shows dozens of pictures of one session: its rows are read once and kept
+    for a few sessions, as long as the session is unchanged (same id, file count and
+    last modification)."""
+    key = (id(svc.store.index), session.id, session.files, session.last_modified)
+    with _FILES_LOCK:
+        files = _FILES.get(key)
+        if files is not None:
+            _FILES.move_to_end(key)
+    if files is None:
+        files = {(r.scan, r.file_name): r for r in svc.store.index.instances(session.id)}
+        with _FILES_LOCK:
+            _FILES[key] = files
+            while len(_FILES) > 16:
+                _FILES.popitem(last=False)
+    record = files.get((scan, file))
+    if record is None:
+        raise HTTPException(404, NOT_FOUND)
+    return record
 
 
 def _descriptions(svc: Services, session: PrearchiveSession, scans: list[ScanView]) -> None:

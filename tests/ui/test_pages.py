@@ -157,3 +157,88 @@ def test_upload_imports_a_zip_through_the_importer(site, tmp_path: Path) -> None
     assert bad.status_code == 200
     failed = bob.post(f"/ui/upload/{batch}/import", data={"csrf": csrf, "project": "DEMO"})
     assert failed.status_code == 400 and failed.json()["error"]
+
+
+def test_pixel_findings_are_boxed_on_the_picture(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from xnatd.store.index.base import Finding
+
+    ui = ui_site(tmp_path)
+    try:
+        made = ui.site
+        study = StudySpec("px", series=[SeriesSpec(1, instances=1, rows=64, columns=64)])
+        made.receive(write_study(study, tmp_path / "send"), project="DEMO")
+        made.build_all()
+        (session,) = made.prearchive()
+        (record,) = made.store.index.instances(session.id)
+        finding = Finding("pixels", record.scan, record.file_name, "frame 1: 4,4,20,10", "text")
+        made.store.prearchive.record_findings(session, "build", [finding])
+        client = signed_in(ui, "bob")
+        url = f"/ui/prearchive/{session.name}"
+        page = client.get(url).text
+        assert "frame 1: 4,4,20,10" in page and "Red boxes" in page
+        png = client.get(f"{url}/picture/{record.scan}/{record.file_name}")
+        pixels = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"))
+        scale = pixels.shape[1] / 64
+        assert tuple(pixels[int(4 * scale), int(10 * scale)]) == (255, 0, 0)
+    finally:
+        ui.close()
+
+
+def test_list_filters_and_refreshes_while_receiving(tmp_path: Path) -> None:
+    ui = ui_site(tmp_path)
+    try:
+        made = ui.site
+        for seed, project in (("a", "DEMO"), ("b", "OTHER")):
+            study = StudySpec(seed, patient_id=f"P{seed}")
+            made.receive(write_study(study, tmp_path / seed), project=project)
+        client = signed_in(ui, "root")
+        receiving = client.get("/ui/prearchive").text
+        assert 'http-equiv="refresh"' in receiving and "RECEIVING" in receiving
+        assert "OTHER" in client.get("/ui/prearchive?project=OTHER").text
+        only_demo = client.get("/ui/prearchive?project=DEMO").text
+        assert only_demo.count("<tr>") == 2  # the header and one session
+        made.build_all()
+        ready = client.get("/ui/prearchive?status=READY").text
+        assert 'http-equiv="refresh"' not in ready and ready.count("<tr>") == 3
+        assert client.get("/ui/prearchive?status=HELD").text.count("<tr>") == 2  # "none"
+        bob = signed_in(ui, "bob")  # member of DEMO only
+        assert bob.get("/ui/prearchive?project=OTHER").status_code == 404
+    finally:
+        ui.close()
+
+
+def test_move_and_rebuild_call_the_same_operations(site) -> None:
+    made, ui = site
+    alice = signed_in(ui, "alice")
+    url = _session_url(made)
+    csrf = csrf_of(alice.get(url).text)
+    rebuilt = alice.post(
+        url + "/action", data={"action": "rebuild", "csrf": csrf, "confirmed": "yes"}
+    )
+    assert "Rebuilt: READY" in rebuilt.text
+    moved = alice.post(
+        url + "/action",
+        data={"action": "move", "project_to": "QUAR", "csrf": csrf, "confirmed": "yes"},
+    )
+    assert "Moved to QUAR/" in moved.text
+    (session,) = made.prearchive()
+    assert session.project == "QUAR"
+    before = [e.event for e in made.store.audit.events(url.removeprefix("/ui/prearchive/"))]
+    after = [e.event for e in made.store.audit.events(str(session.name))]
+    assert "rebuild" in before and "move" in after
+
+
+def test_sign_out_needs_csrf_and_ends_the_session(site) -> None:
+    _, ui = site
+    bob = signed_in(ui, "bob")
+    page = bob.get("/ui/prearchive")
+    assert bob.post("/ui/signout", allow_redirects=False).status_code == 403
+    out = bob.post("/ui/signout", data={"csrf": csrf_of(page.text)}, allow_redirects=False)
+    assert out.status_code == 303
+    after = bob.get("/ui/prearchive", allow_redirects=False)
+    assert after.status_code == 303 and "/ui/signin" in after.headers["location"]

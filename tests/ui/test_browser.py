@@ -239,3 +239,24 @@ def test_upload_a_zip_watching_the_progress(daemon, browser, tmp_path: Path) -> 
     browser.find_element(By.PARTIAL_LINK_TEXT, "S02_UP").click()
     assert wait_for_element(browser, "status").text in ("RECEIVING", "BUILDING", "READY", "HELD")
     shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+
+
+def test_upload_a_folder(daemon, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "folder" / "study"
+    for path in study(folder):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.23"
+        ds.PatientComments = "Project: DEMO Subject: S03 Session: S03_DIR"
+        ds.save_as(path)
+    sign_in(browser, daemon, "alice")
+    browser.get(f"{daemon.http_url}/ui/upload")
+    browser.find_element(By.ID, "folder").send_keys(str(folder))
+    rows = browser.find_element(By.ID, "progress").text
+    assert rows.count("study/") == 3, rows  # each file, with its path in the folder
+    browser.find_element(By.ID, "send").click()
+    outcome = wait_for_element(browser, "outcome").text
+    assert "3 file(s): 1 session(s) created" in outcome, outcome
+    assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, "[id^=file-]")] == ["100 %"] * 3
+    assert browser.find_element(By.ID, "total").text == "100 %"

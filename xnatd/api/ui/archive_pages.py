@@ -16,7 +16,7 @@ from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
 from xnatd.api.ui import pictures
 from xnatd.api.ui.prearchive_pages import STRIP, scans_of
-from xnatd.api.ui.web import Viewer, checked_form, page, picture
+from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.operations import Refused
 from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
 
@@ -85,7 +85,7 @@ def experiment_page(
 
 
 @router.get("/ui/archive/{session_id}/picture/{scan}/{file}")
-async def experiment_picture(
+def experiment_picture(
     session_id: str,
     scan: str,
     file: str,
@@ -94,12 +94,11 @@ async def experiment_picture(
     svc: Services = Svc,
 ) -> Response:
     session = _experiment(svc, principal, session_id)
-    for record in svc.store.index.archived_instances(session.id):
-        if record.scan == scan and record.file_name == file:
-            source = svc.store.archive.instance_path(svc.store.archive.folder(session), record)
-            side = pictures.THUMB_SIDE if size == "thumb" else pictures.MAX_SIDE
-            return await picture(svc, source, frame=None, boxes=[], side=side)
-    raise HTTPException(404, NOT_FOUND)
+    key = ("archive", id(svc.store.index), session.id, session.files, session.modified)
+    record = file_row(key, lambda: svc.store.index.archived_instances(session.id), scan, file)
+    source = svc.store.archive.instance_path(svc.store.archive.folder(session), record)
+    side = pictures.THUMB_SIDE if size == "thumb" else pictures.MAX_SIDE
+    return picture(svc, source, frame=None, boxes=[], side=side)
 
 
 @router.get("/ui/archive/{session_id}/download")

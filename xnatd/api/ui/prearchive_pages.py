@@ -7,8 +7,6 @@ the file system.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from fastapi import APIRouter, HTTPException, Request
@@ -20,7 +18,7 @@ from xnatd.api.auth import Principal, Right
 from xnatd.api.prearchive import archive_uri
 from xnatd.api.ui import pictures
 from xnatd.api.ui.headers import header_rows
-from xnatd.api.ui.web import Viewer, checked_form, page, picture
+from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.phi.clean import Region
@@ -77,31 +75,10 @@ def _session(
     return session
 
 
-_FILES: OrderedDict[tuple, dict[tuple[str, str], InstanceRecord]] = OrderedDict()
-_FILES_LOCK = threading.Lock()
-
-
 def _record(svc: Services, session: PrearchiveSession, scan: str, file: str) -> InstanceRecord:
-    """The index row of one file, looked up by scan and name (never a path from the URL).
-
-    A page shows dozens of pictures of one session: its rows are read once and kept
-    for a few sessions, as long as the session is unchanged (same id, file count and
-    last modification)."""
-    key = (id(svc.store.index), session.id, session.files, session.last_modified)
-    with _FILES_LOCK:
-        files = _FILES.get(key)
-        if files is not None:
-            _FILES.move_to_end(key)
-    if files is None:
-        files = {(r.scan, r.file_name): r for r in svc.store.index.instances(session.id)}
-        with _FILES_LOCK:
-            _FILES[key] = files
-            while len(_FILES) > 16:
-                _FILES.popitem(last=False)
-    record = files.get((scan, file))
-    if record is None:
-        raise HTTPException(404, NOT_FOUND)
-    return record
+    """The index row of one file, looked up by scan and name (never a path from the URL)."""
+    key = ("prearchive", id(svc.store.index), session.id, session.files, session.last_modified)
+    return file_row(key, lambda: svc.store.index.instances(session.id), scan, file)
 
 
 def _descriptions(svc: Services, session: PrearchiveSession, scans: list[ScanView]) -> None:
@@ -218,7 +195,7 @@ def _boxes(findings: list[Finding], record: InstanceRecord) -> list[Region]:
 
 
 @router.get("/ui/prearchive/{project}/{timestamp}/{label}/picture/{scan}/{file}")
-async def session_picture(
+def session_picture(
     project: str,
     timestamp: str,
     label: str,
@@ -237,7 +214,7 @@ async def session_picture(
         frame = boxes[0].frame  # the frame a finding is on, boxes visible
     side = pictures.THUMB_SIDE if size == "thumb" else pictures.MAX_SIDE
     source = svc.store.prearchive.instance_file(session, record)
-    return await picture(svc, source, frame=frame, boxes=boxes, side=side)
+    return picture(svc, source, frame=frame, boxes=boxes, side=side)
 
 
 ACTIONS = {

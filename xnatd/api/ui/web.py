@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,13 +18,13 @@ import jinja2
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import Services
+from xnatd.api.app import NOT_FOUND, Services
 from xnatd.api.auth import Principal
 from xnatd.api.ui import pictures
 from xnatd.api.ui.signin import COOKIE, Signer
 from xnatd.phi.clean import Region
+from xnatd.store.index.base import InstanceRecord
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -81,6 +83,33 @@ def check_csrf_header(request: Request) -> None:
 
 
 Viewer = Depends(viewer)
+_ROWS: OrderedDict[tuple, dict[tuple[str, str], InstanceRecord]] = OrderedDict()
+_ROWS_LOCK = threading.Lock()
+KEPT_SESSIONS = 16
+
+
+def file_row(
+    key: tuple, load: Callable[[], list[InstanceRecord]], scan: str, file: str
+) -> InstanceRecord:
+    """A session's file by scan and name, from its index rows (else the API's 404).
+
+    A page shows dozens of pictures of one session: its rows are read once and kept
+    for a few sessions; ``key`` names the session as it is now (its file count and
+    modification time in it), so a changed session is read again."""
+    with _ROWS_LOCK:
+        files = _ROWS.get(key)
+        if files is not None:
+            _ROWS.move_to_end(key)
+    if files is None:
+        files = {(r.scan, r.file_name): r for r in load()}
+        with _ROWS_LOCK:
+            _ROWS[key] = files
+            while len(_ROWS) > KEPT_SESSIONS:
+                _ROWS.popitem(last=False)
+    record = files.get((scan, file))
+    if record is None:
+        raise HTTPException(404, NOT_FOUND)
+    return record
 
 
 def page(request: Request, template: str, principal: Principal, **context: object) -> HTMLResponse:
@@ -93,23 +122,22 @@ def page(request: Request, template: str, principal: Principal, **context: objec
     )
 
 
-async def picture(
+def picture(
     svc: Services, source: Path, *, frame: int | None, boxes: list[Region], side: int
 ) -> Response:
-    """A PNG of ``source`` from the picture cache, made off the request thread if new."""
-    variant = f"{frame}:{side}:{[tuple(vars(b).values()) for b in boxes]}"
+    """A PNG of ``source`` from the picture cache, made first if new.
 
-    def make() -> bytes:
-        try:
-            cache = svc.store.data.picture_cache(source, variant)
-        except OSError:
-            raise HTTPException(404, "the file is missing") from None
-        return pictures.cached(
+    Called from plain (``def``) routes: FastAPI runs those on its worker threads, so
+    decoding never holds up the event loop that serves the other requests."""
+    variant = f"{frame}:{side}:{[tuple(vars(b).values()) for b in boxes]}"
+    try:
+        cache = svc.store.data.picture_cache(source, variant)
+    except OSError:
+        raise HTTPException(404, "the file is missing") from None
+    try:
+        data = pictures.cached(
             cache, lambda: pictures.render(source, frame=frame, boxes=boxes, side=side)
         )
-
-    try:
-        data = await run_in_threadpool(make)
     except pictures.NoPicture as exc:
         raise HTTPException(415, str(exc)) from None
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})

@@ -242,3 +242,16 @@ def test_sign_out_needs_csrf_and_ends_the_session(site) -> None:
     assert out.status_code == 303
     after = bob.get("/ui/prearchive", allow_redirects=False)
     assert after.status_code == 303 and "/ui/signin" in after.headers["location"]
+
+
+def test_abandoned_upload_batches_are_removed(site) -> None:
+    import os
+
+    made, ui = site
+    staging = made.store.data.root / ".staging"
+    old, fresh = staging / ("ui-" + "0" * 32), staging / ("ui-" + "1" * 32)
+    for folder in (old, fresh):
+        (folder / "files").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    assert signed_in(ui, "bob").get("/ui/upload").status_code == 200
+    assert not old.exists() and fresh.exists()

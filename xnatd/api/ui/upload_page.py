@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
@@ -26,6 +27,7 @@ from xnatd.store.layout import UnsafePath, inside
 router = APIRouter(include_in_schema=False)
 _BATCH = re.compile(r"^[0-9a-f]{32}$")
 CHUNK = 1 << 20
+ABANDONED_AFTER = 24 * 3600.0  # a batch untouched this long was left by a closed page
 
 
 def _batch_dir(svc: Services, batch: str) -> Path:
@@ -41,8 +43,23 @@ def _uploader(principal: Principal, svc: Services) -> list[str]:
     return every if projects is None else [p for p in every if p in projects]
 
 
+def sweep_abandoned(svc: Services, now: float | None = None) -> list[Path]:
+    """Remove the batches of pages closed before importing (nothing else removes them)."""
+    cutoff = (time.time() if now is None else now) - ABANDONED_AFTER
+    removed = []
+    for folder in (svc.store.data.root / STAGING).glob("ui-*"):
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
 @router.get("/ui/upload", response_class=HTMLResponse)
 def upload_page(request: Request, principal: Principal = Viewer, svc: Services = Svc):
+    sweep_abandoned(svc)
     return page(request, "upload.html", principal, projects=_uploader(principal, svc))
 
 

@@ -185,6 +185,14 @@ def test_pixel_findings_are_boxed_on_the_picture(tmp_path: Path) -> None:
         pixels = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"))
         scale = pixels.shape[1] / 64
         assert tuple(pixels[int(4 * scale), int(10 * scale)]) == (255, 0, 0)
+        alice = signed_in(ui, "alice")
+        csrf = csrf_of(alice.get(url).text)
+        cleaned = alice.post(
+            url + "/action", data={"action": "clean", "csrf": csrf, "confirmed": "yes"}
+        )
+        assert "Cleaned 1 file(s); the session is READY" in cleaned.text, cleaned.text
+        events = [e.event for e in made.store.audit.events(str(session.name))]
+        assert "clean_pixels" in events
     finally:
         ui.close()
 

@@ -97,7 +97,7 @@ Svc = Depends(services)
 
 
 def create_app(svc: Services) -> FastAPI:
-    from xnatd.api import dicomweb, experiments, prearchive, receipts, uploads
+    from xnatd.api import dicomweb, experiments, prearchive, receipts, ui, uploads
 
     app = FastAPI(
         title="xnatd",
@@ -145,4 +145,5 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(experiments.router)
     app.include_router(dicomweb.router)
     app.include_router(receipts.router)
+    app.include_router(ui.router)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ ARCHIVE = "archive"
 INBOX = "inbox"
 DELETED = "deleted"
 INDEX_FILE = "index.sqlite"
+THUMBS = ".thumbs"  # pictures the review pages made, a cache (issue 21)
 
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 _VALID_SCAN_NAME = re.compile(r"^[\w.-]+$", re.ASCII)
@@ -231,6 +233,16 @@ class DataDir:
         joins and checks were a twentieth of the C-STORE handler's Python time).
         """
         return inside(self.session_dir(name), "SCANS", scan, "DICOM")
+
+    def picture_cache(self, source: Path, variant: str) -> Path:
+        """``.thumbs/AB/KEY.png``: a picture made from ``source``, keyed by its path,
+        size and modification time (a replaced file gets a new picture) and the variant
+        (frame, boxes drawn); raises OSError when the source is gone."""
+        info = source.stat()
+        key = hashlib.sha256(
+            f"{source}\0{info.st_size}\0{info.st_mtime_ns}\0{variant}".encode()
+        ).hexdigest()
+        return self.root / THUMBS / key[:2] / f"{key}.png"
 
     def instance_path(self, name: PrearchiveName, scan: str, file_name: str) -> Path:
         return inside(self.scan_dir(name, scan), file_name)

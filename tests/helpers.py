@@ -204,6 +204,17 @@ def base_settings(port: int, http_port: int, **site: Any) -> dict[str, Any]:
     }
 
 
+def xnatd_send(path: Path, port: int, aec: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``xnatd send PATH`` to 127.0.0.1:port as the upload assistant runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "xnatd", "send", str(path), "--host", "127.0.0.1",
+         "--port", str(port), "--aec", aec, *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
 def storescu_send(
     storescu: str,
     port: int,

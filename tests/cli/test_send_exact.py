@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pydicom
 from dicomgen import SeriesSpec, StudySpec, write_study
-from helpers import free_port
-
-
-def xnatd_send(path: Path, port: int, aec: str, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "xnatd", "send", str(path), "--host", "127.0.0.1",
-         "--port", str(port), "--aec", aec, *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
+from helpers import free_port, xnatd_send
 
 
 def test_skips_dicomdir_and_non_dicom_files_quietly(make_xnatd, dcm_dir: Path) -> None:

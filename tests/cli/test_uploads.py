@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 import yaml
 from dicomgen import SeriesSpec, StudySpec, dataset_bytes, write_study
-from helpers import dcmtk_tool, dicom_files, free_port, port_accepts, wait_for
+from helpers import dcmtk_tool, dicom_files, free_port, port_accepts, wait_for, xnatd_send
 
 
 def site(tmp_path: Path, **projects: dict) -> Path:
@@ -36,17 +36,6 @@ def xnatd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-def xnatd_send(path: Path, port: int, aec: str, *options: str) -> subprocess.CompletedProcess[str]:
-    """``xnatd send PATH`` to 127.0.0.1:port as the upload assistant runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "xnatd", "send", str(path), "--host", "127.0.0.1",
-         "--port", str(port), "--aec", aec, *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
 
 
 def prearchive(config: Path) -> list[dict]:

@@ -53,6 +53,7 @@ def test_member_sees_the_session_escaped_with_pictures(site) -> None:
     client = signed_in(ui, "bob")
     listing = client.get("/ui/prearchive")
     assert listing.status_code == 200 and "READY" in listing.text
+    assert "<td>SENDER</td>" in listing.text  # the calling AE that sent the files
     page = client.get(_session_url(made))
     assert page.status_code == 200
     assert SCRIPT not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text

@@ -218,6 +218,10 @@ class Prearchive:
     def session_dir(self, name: PrearchiveName) -> Path:
         return self.data.session_dir(name)
 
+    def senders(self, session: PrearchiveSession) -> list[str]:
+        """The calling AE titles that sent the session's files."""
+        return self.index.calling_aes(session.id)
+
     def findings(self, session: PrearchiveSession) -> list[Finding]:
         """What the PHI check found in the session's files."""
         return self.index.findings(session.id)

@@ -110,7 +110,11 @@ def prearchive_list(
         raise HTTPException(404, NOT_FOUND)
     sessions = svc.store.index.list_sessions(project=project or None)
     rows = [
-        (session, len(svc.store.prearchive.findings(session)))
+        (
+            session,
+            len(svc.store.prearchive.findings(session)),
+            svc.store.prearchive.senders(session),
+        )
         for session in sessions
         if (visible is None or session.project in visible)
         and (not status or session.status.value == status)
@@ -125,7 +129,7 @@ def prearchive_list(
         statuses=[s.value for s in Status],
         project=project,
         status=status,
-        receiving=any(s.status is Status.RECEIVING for s, _ in rows),
+        receiving=any(s.status is Status.RECEIVING for s, _, _ in rows),
     )
 
 

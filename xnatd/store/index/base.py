@@ -238,6 +238,10 @@ class Index(abc.ABC):
         """
 
     @abc.abstractmethod
+    def calling_aes(self, session_id: int) -> list[str]:
+        """The calling AE titles that sent the session's files (empty for imports)."""
+
+    @abc.abstractmethod
     def findings(self, session_id: int) -> list[Finding]:
         """The PHI check's findings for a prearchive session, by scan and file."""
 

@@ -657,6 +657,14 @@ class SqlIndex(Index):
             columns = _names(cursor)
             return [_session(dict(zip(columns, r, strict=True))) for r in cursor.fetchall()]
 
+    def calling_aes(self, session_id: int) -> list[str]:
+        rows = self._rows(
+            "SELECT DISTINCT calling_ae FROM instances WHERE session_id = ?"
+            " AND calling_ae IS NOT NULL ORDER BY calling_ae",
+            (session_id,),
+        )
+        return [r["calling_ae"] for r in rows]
+
     def findings(self, session_id: int) -> list[Finding]:
         rows = self._rows(
             "SELECT kind, scan, file_name, location, what, sop_instance_uid, stage"

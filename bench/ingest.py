@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import ROOT
+from common import ROOT, process_tree, rss_bytes
 from dicomgen import SeriesSpec, StudySpec, instance, write_study
 from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 from pydicom.filewriter import dcmwrite
@@ -123,32 +123,6 @@ class Peer:
     rss: list[int] = field(default_factory=lambda: [0])
 
 
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
-                todo.extend(int(c) for c in children)
-        except OSError:
-            continue
-    return pids
-
-
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of the processes (all their threads) and of their
     children that ended and were reaped (storescp --fork's, one per association)."""
@@ -168,7 +142,7 @@ def sampling(peer: Peer) -> Iterator[None]:
 
     def sample() -> None:
         while not stop.wait(0.1):
-            peer.rss[0] = max(peer.rss[0], _rss(_tree(peer.process.pid)))
+            peer.rss[0] = max(peer.rss[0], rss_bytes(process_tree(peer.process.pid)))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -305,9 +279,9 @@ def measure(
     peer = start(kind, work, idle)
     try:
         with sampling(peer):
-            cpu = _cpu_seconds(_tree(peer.process.pid))
+            cpu = _cpu_seconds(process_tree(peer.process.pid))
             seconds = send(peer, folders, associations, nodelay)
-            cpu = _cpu_seconds(_tree(peer.process.pid)) - cpu
+            cpu = _cpu_seconds(process_tree(peer.process.pid)) - cpu
             last_file = time.perf_counter()
             to_ready = None
             if kind.startswith("xnatd") and sessions:

@@ -24,37 +24,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, free_port, port_accepts, wait_for
+from common import ROOT, free_port, port_accepts, process_tree, rss_bytes, wait_for
 from dicomgen import SeriesSpec, StudySpec, write_study
 
 STORESCU = "/usr/bin/storescu"  # DCMTK; pynetdicom installs a Python one of the same name
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and every descendant (the receiving workers)."""
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
-                todo.extend(int(child) for child in children)
-        except OSError:
-            continue
-    return pids
-
-
-def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
 
 
 class Sender(threading.Thread):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from io import BytesIO
+from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import AE
@@ -31,6 +32,22 @@ class RawStore:
 class Answer:
     status: int
     error_comment: str | None
+
+
+def exchange(assoc: Any, request: Any, context_id: int) -> Any:
+    """Send one DIMSE request as built (bad UIDs included) and return the response.
+
+    As pynetdicom's own send_c_store: the reactor is paused so it does not take the reply.
+    """
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(request, context_id)
+        _, response = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    return response
 
 
 def send_raw(port: int, stores: list[RawStore], *, aec: str = "XNAT") -> list[Answer]:
@@ -56,15 +73,7 @@ def send_raw(port: int, stores: list[RawStore], *, aec: str = "XNAT") -> list[An
             request.Priority = 2
             request.DataSet = BytesIO(store.data_set)
             context_id = contexts[(store.sop_class, store.transfer_syntax)]
-            # As send_c_store: pause the reactor so that it does not take the reply.
-            assoc._reactor_checkpoint.clear()
-            while not assoc._is_paused:
-                time.sleep(0.0001)
-            try:
-                assoc.dimse.send_msg(request, context_id)
-                _, response = assoc.dimse.get_msg(block=True)
-            finally:
-                assoc._reactor_checkpoint.set()
+            response = exchange(assoc, request, context_id)
             if response is None:
                 raise ConnectionError("no C-STORE response")
             answers.append(Answer(int(response.Status), response.ErrorComment))

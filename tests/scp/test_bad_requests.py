@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from io import BytesIO
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import MRImageStorage
+from rawstore import exchange
 
 
 def _raw_store(assoc, context_id: int, dataset: pydicom.Dataset, sop_class: str) -> int:
@@ -29,16 +29,7 @@ def _raw_store(assoc, context_id: int, dataset: pydicom.Dataset, sop_class: str)
     body.is_little_endian, body.is_implicit_VR = True, False  # as the context
     write_dataset(body, dataset)
     request.DataSet = BytesIO(body.getvalue())
-    # As pynetdicom's own send_c_store: pause the reactor so it does not take the reply.
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    try:
-        assoc.dimse.send_msg(request, context_id)
-        _, response = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
-    return int(response.Status)
+    return int(exchange(assoc, request, context_id).Status)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # our client sends bad UIDs on purpose

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Mapping
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.errors import InvalidDicomError
-from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from xnatd.headerscan import NotScanned, scan_header
+from xnatd.anon.encode import meta_group
+from xnatd.headerscan import NotScanned, render_header, scan_header
 
 # A bad value from a scanner must not fail the file: keep it, don't warn per element.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -169,8 +169,25 @@ def _scan_start(source: BinaryIO | str, wanted: list[int]) -> dict[int, str]:
     return scan_header(start, wanted, complete=complete)
 
 
+_CHARACTER_SET = 0x00080005
+
+
 def header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
-    """The given top-level tags of a parsed data set, as text."""
+    """The given top-level tags of a parsed data set, as text.
+
+    Elements still as read are rendered from their bytes (``headerscan``), without the
+    DataElement pydicom would build and keep for each; a data set or value it does not
+    cover is read through pydicom, with the same result (:func:`decoded_header_of`).
+    """
+    wanted = tags if isinstance(tags, set | frozenset) else frozenset(tags)
+    try:
+        return _raw_header_of(dataset, wanted)
+    except NotScanned:
+        return decoded_header_of(dataset, wanted)
+
+
+def decoded_header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
+    """:func:`header_of` through pydicom's decoded elements."""
     header: dict[int, str] = {}
     for tag in tags:
         element = dataset.get(tag)
@@ -180,14 +197,44 @@ def header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
     return header
 
 
+def _raw_header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
+    found: dict[int, tuple[str | None, bytes]] = {}
+    decoded: dict[int, str] = {}
+    for tag in (*tags, _CHARACTER_SET):
+        element = dataset.get_item(tag)
+        if element is None:
+            continue
+        if element.is_raw:
+            if not element.is_little_endian:
+                raise NotScanned("big endian")
+            found[tag] = (element.VR, element.value or b"")
+        elif tag == _CHARACTER_SET:
+            # pydicom decodes raw text in the character set the data set was read in
+            if dataset.original_character_set != dataset._character_set:
+                raise NotScanned("the character set was changed")
+            value = element.value
+            terms = "\\".join(value) if isinstance(value, MultiValue | list) else value or ""
+            found[tag] = ("CS", str(terms).encode("ascii", "replace"))
+        elif element.VR != "SQ" and element.value is not None:
+            decoded[tag] = _text(element.value)
+    header = render_header(found, tags)
+    header.update(decoded)
+    return header
+
+
 def part10_prefix(file_meta: FileMetaDataset) -> bytes:
-    """Preamble, ``DICM`` and the file meta group for a dataset received over the network."""
-    buffer = io.BytesIO()
-    buffer.write(b"\x00" * 128 + b"DICM")
+    """Preamble, ``DICM`` and the file meta group for a dataset received over the network.
+
+    The group as pydicom's ``write_file_meta_info`` writes it (required elements checked,
+    version and implementation added if missing), its elements as read copied raw.
+
+    Raises:
+        ValueError: a required element is missing, or an element is not of group 2.
+    """
     meta = FileMetaDataset(file_meta)
     meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return buffer.getvalue()
+    validate_file_meta(meta, enforce_standard=True)
+    return b"\x00" * 128 + b"DICM" + meta_group(meta)
 
 
 IMPLEMENTATION_VERSION = "XNATD_010"

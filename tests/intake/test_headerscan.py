@@ -5,6 +5,7 @@ it leaves to pydicom, and read_header still answers the same."""
 from __future__ import annotations
 
 from io import BytesIO
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -12,7 +13,7 @@ from dicomgen import SeriesSpec, StudySpec, instances
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
-from xnatd.dicom import BUILD_TAGS, INTAKE_TAGS, header_of, read_header
+from xnatd.dicom import BUILD_TAGS, INTAKE_TAGS, decoded_header_of, header_of, read_header
 from xnatd.headerscan import NotScanned, scan_header
 
 SYNTAXES = {"implicit": "1.2.840.10008.1.2", "explicit": "1.2.840.10008.1.2.1"}
@@ -34,7 +35,7 @@ def part10(ds: Dataset, syntax: str) -> bytes:
 def by_pydicom(data: bytes, tags: set[int]) -> dict[int, str]:
     wanted = sorted(tags)
     dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=wanted)
-    return header_of(dataset, wanted)
+    return decoded_header_of(dataset, wanted)
 
 
 def base(**values: object) -> Dataset:
@@ -178,3 +179,56 @@ def test_the_start_of_a_file_on_disk_is_enough(tmp_path) -> None:
         assert read_header(file, INTAKE_TAGS)[0x00100020] == "DISK"
     with pytest.raises(NotScanned, match="past the bytes"):
         scan_header(path.read_bytes()[:200], INTAKE_TAGS, complete=False)
+
+
+def _decode_some(dataset: Dataset) -> None:
+    """As a script leaves a data set: some elements read (decoded), some changed."""
+    for keyword in ("PatientID", "Modality", "SeriesNumber"):
+        if keyword in dataset:
+            dataset.get(keyword)  # decoded, value unchanged
+    if "PatientName" in dataset:
+        dataset.PatientName = "ANONYMIZED"
+    dataset.StudyDescription = ["ONE", "TWO"]
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["as-read", "partly-decoded"])
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("case", CASES)
+def test_header_of_a_parsed_data_set_is_pydicoms(case: str, syntax: str, decoded: bool) -> None:
+    """header_of renders undecoded elements from their bytes: the same text as pydicom's
+    decoded values, whether the elements are as read or a script decoded some."""
+    data = part10(CASES[case], syntax)
+    fast, reference = (pydicom.dcmread(BytesIO(data)) for _ in range(2))
+    if decoded:
+        _decode_some(fast)
+        _decode_some(reference)
+    assert header_of(fast, WANTED) == decoded_header_of(reference, WANTED)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"SpecificCharacterSet": ["", "ISO 2022 IR 87"], "PatientName": "Yamada^Tarou"},
+        {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "Müller^Jürgen"},
+        {"SpecificCharacterSet": "ISO_IR 100", "StudyDescription": "Tête"},
+        {"InstanceNumber": "12.5"},
+    ],
+    ids=["iso-2022", "utf-8", "latin-1", "bad-IS"],
+)
+def test_header_of_follows_the_character_set(values: dict) -> None:
+    data = part10(base(**values), "explicit")
+    fast, reference = (pydicom.dcmread(BytesIO(data)) for _ in range(2))
+    assert header_of(fast, INTAKE_TAGS) == decoded_header_of(reference, INTAKE_TAGS)
+    fast.get("SpecificCharacterSet")  # decoded, unchanged
+    assert header_of(fast, INTAKE_TAGS) == decoded_header_of(reference, INTAKE_TAGS)
+    fast.SpecificCharacterSet = "ISO_IR 100"  # a script changed it: raw text read anew
+    reference.SpecificCharacterSet = "ISO_IR 100"
+    assert header_of(fast, INTAKE_TAGS) == decoded_header_of(reference, INTAKE_TAGS)
+
+
+def test_header_of_a_big_endian_data_set_is_pydicoms() -> None:
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small_bigendian.dcm"
+    fast, reference = (pydicom.dcmread(path) for _ in range(2))
+    header = header_of(fast, WANTED)
+    assert header == decoded_header_of(reference, WANTED)
+    assert header[0x00080060] == "MR"

@@ -17,12 +17,11 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
 from xnatd.anon.chain import Chain
+from xnatd.anon.encode import element_chunks
 from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.script import Script
 from xnatd.dicom import part10_prefix
@@ -202,17 +201,14 @@ def _encode(dataset: Dataset) -> bytes:
         out = io.BytesIO()  # pydicom compresses the whole data set
         dataset.save_as(out, enforce_file_format=True)
         return out.getvalue()
-    # Our own meta prefix, then the data set in its own syntax: save_as would copy and
-    # re-validate the meta group on every file.
-    return part10_prefix(dataset.file_meta) + _body(dataset, syntax)
+    # Our own meta prefix, then the data set in its own syntax, joined once: save_as
+    # would copy and re-validate the meta group and copy the pixel data twice more.
+    chunks = element_chunks(dataset, syntax.is_implicit_VR, syntax.is_little_endian)
+    return b"".join([part10_prefix(dataset.file_meta), *chunks])
 
 
 def _body(dataset: Dataset, syntax: UID) -> bytes:
-    body = DicomBytesIO()
-    body.is_little_endian = syntax.is_little_endian
-    body.is_implicit_VR = syntax.is_implicit_VR
-    write_dataset(body, dataset)
-    return body.getvalue()
+    return b"".join(element_chunks(dataset, syntax.is_implicit_VR, syntax.is_little_endian))
 
 
 def apply_to_bytes(script: Anonymizer, data: bytes, variables: Mapping[str, Any]) -> bytes | None:

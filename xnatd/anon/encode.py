@@ -1,0 +1,204 @@
+"""Writing an anonymized data set back to bytes, as pydicom's ``write_dataset`` would.
+
+pydicom writes every element through the same general path: a scratch buffer per
+element, its value copied twice, several attribute look-ups. After a script most
+top-level elements are still as read (undecoded ``RawDataElement``s, the pixel data
+among them), and those are written here from their bytes with one ``struct`` call for
+the element header; pydicom encodes only the elements a script read or changed. The
+result is the same bytes pydicom writes (tests/anon/test_encode.py), as chunks to be
+joined once: the pixel data value is not copied until then.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import tag_in_exception
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, PersonName
+
+PIXEL_DATA = 0x7FE00010
+_UNDEFINED = 0xFFFFFFFF
+_LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+# Decoded values written here: ASCII text, padded as pydicom pads it.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})  # no character set
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})  # in the data set's
+_PADDING = {"UI": b"\0"}
+_ITEM_TAG = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
+
+
+def _headers(little: bool) -> tuple[struct.Struct, struct.Struct, struct.Struct, bytes]:
+    order = "<" if little else ">"
+    delimiter = struct.pack(order + "HHI", 0xFFFE, 0xE0DD, 0)
+    return (
+        struct.Struct(order + "HHI"),  # implicit VR
+        struct.Struct(order + "HH2sH"),  # explicit VR, 16-bit length
+        struct.Struct(order + "HH2s2xI"),  # explicit VR, 32-bit length
+        delimiter,
+    )
+
+
+_HEADERS = {little: _headers(little) for little in (True, False)}
+
+
+def _raw_chunks(raw: RawDataElement, implicit: bool, little: bool) -> list[bytes] | None:
+    """A raw element as pydicom writes it, or None where pydicom's general path must
+    decide (another encoding, an unusual VR, a value too long for its length field)."""
+    if raw.is_implicit_VR != implicit or raw.is_little_endian != little:
+        return None
+    value = raw.value or b""
+    undefined = raw.length == _UNDEFINED
+    if undefined and raw.tag == PIXEL_DATA and not value.startswith(_ITEM_TAG[little]):
+        return None  # pydicom refuses it with its own message
+    length = _UNDEFINED if undefined else len(value)
+    implicit_header, short_header, long_header, delimiter = _HEADERS[little]
+    group, element = raw.tag >> 16, raw.tag & 0xFFFF
+    if implicit:
+        header = implicit_header.pack(group, element, length)
+    else:
+        vr = raw.VR
+        if not vr or len(vr) != 2:
+            return None
+        if vr in _LONG_VRS:
+            header = long_header.pack(group, element, vr.encode("ascii"), length)
+        elif undefined or length > 0xFFFF:
+            return None
+        else:
+            header = short_header.pack(group, element, vr.encode("ascii"), length)
+    return [header, value, delimiter] if undefined else [header, value]
+
+
+def _plain_text(encodings: object) -> bool:
+    """Whether ASCII text is written as itself under ``encodings`` (the Specific
+    Character Set's value): one character set, not ISO 2022 (which may add escapes)."""
+    if isinstance(encodings, MultiValue | list):
+        if len(encodings) != 1:
+            return False
+        encodings = encodings[0]
+    return isinstance(encodings, str) and "2022" not in encodings
+
+
+def _value_bytes(element: DataElement, plain_text: bool) -> bytes | None:
+    """The encoded value of a decoded element of the common kinds (text that is ASCII),
+    as pydicom writes it; None for anything else, which pydicom writes."""
+    vr, value = element.VR, element.value
+    if element.is_empty:
+        return b""
+    if vr == "PN":
+        # Only a name a script set (a PersonName keeping its bytes as read writes those);
+        # pydicom drops empty trailing components, so names ending in "=" are left to it.
+        if not plain_text or not isinstance(value, PersonName) or value.original_string:
+            return None
+        text = str(value)
+        if text.endswith("="):
+            return None
+    elif vr in _ASCII_VRS or (plain_text and vr in _TEXT_VRS):
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, MultiValue | list | tuple) and all(
+            isinstance(item, str) for item in value
+        ):
+            text = "\\".join(value)
+        else:
+            return None
+    else:
+        return None
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    return data + _PADDING.get(vr, b" ") if len(data) % 2 else data
+
+
+def _decoded_chunks(
+    element: DataElement, implicit: bool, little: bool, plain_text: bool
+) -> list[bytes] | None:
+    """A decoded element of the common kinds, as pydicom writes it; None otherwise."""
+    if element.is_undefined_length:
+        return None
+    value = _value_bytes(element, plain_text)
+    if value is None:
+        return None
+    implicit_header, short_header, long_header, _ = _HEADERS[little]
+    group, number = element.tag >> 16, element.tag & 0xFFFF
+    if implicit:
+        return [implicit_header.pack(group, number, len(value)), value]
+    vr = element.VR.encode("ascii")
+    if element.VR in _LONG_VRS:
+        return [long_header.pack(group, number, vr, len(value)), value]
+    if len(value) > 0xFFFF:
+        return None  # pydicom writes it as UN, with a warning
+    return [short_header.pack(group, number, vr, len(value)), value]
+
+
+def element_chunks(dataset: Dataset, implicit: bool, little: bool) -> list[bytes]:
+    """The elements of ``dataset`` encoded in the given syntax, in tag order, as the
+    bytes pydicom's ``write_dataset`` gives (their concatenation).
+
+    Raises:
+        ValueError, TypeError, OverflowError, AttributeError: as pydicom's writer does
+            for a value it cannot encode.
+    """
+    if (implicit, little) != dataset.original_encoding or (
+        dataset.original_character_set != dataset._character_set
+    ):
+        # pydicom decodes and re-encodes every element here (ambiguous VRs corrected,
+        # text in the new character set): its own path, whole.
+        return [_pydicom_body(dataset, implicit, little)]
+    encodings = dataset.get("SpecificCharacterSet", "iso8859")
+    plain_text = _plain_text(encodings)
+    chunks: list[bytes] = []
+    for tag in sorted(dataset.keys()):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2)
+        element = dataset.get_item(tag)
+        if element.is_raw:
+            raw = _raw_chunks(element, implicit, little)  # type: ignore[arg-type]
+            if raw is not None:
+                chunks.extend(raw)
+                continue
+            element = dataset[tag]
+        decoded = _decoded_chunks(element, implicit, little, plain_text)
+        if decoded is not None:
+            chunks.extend(decoded)
+            continue
+        scratch = DicomBytesIO()
+        scratch.is_implicit_VR, scratch.is_little_endian = implicit, little
+        with tag_in_exception(tag):
+            write_data_element(scratch, element, encodings)
+        chunks.append(scratch.getvalue())
+    return chunks
+
+
+def _pydicom_body(dataset: Dataset, implicit: bool, little: bool) -> bytes:
+    body = DicomBytesIO()
+    body.is_implicit_VR, body.is_little_endian = implicit, little
+    write_dataset(body, dataset)
+    return body.getvalue()
+
+
+def meta_group(file_meta: Dataset) -> bytes:
+    """The file meta elements (explicit VR little endian), its group length first.
+
+    ``file_meta`` must already hold what PS3.10 requires (see ``dicom.part10_prefix``).
+    """
+    chunks: list[bytes] = []
+    for tag in sorted(file_meta.keys()):
+        if tag == 0x00020000:
+            continue
+        element = file_meta.get_item(tag)
+        raw = _raw_chunks(element, False, True) if element.is_raw else None  # type: ignore[arg-type]
+        if raw is None:
+            raw = _decoded_chunks(file_meta[tag], False, True, True)
+        if raw is None:
+            scratch = DicomBytesIO()
+            scratch.is_implicit_VR, scratch.is_little_endian = False, True
+            converted: DataElement = file_meta[tag]
+            write_data_element(scratch, converted)
+            raw = [scratch.getvalue()]
+        chunks.extend(raw)
+    body = b"".join(chunks)
+    return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import ROOT, process_tree, rss_bytes
+from common import ROOT, cpu_seconds, process_tree, rss_bytes
 from dicomgen import SeriesSpec, StudySpec, instance, write_study
 from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 from pydicom.filewriter import dcmwrite
@@ -121,19 +121,6 @@ class Peer:
     process: subprocess.Popen
     work: Path
     rss: list[int] = field(default_factory=lambda: [0])
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time of the processes (all their threads) and of their
-    children that ended and were reaped (storescp --fork's, one per association)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -279,9 +266,9 @@ def measure(
     peer = start(kind, work, idle)
     try:
         with sampling(peer):
-            cpu = _cpu_seconds(process_tree(peer.process.pid))
+            cpu = cpu_seconds(process_tree(peer.process.pid))
             seconds = send(peer, folders, associations, nodelay)
-            cpu = _cpu_seconds(process_tree(peer.process.pid)) - cpu
+            cpu = cpu_seconds(process_tree(peer.process.pid)) - cpu
             last_file = time.perf_counter()
             to_ready = None
             if kind.startswith("xnatd") and sessions:

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, process_tree
+from common import ROOT, cpu_seconds, process_tree
 from helpers import dcmtk_tool, free_port, port_accepts, wait_for
-from ingest import _cpu_seconds, count_files, make_series
+from ingest import count_files, make_series
 from tlscerts import Pki, make_pki
 
 CASES = ((1, "1 association"), (4, "4 associations"))
@@ -140,9 +140,9 @@ def measure(
             return None
         (process, port), aec = started, "ORTHANC"
     try:
-        cpu = _cpu_seconds(process_tree(process.pid))
+        cpu = cpu_seconds(process_tree(process.pid))
         seconds = send(port, aec, files, associations, tls if secure else [])
-        cpu = _cpu_seconds(process_tree(process.pid)) - cpu
+        cpu = cpu_seconds(process_tree(process.pid)) - cpu
     finally:
         stop(process)
     return {"seconds": seconds, "cpu_seconds": cpu}

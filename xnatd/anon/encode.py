@@ -28,6 +28,7 @@ _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})  # no character set
 _TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})  # in the data set's
 _PADDING = {"UI": b"\0"}
+_BYTE_VRS = frozenset({"OB", "UN"})  # bytes as they are, padded with a NUL
 _ITEM_TAG = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
 
 
@@ -88,6 +89,8 @@ def _value_bytes(element: DataElement, plain_text: bool) -> bytes | None:
     vr, value = element.VR, element.value
     if element.is_empty:
         return b""
+    if vr in _BYTE_VRS and isinstance(value, bytes):
+        return value + b"\0" if len(value) % 2 else value
     if vr == "PN":
         # Only a name a script set (a PersonName keeping its bytes as read writes those);
         # pydicom drops empty trailing components, so names ending in "=" are left to it.

@@ -101,3 +101,34 @@ def test_an_untouched_data_set_is_written_as_pydicom_writes_it(path: Path) -> No
     syntax = UID(dataset.file_meta.TransferSyntaxUID)
     body = b"".join(element_chunks(dataset, syntax.is_implicit_VR, syntax.is_little_endian))
     assert part10_prefix(dataset.file_meta) + body == _pydicom_bytes(dataset)
+
+
+def _pydicom_meta(file_meta: FileMetaDataset) -> bytes:
+    out = DicomBytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    meta = FileMetaDataset(file_meta)
+    meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["", "ImplementationVersionName", "ImplementationClassUID", "FileMetaInformationVersion"],
+)
+def test_the_meta_group_is_completed_as_pydicom_completes_it(missing: str) -> None:
+    def meta() -> FileMetaDataset:
+        file_meta = parse_file((DATA / "test_files" / "CT_small.dcm").read_bytes()).file_meta
+        file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"  # changed, as after a script
+        if missing:
+            del file_meta[missing]
+        return file_meta
+
+    assert part10_prefix(meta()) == _pydicom_meta(meta())
+
+
+def test_a_meta_group_without_a_required_element_is_refused() -> None:
+    meta = parse_file((DATA / "test_files" / "CT_small.dcm").read_bytes()).file_meta
+    meta.MediaStorageSOPInstanceUID = ""
+    with pytest.raises(AttributeError, match="Media Storage SOP Instance UID"):
+        part10_prefix(meta)

@@ -29,6 +29,8 @@ _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})  # no charact
 _TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})  # in the data set's
 _PADDING = {"UI": b"\0"}
 _BYTE_VRS = frozenset({"OB", "UN"})  # bytes as they are, padded with a NUL
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+_CHARACTER_SET = 0x00080005
 _ITEM_TAG = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
 
 
@@ -83,14 +85,21 @@ def _plain_text(encodings: object) -> bool:
     return isinstance(encodings, str) and "2022" not in encodings
 
 
-def _value_bytes(element: DataElement, plain_text: bool) -> bytes | None:
-    """The encoded value of a decoded element of the common kinds (text that is ASCII),
-    as pydicom writes it; None for anything else, which pydicom writes."""
+def _value_bytes(element: DataElement, little: bool, plain_text: bool) -> bytes | None:
+    """The encoded value of a decoded element of the common kinds (ASCII text, bytes, one
+    number), as pydicom writes it; None for anything else, which pydicom writes."""
     vr, value = element.VR, element.value
     if element.is_empty:
         return b""
     if vr in _BYTE_VRS and isinstance(value, bytes):
         return value + b"\0" if len(value) % 2 else value
+    if vr in _NUMBER_FORMATS:
+        if type(value) not in (int, float):  # several values: LUT descriptors are special
+            return None
+        try:
+            return struct.pack(("<" if little else ">") + _NUMBER_FORMATS[vr], value)
+        except struct.error:
+            return None  # pydicom says what is wrong
     if vr == "PN":
         # Only a name a script set (a PersonName keeping its bytes as read writes those);
         # pydicom drops empty trailing components, so names ending in "=" are left to it.
@@ -120,9 +129,11 @@ def _decoded_chunks(
     element: DataElement, implicit: bool, little: bool, plain_text: bool
 ) -> list[bytes] | None:
     """A decoded element of the common kinds, as pydicom writes it; None otherwise."""
+    if element.VR == "SQ":
+        return _sequence_chunks(element, implicit, little, plain_text)
     if element.is_undefined_length:
         return None
-    value = _value_bytes(element, plain_text)
+    value = _value_bytes(element, little, plain_text)
     if value is None:
         return None
     implicit_header, short_header, long_header, _ = _HEADERS[little]
@@ -135,6 +146,43 @@ def _decoded_chunks(
     if len(value) > 0xFFFF:
         return None  # pydicom writes it as UN, with a warning
     return [short_header.pack(group, number, vr, len(value)), value]
+
+
+def _sequence_chunks(
+    element: DataElement, implicit: bool, little: bool, plain_text: bool
+) -> list[bytes] | None:
+    """A sequence a script built (every element of every item decoded, none of the
+    kinds pydicom corrects or recodes), as pydicom writes it; None otherwise."""
+    implicit_header, _, long_header, delimiter = _HEADERS[little]
+    items: list[bytes] = []
+    for item in element.value or []:
+        if not isinstance(item, Dataset) or _CHARACTER_SET in item:
+            return None
+        body: list[bytes] = []
+        for tag in sorted(item.keys()):
+            if tag & 0xFFFF == 0 and tag >> 16 > 6:
+                continue
+            inner = item.get_item(tag)
+            if inner.is_raw:
+                return None  # pydicom may decode and recode it in the item's encoding
+            chunks = _decoded_chunks(inner, implicit, little, plain_text)
+            if chunks is None:
+                return None
+            body.extend(chunks)
+        content = b"".join(body)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            items.append(implicit_header.pack(0xFFFE, 0xE000, _UNDEFINED) + content)
+            items.append(implicit_header.pack(0xFFFE, 0xE00D, 0))
+        else:
+            items.append(implicit_header.pack(0xFFFE, 0xE000, len(content)) + content)
+    value = b"".join(items)
+    group, number = element.tag >> 16, element.tag & 0xFFFF
+    length = _UNDEFINED if element.is_undefined_length else len(value)
+    if implicit:
+        header = implicit_header.pack(group, number, length)
+    else:
+        header = long_header.pack(group, number, b"SQ", length)
+    return [header, value, delimiter] if element.is_undefined_length else [header, value]
 
 
 def element_chunks(dataset: Dataset, implicit: bool, little: bool) -> list[bytes]:

@@ -97,19 +97,6 @@ def _buffer(data: Payload) -> Iterator[Buffer]:
         yield mapped
 
 
-def check_whole(data: Payload) -> None:
-    """Check every element header, length, item and delimiter of a Part 10 file.
-
-    Raises:
-        RejectedFile: the file is cut short or malformed.
-    """
-    with _buffer(data) as buffer:
-        try:
-            check_part10(buffer)
-        except Malformed as exc:
-            raise RejectedFile(f"malformed data set: {exc}") from None
-
-
 def checked_header(data: Payload, tags: Iterable[int]) -> dict[int, str]:
     """Check the file whole and read its top-level ``tags`` in the same pass.
 

@@ -19,7 +19,7 @@ from xnatd.anon.chain import retains_institution
 from xnatd.anon.engine import ScriptFailed
 from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of
-from xnatd.intake.acceptance import RejectedFile, check_whole, checked_header, identity_problem
+from xnatd.intake.acceptance import RejectedFile, checked_header, identity_problem
 from xnatd.metrics import Metrics
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
@@ -134,12 +134,11 @@ class Intake:
             script = None
         parsed = None
         try:
-            if script is None:  # the whole file checked, the routing tags read on the way
-                header = checked_header(item.data, self._tags_for(config))
-            else:  # parsed once (a large file without its pixels): routed, then anonymized
-                check_whole(item.data)
+            # The whole file checked, the routing tags read on the way; a file to
+            # anonymize is then parsed once (a large one without its pixels).
+            header = checked_header(item.data, self._tags_for(config))
+            if script is not None:
                 parsed = parse(item.data, script)
-                header = header_of(parsed.dataset, self._tags_for(config))
         except (RejectedFile, UnparsableDicom, ScriptFailed) as exc:
             return self._rejected(item, str(exc))
         sop_class_uid = header.get(Tag.SOPClassUID, "")

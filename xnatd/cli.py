@@ -40,8 +40,9 @@ from xnatd.store.layout import DataDir, PrearchiveName
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _load_config(args: argparse.Namespace) -> Config:
-    """The configuration named by ``-c``, ``$XNATD_CONFIG`` or the default places.
+def _load_config(args: argparse.Namespace, *, create_secret: bool = True) -> Config:
+    """The configuration named by ``-c``, ``$XNATD_CONFIG`` or the default places
+    (``create_secret``: as :func:`xnatd.config.load`).
 
     Raises:
         UsageError: no file was named and none is at the default places.
@@ -53,7 +54,7 @@ def _load_config(args: argparse.Namespace) -> Config:
             "no configuration: none at /etc/xnatd/xnatd.yaml nor at etc/xnatd.yaml under"
             f" {Path.cwd()}; give -c CONFIG or set XNATD_CONFIG"
         )
-    return config_module.load(path)
+    return config_module.load(path, create_secret=create_secret)
 
 
 @contextmanager
@@ -163,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load_config(args)
+    config = _load_config(args, create_secret=False)  # checks; writes nothing
     problem = DataDir(config.site.data_dir).writable_problem()
     if problem is not None:
         raise ConfigError(config.path, [f"site.data_dir: {problem}"])
@@ -171,6 +172,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{config.path}: ok ({len(config.receivers)} receivers, {len(config.projects)} projects,"
         f" index {config.index if config.index == 'sqlite' else 'postgresql'})"
     )
+    if config.site.uid_secret_missing:
+        print(f"  site.uid_secret: {config.site.uid_secret} does not exist yet; run creates it")
     return EXIT_OK
 
 

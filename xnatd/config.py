@@ -10,6 +10,7 @@ import difflib
 import os
 import re
 import socket
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +66,7 @@ class Site:
     min_free_disk: int
     script: Script | Chain | None = None  # the parsed site script, or chain of steps
     uid_secret: Path | None = None  # the key of the profile's UID and date hashes
+    uid_secret_missing: bool = False  # absent, and loaded without creating it (check-config)
     node: str = ""  # this daemon's name among the nodes sharing an index (hostname)
     lease: float = 60.0  # how long a dead node's open associations hold their sessions
     phi_check: PhiCheck = PhiCheck()
@@ -207,8 +209,12 @@ def current_users(config: Config) -> Mapping[str, User]:
     return config.users if parser.problems else users
 
 
-def load(path: Path | str) -> Config:
+def load(path: Path | str, *, create_secret: bool = True) -> Config:
     """Read and validate a configuration file.
+
+    ``create_secret=False`` writes nothing: a missing ``site.uid_secret`` key file is
+    only checked to be creatable, and reported in ``site.uid_secret_missing`` (the
+    profiles then hold no key: such a configuration must not anonymize anything).
 
     Raises:
         ConfigError: with every problem found, each naming its key path.
@@ -227,12 +233,25 @@ def load(path: Path | str) -> Config:
         raise ConfigError(path, [f"{where}not valid YAML: {problem}"]) from None
     if raw is None:
         raw = {}
-    parser = _Parser(path)
+    parser = _Parser(path, create_secret=create_secret)
     config = parser.parse(raw)
     if parser.problems:
         raise ConfigError(path, parser.problems)
     assert config is not None
     return config
+
+
+def _creatable_problem(path: Path) -> str | None:
+    """Why a file could not be created at ``path``, or None; creates nothing that stays
+    (a probe file in its folder, removed at once: ``os.access`` is always yes for root)."""
+    if not path.parent.is_dir():
+        return f"{path} cannot be created: {path.parent} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        return f"{path} cannot be created: {exc.strerror or exc}"
+    return None
 
 
 def unknown_key(name: object, allowed: tuple[str, ...]) -> str:
@@ -244,8 +263,10 @@ def unknown_key(name: object, allowed: tuple[str, ...]) -> str:
 class _Parser:
     """Walks the YAML tree once, collecting problems instead of stopping at the first."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create_secret: bool = True) -> None:
         self.path = path
+        self.create_secret = create_secret
+        self.missing_secret: Path | None = None  # the absent key, when not created
         self.base = path.resolve().parent
         self.problems: list[str] = []
         self.secret_value: Any = None  # site.uid_secret, read once the site is parsed
@@ -357,6 +378,13 @@ class _Parser:
         path = (self.base / text).resolve()
         if path.is_relative_to(data_dir):
             self.problem("site.uid_secret", f"{path} is inside the data directory {data_dir}")
+            return None
+        if not self.create_secret and not path.exists():
+            problem = _creatable_problem(path)
+            if problem is not None:
+                self.problem("site.uid_secret", problem)
+            else:
+                self.missing_secret = path
             return None
         try:
             if not path.exists():
@@ -491,6 +519,8 @@ class _Parser:
             return site, projects
         loaded = self.uid_secret(self.secret_value, self.data_dir)
         if loaded is None:
+            if self.missing_secret is not None:  # check-config: run creates it
+                site = replace(site, uid_secret=self.missing_secret, uid_secret_missing=True)
             return site, projects
         path, secret = loaded
 

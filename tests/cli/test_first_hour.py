@@ -236,3 +236,37 @@ class TestLogFormat:
         text = output.decode(errors="replace")
         assert "hello_event" in text and "answer" in text
         assert not text.strip().startswith("{"), text
+
+
+class TestCheckConfigWritesNothing:
+    def test_a_missing_uid_key_is_reported_not_created(self, tmp_path: Path) -> None:
+        """check-config with a profile configured and no key yet: ok, it says run creates
+        the key, and nothing at all is written; loading for run then creates it."""
+        settings = base_settings(free_port(), free_port(), anonymization=[{"profile": "basic"}])
+        config = write_config(tmp_path, settings)
+        before = sorted(tmp_path.rglob("*"))
+        result = xnatd_cli("check-config", "-c", str(config))
+        assert result.returncode == 0, result.stderr
+        key = tmp_path / "uid.key"
+        assert f"site.uid_secret: {key} does not exist yet; run creates it" in result.stdout
+        assert sorted(tmp_path.rglob("*")) == before
+        from xnatd import config as config_module
+
+        loaded = config_module.load(config)  # as run loads it
+        assert loaded.site.uid_secret == key and key.stat().st_mode & 0o777 == 0o600
+        assert not loaded.site.uid_secret_missing
+        again = xnatd_cli("check-config", "-c", str(config))
+        assert again.returncode == 0 and "uid_secret" not in again.stdout
+
+    def test_a_key_that_could_not_be_created_fails_the_check(self, tmp_path: Path) -> None:
+        settings = base_settings(
+            free_port(),
+            free_port(),
+            anonymization={"profile": "basic"},
+            uid_secret="missing/folder/uid.key",
+        )
+        line = one_line_error(
+            xnatd_cli("check-config", "-c", str(write_config(tmp_path, settings)))
+        )
+        assert "site.uid_secret" in line and "missing" in line
+        assert not (tmp_path / "missing").exists()

@@ -18,7 +18,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from xnatd.anon.apply import Parsed, anonymize, parse_file
 from xnatd.anon.chain import Chain
 from xnatd.anon.encode import element_chunks
-from xnatd.anon.profile import Profile
+from xnatd.anon.profile import Profile, _Run
 from xnatd.anon.script import parse
 from xnatd.dicom import part10_prefix
 
@@ -132,3 +132,18 @@ def test_a_meta_group_without_a_required_element_is_refused() -> None:
     meta.MediaStorageSOPInstanceUID = ""
     with pytest.raises(AttributeError, match="Media Storage SOP Instance UID"):
         part10_prefix(meta)
+
+
+@pytest.mark.parametrize("step", ["profile", "profile-options"])
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda path: path.name)
+def test_a_profile_replaces_undecoded_elements_with_the_same_result(
+    path: Path, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile replaces (Z, D) elements still as read without decoding them: the
+    file is the one it writes when it decodes each first."""
+    data = path.read_bytes()
+    variables = {"project": "P", "session": "S"}
+    undecoded = anonymize(STEPS[step], Parsed(parse_file(data)), variables)
+    monkeypatch.setattr(_Run, "_replaced_undecoded", staticmethod(lambda *args: False))
+    decoded = anonymize(STEPS[step], Parsed(parse_file(data)), variables)
+    assert undecoded == decoded

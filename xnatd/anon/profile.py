@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -268,6 +269,8 @@ class _Run:
         if action == "X":
             del dataset[tag]
             return
+        if action in ("Z", "D") and self._replaced_undecoded(dataset, tag, action):
+            return
         element = dataset[tag]
         vr = str(element.VR)
         if vr == "SQ":
@@ -291,6 +294,21 @@ class _Run:
                 element.value = self._map(element.value, self._shift)
         else:  # C-text
             element.value = self._map(element.value, self._clean)
+
+    @staticmethod
+    def _replaced_undecoded(dataset: Dataset, tag: int, action: str) -> bool:
+        """Z or D on an element still as read (explicit VR, which decoding keeps unless
+        UN): its value goes whatever it was, so it is replaced without being decoded."""
+        raw = dataset.get_item(tag)
+        if not raw.is_raw or not raw.VR or raw.VR in ("UN", "SQ"):
+            return False
+        vr = str(raw.VR)
+        if action == "Z":
+            value = b"" if vr in _EMPTY_BYTES else None
+        else:
+            value = DUMMIES.get(vr, DUMMY_TEXT)
+        dataset[tag] = DataElement(tag, vr, value)
+        return True
 
     @staticmethod
     def _map(value: object, change: Callable[[str], str]) -> object:

@@ -4,9 +4,11 @@ pydicom writes every element through the same general path: a scratch buffer per
 element, its value copied twice, several attribute look-ups. After a script most
 top-level elements are still as read (undecoded ``RawDataElement``s, the pixel data
 among them), and those are written here from their bytes with one ``struct`` call for
-the element header; pydicom encodes only the elements a script read or changed. The
-result is the same bytes pydicom writes (tests/anon/test_encode.py), as chunks to be
-joined once: the pixel data value is not copied until then.
+the element header. The decoded values of the common kinds (ASCII text, bytes, one
+number, a sequence a script built of those) are encoded here too; pydicom encodes the
+rest, and the whole data set when its encoding or character set changed. The result
+is the same bytes pydicom writes (tests/anon/test_encode.py), as chunks to be joined
+once: the pixel data value is not copied until then.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xnatd import __version__, logs
+from xnatd import __version__, logs, process
 from xnatd import config as config_module
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.config import Config, ConfigError
@@ -499,6 +499,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     import tempfile
 
     from xnatd.intake.staging import HostileArchive
+    from xnatd.scp.hooks import UnsupportedPynetdicom
     from xnatd.sender import SendError, Target, collect, send
     from xnatd.tls import TLSError, client_context
 
@@ -524,7 +525,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 retries=args.retries,
                 quiet=args.json,
             )
-        except SendError as exc:
+        except (SendError, UnsupportedPynetdicom) as exc:
             print(f"xnatd: {exc}", file=sys.stderr)
             return EXIT_FAILED
     finally:
@@ -850,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    process.configure()
     args = build_parser().parse_args(argv)
     if args.command != "run":
         # Commands print their results on stdout; events (warnings up) go to stderr.

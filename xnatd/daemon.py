@@ -29,6 +29,7 @@ from xnatd.intake.inbox import Inbox
 from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
 from xnatd.operations import Operations
+from xnatd.scp import hooks
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.guard import ConnectionGuard
@@ -71,6 +72,10 @@ class Daemon:
     def startup(self) -> None:
         config = self.config
         logs.configure(config.logging.format, config.logging.level)
+        try:
+            hooks.install()
+        except hooks.UnsupportedPynetdicom as exc:
+            raise StartupError(str(exc)) from None
         if self.worker:
             die_with_parent()
         self.store = Store.open(config)

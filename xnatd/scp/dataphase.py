@@ -39,7 +39,6 @@ from xnatd.scp.dimse import (
     C_STORE_RQ,
     RESPONSE_BIT,
     Command,
-    MalformedCommand,
     Reply,
     decode_command,
     encode_response,
@@ -362,42 +361,3 @@ def _failed(status: int, reason: str) -> Reply:
     """A failure this module answers itself: logged, and the reason sent back."""
     log.warning("request_failed", status=f"0x{status:04X}", reason=reason)
     return Reply(status, reason)
-
-
-def read_data_phase_natively() -> None:
-    """Install the native data phase (idempotent; xnatd's acceptor associations only)."""
-    if getattr(DULServiceProvider, "_xnatd_native", False):
-        return
-    read_pdu_data, run_reactor = DULServiceProvider._read_pdu_data, DULServiceProvider.run_reactor
-
-    def native_read_pdu_data(self: DULServiceProvider) -> None:
-        sock = getattr(self.socket, "socket", None)
-        if (
-            not isinstance(sock, QuickAckSocket)
-            or self.state_machine.current_state != "Sta6"
-            or sock.peek() != P_DATA_TF
-        ):
-            read_pdu_data(self)
-            return
-        phase = self.__dict__.get("_xnatd_phase")
-        if phase is None:
-            phase = self.__dict__["_xnatd_phase"] = DataPhase(self)
-        try:
-            phase.read_pdu()
-        except (OSError, ConnectionLost):
-            self.event_queue.put("Evt17")  # transport closed, as pynetdicom reports it
-        except (ProtocolViolation, MalformedCommand) as exc:
-            log.warning("association_aborted", reason=f"protocol error: {exc}")
-            raise  # pynetdicom's reactor sends an A-ABORT and stops
-
-    def closing_run_reactor(self: DULServiceProvider) -> None:
-        try:
-            run_reactor(self)
-        finally:
-            phase = self.__dict__.pop("_xnatd_phase", None)
-            if phase is not None:
-                phase.close()
-
-    DULServiceProvider._read_pdu_data = native_read_pdu_data
-    DULServiceProvider.run_reactor = closing_run_reactor
-    DULServiceProvider._xnatd_native = True

@@ -13,35 +13,18 @@ from dataclasses import dataclass
 
 import structlog
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
 from xnatd.scp.commitment import STORAGE_COMMITMENT
-from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handoff import Load
-from xnatd.scp.negotiation import accept_storage_by_rule
-from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
-from xnatd.scp.transport import (
-    QuickAckSocket,
-    quick_ack_requests,
-    wake_association_on_message,
-    wake_dul_on_io,
-)
+from xnatd.scp.tls import handshake_before_serving, port_context
+from xnatd.scp.transport import QuickAckSocket, quick_ack_requests
 
 log = structlog.get_logger(__name__)
-
-# Accept every storage SOP class, private ones included, in the transfer syntax the
-# sender proposes first: files are kept as sent, never transcoded (scp/negotiation.py).
-accept_storage_by_rule()
-# pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
-_config.LOG_REQUEST_IDENTIFIERS = False
-wake_dul_on_io()
-wake_association_on_message()
-read_data_phase_natively()
-see_bytes_held_by_tls()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from pynetdicom.transport import AssociationSocket
 
 from xnatd.scp.transport import QuickAckSocket
 from xnatd.tls import peer_subject
@@ -129,20 +128,3 @@ def port_context(receivers: Mapping[str, Any]) -> ssl.SSLContext | None:
         if receiver.tls is not None:
             return receiver.tls.context
     return None
-
-
-def see_bytes_held_by_tls() -> None:
-    """pynetdicom's readiness check sees decrypted bytes waiting in a
-    TLSQuickAckSocket (it only knows to ask a bare SSLSocket). Idempotent."""
-    if getattr(AssociationSocket, "_xnatd_tls_ready", False):
-        return
-    ready = AssociationSocket.ready
-
-    def ready_or_held(self: AssociationSocket) -> bool:
-        sock = self.socket
-        if isinstance(sock, TLSQuickAckSocket) and self._is_connected and sock.pending():
-            return True
-        return bool(ready.fget(self))  # type: ignore[attr-defined]
-
-    AssociationSocket.ready = property(ready_or_held)  # type: ignore[method-assign]
-    AssociationSocket._xnatd_tls_ready = True  # type: ignore[attr-defined]

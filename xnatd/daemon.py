@@ -21,14 +21,11 @@ from xnatd import logs, memory, systemd
 from xnatd.api.app import Services
 from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
-from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError, Receiver
-from xnatd.intake.importer import Importer
 from xnatd.intake.inbox import Inbox
-from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
-from xnatd.operations import Operations
+from xnatd.pipeline import Pipeline, open_store
 from xnatd.scp import hooks
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
@@ -36,7 +33,6 @@ from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.server import Listeners
-from xnatd.store import Store
 from xnatd.store.commitments import Commitments
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 
@@ -78,7 +74,7 @@ class Daemon:
             raise StartupError(str(exc)) from None
         if self.worker:
             die_with_parent()
-        self.store = Store.open(config)
+        self.store = open_store(config)
         data = self.store.data
         self.index = self.store.index
         self.prearchive = self.store.prearchive
@@ -93,7 +89,8 @@ class Daemon:
         # Data sets too large to hold in memory spill here as they arrive.
         spill_large_data_sets(data.fresh_spool(self.node))
         self.metrics = Metrics(shared_metrics_dir())
-        self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)
+        self.pipeline = Pipeline.assemble(self.store, lambda: self.config, self.metrics, self.node)
+        self.intake = self.pipeline.intake
         self.associations = Associations(
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
@@ -141,23 +138,15 @@ class Daemon:
             )
         self.metrics.watch_state(self.index.count_by_status, data.root)
         threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
-        self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
+        self.archiver = self.pipeline.archiver
         self.sweeper = Sweeper(
             self.prearchive,
-            Builder(
-                self.prearchive,
-                self.metrics,
-                self.node,
-                phi_check=lambda: self.config.site.phi_check,
-            ),
+            self.pipeline.builder,
             idle_timeout=config.site.session_idle_timeout,
             node=self.node,
             on_ready=self.archiver.after_build,
         )
-        operations = Operations(
-            self.store, lambda: self.config, self.metrics, self.node, self.archiver
-        )
-        importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
+        operations, importer = self.pipeline.operations, self.pipeline.importer
         if config.http is not None:
             services = Services(
                 store=self.store,

@@ -8,7 +8,7 @@ command line and the HTTP API call these; they are safe while the daemon runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,16 +70,16 @@ class Operations:
         config: Callable[[], Config],
         metrics: Metrics,
         node: str,
-        archiver: Archiver | None = None,
+        *,
+        builder: Builder,
+        archiver: Archiver,
     ) -> None:
         self.store = store
         self.config = config
         self.node = node
         self.metrics = metrics
-        self.builder = Builder(
-            store.prearchive, metrics, node, phi_check=lambda: config().site.phi_check
-        )
-        self.archiver = archiver or Archiver(store, config, metrics, node)
+        self.builder = builder
+        self.archiver = archiver
 
     def _claim(
         self,
@@ -214,6 +214,24 @@ class Operations:
         if archived is None or self.store.index.get_session(name) is not None:
             return None
         return archived.id
+
+    def settle_import(
+        self, names: Sequence[PrearchiveName], *, archive: bool, overwrite: str, actor: str
+    ) -> list[str]:
+        """An import's sessions, once every file is stored: built now (not after the idle
+        timer), then archived with ``overwrite`` (``--archive``) or left to the project
+        policy. Returns the accession IDs of those archived."""
+        archived: list[str] = []
+        for name in names:
+            if not archive:
+                accession = self.commit(name, actor)
+            elif self.rebuild(name, actor) is Status.READY:
+                accession = self.archive(name, overwrite, actor).session_id
+            else:
+                accession = None
+            if accession:
+                archived.append(accession)
+        return archived
 
     def move(self, name: PrearchiveName, project: str, actor: str) -> PrearchiveName:
         """Move to another project (Unassigned sessions too), then rebuild its document."""

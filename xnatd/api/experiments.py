@@ -20,8 +20,9 @@ from xnatd.api.app import NOT_FOUND, Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
 from xnatd.api.zipstream import stream_zip
 from xnatd.operations import Refused
-from xnatd.rows import archived_row, iso
+from xnatd.rows import archived_row
 from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.units import iso
 
 router = APIRouter(tags=["experiments"])
 

@@ -16,9 +16,10 @@ from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
-from xnatd.rows import finding_row, iso, prearchive_row
+from xnatd.rows import finding_row, prearchive_row
 from xnatd.store.index.base import PrearchiveSession
 from xnatd.store.layout import PrearchiveName
+from xnatd.units import iso
 
 router = APIRouter(tags=["prearchive"])
 

@@ -27,8 +27,8 @@ from xnatd.api.prearchive import archive_uri, prearchive_uri
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.intake.intake import Received, Result
+from xnatd.payload import file_payload
 from xnatd.routing import Explicit
-from xnatd.store.durable import file_payload
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(tags=["upload"])

@@ -14,9 +14,9 @@ from xnatd.anon.apply import apply_to_payload
 from xnatd.anon.chain import retains_institution
 from xnatd.config import Config
 from xnatd.metrics import Metrics
+from xnatd.payload import Payload, readable
 from xnatd.phi.headers import Leak, find_left, needles
 from xnatd.store import Store
-from xnatd.store.durable import Payload, readable
 from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession
 
 log = structlog.get_logger(__name__)

@@ -33,6 +33,7 @@ from pynetdicom.presentation import PresentationContextTuple
 
 from xnatd.dicom import received_prefix
 from xnatd.intake.acceptance import identity_problem
+from xnatd.payload import IN_MEMORY_LIMIT, Payload, SpooledFile
 from xnatd.scp.dimse import (
     C_CANCEL_RQ,
     C_ECHO_RQ,
@@ -45,7 +46,6 @@ from xnatd.scp.dimse import (
     p_data_tf,
 )
 from xnatd.scp.transport import QuickAckSocket
-from xnatd.store.durable import IN_MEMORY_LIMIT, Payload, SpooledFile
 
 log = structlog.get_logger(__name__)
 

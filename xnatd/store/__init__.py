@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xnatd.config import Config
 from xnatd.store.archive import ArchiveStore
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import remove_stray_parts
@@ -25,6 +24,8 @@ class DataDirError(Exception):
 
 @dataclass
 class Store:
+    """Every part of the store, opened together over one data directory and index."""
+
     data: DataDir
     index: Index
     audit: AuditTrail
@@ -33,13 +34,15 @@ class Store:
     site_id: str
 
     @classmethod
-    def open(cls, config: Config) -> Store:
-        """The store of ``config``, creating the data directory's folders if needed.
+    def open(cls, data_dir: Path, index: str, *, site_id: str, min_free_disk: int) -> Store:
+        """The store in ``data_dir`` with the index ``index`` (``sqlite`` or a PostgreSQL
+        URL), creating the data directory's folders if needed; a file is refused while
+        less than ``min_free_disk`` bytes are free.
 
         Raises:
             DataDirError: the data directory cannot be created or written.
         """
-        data = DataDir(config.site.data_dir)
+        data = DataDir(data_dir)
         problem = data.writable_problem()
         if problem is not None:
             raise DataDirError(problem)
@@ -47,15 +50,15 @@ class Store:
             data.create()
         except OSError as exc:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
-        index = open_index(config.index, data.root)
+        index = open_index(index, data.root)
         audit = AuditTrail(data.root, index)
         return cls(
             data=data,
             index=index,
             audit=audit,
-            prearchive=Prearchive(data, index, audit, min_free_disk=config.site.min_free_disk),
+            prearchive=Prearchive(data, index, audit, min_free_disk=min_free_disk),
             archive=ArchiveStore(data, index),
-            site_id=config.site.id,
+            site_id=site_id,
         )
 
     def remove_stray_parts(self) -> list[Path]:

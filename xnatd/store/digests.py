@@ -11,7 +11,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from xnatd.store.durable import Payload, chunks_of, file_payload
+from xnatd.payload import Payload, chunks_of, file_payload
 
 THREADS = os.cpu_count() or 1
 PARALLEL_FROM = 256 << 20  # bytes in all before threads pay for themselves

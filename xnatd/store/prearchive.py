@@ -15,20 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from xnatd.dicom import INTAKE_TAGS, Header, Tag, UnparsableDicom, read_header
-from xnatd.routing import Route
+from xnatd.payload import Payload, file_payload, readable
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
 from xnatd.store.digests import file_md5, files_md5, payload_md5
 from xnatd.store.durable import (
-    Payload,
-    file_payload,
     fsync_dir,
     makedirs_durable,
-    readable,
     remove_empty_parents,
     remove_stray_parts,
     write_durably,
@@ -56,12 +54,25 @@ class StoreRefused(Exception):
     """The file was not stored and the sender may retry (disk full, write failed)."""
 
 
+class Destination(Protocol):
+    """Where routing sent a file (``routing.Route``): the store needs only these."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def session(self) -> str: ...
+    @property
+    def auto_archive(self) -> bool | None: ...
+
+
 @dataclass(frozen=True)
 class IncomingInstance:
     """One routed file, framed as Part 10 bytes, on its way into the prearchive."""
 
     header: Header
-    route: Route
+    route: Destination
     data: Payload  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
     calling_ae: str | None = None

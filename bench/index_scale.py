@@ -28,7 +28,7 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import dcmtk_tool, postgres_schema
 
 from xnatd.store.index import open_index
-from xnatd.store.index.base import SessionFilter
+from xnatd.store.index.records import SessionFilter
 
 INSTANCES_PER_SESSION = 20
 

@@ -26,11 +26,7 @@ from xnatd.operations import Refused
 from xnatd.routing import UNASSIGNED
 from xnatd.rows import archived_row, finding_row, iso, prearchive_row
 from xnatd.store import DataDirError, Store
-from xnatd.store.index.base import (
-    ArchiveStatus,
-    SessionFilter,
-    Status,
-)
+from xnatd.store.index.records import ArchiveStatus, SessionFilter, Status
 
 if TYPE_CHECKING:
     from xnatd.anon.script import Script

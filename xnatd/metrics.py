@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from xnatd.store.index.base import Status
+from xnatd.store.index.records import Status
 
 # A "_created" twin of every counter only doubles the series Grafana has to load.
 disable_created_metrics()

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from xnatd.store import Store
-from xnatd.store.index.base import ArchivedSession, Finding, PrearchiveSession
+from xnatd.store.index.records import ArchivedSession, Finding, PrearchiveSession
 
 
 def iso(epoch: float) -> str:

@@ -13,15 +13,15 @@ import pytest
 from helpers import postgres_schema
 
 from xnatd.store.index import open_index
-from xnatd.store.index.base import (
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import (
     PENDING_DIGEST,
-    SCHEMA_VERSION,
-    Index,
     InstanceRecord,
     SessionClosed,
     SessionKey,
     Status,
 )
+from xnatd.store.index.schema import SCHEMA_VERSION
 
 KEY = SessionKey("DEMO", "1.2.3", "S01_MR1")
 NODE = "node-a"
@@ -95,7 +95,7 @@ class TestGrouping:
         session = open_session(index)
         index.record_instance(session.id, record("1.1", scan="1"), None, 1000.0)
         result = index.record_instance(session.id, record("1.1", scan="7"), None, 1001.0)
-        assert result.replaced_path == "SCANS/1/DICOM/1.1.dcm"
+        assert result.replaced == ("1", "1.1.dcm")
         assert [r.scan for r in index.instances(session.id)] == ["7"]
 
 

@@ -230,6 +230,7 @@ class ArchiveTables(SqlBackend):
                 "UPDATE sessions SET autorun = ? WHERE id = ?", (json.dumps(results), session_id)
             )
 
+    # -- reindex ---------------------------------------------------------------------
     def restore_subject(self, subject_id: str, project: str, label: str, created: float) -> None:
         with self._write() as connection:
             connection.execute(

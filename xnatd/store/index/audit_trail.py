@@ -58,6 +58,7 @@ class AuditTable(SqlBackend):
         )
         return [_event(row) for row in rows]
 
+    # -- reindex ---------------------------------------------------------------------
     def restore_audit(self, events: list[AuditEvent]) -> None:
         with self._write() as connection:
             connection.executemany(

@@ -290,6 +290,7 @@ class SessionTables(SqlBackend):
         with self._write() as connection:
             connection.execute("DELETE FROM prearchive WHERE id = ?", (session_id,))
 
+    # -- reindex ---------------------------------------------------------------------
     def restore_prearchive(
         self, session: PrearchiveSession, instances: list[InstanceRecord]
     ) -> None:

@@ -1,4 +1,5 @@
-"""The embedded SQLite index (sqlite-utils over one WAL-mode connection); SQL in sql.py.
+"""The embedded SQLite index (sqlite-utils over one WAL-mode connection); SQL in sql.py
+and the table modules it composes.
 
 Writes run inside ``BEGIN IMMEDIATE`` so a compare-and-set is atomic across threads,
 the command line and other processes. ``synchronous=FULL``: a committed row survives

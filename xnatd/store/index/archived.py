@@ -15,7 +15,12 @@ from xnatd.store.index.records import (
     ScanRow,
     SessionFilter,
 )
-from xnatd.store.index.schema import INSTANCE_COLUMNS, insert_instance, instance_values
+from xnatd.store.index.schema import (
+    INSTANCE_COLUMNS,
+    from_row,
+    insert_instance,
+    instance_values,
+)
 
 _ARCHIVED_COLUMNS = (
     "s.id, s.project, s.subject_id, j.label AS subject, s.label, s.study_uid, s.xsi_type,"
@@ -28,23 +33,10 @@ _ARCHIVED_COLUMNS = (
 
 
 def _archived(row: dict[str, Any]) -> ArchivedSession:
-    return ArchivedSession(
-        id=row["id"],
-        project=row["project"],
-        subject_id=row["subject_id"],
-        subject=row["subject"],
-        label=row["label"],
-        study_uid=row["study_uid"],
-        xsi_type=row["xsi_type"],
-        modality=row["modality"],
-        date=row["date"],
+    return from_row(
+        ArchivedSession,
+        row,
         status=ArchiveStatus(row["status"]),
-        path=row["path"],
-        archived=row["archived"],
-        modified=row["modified"],
-        scans=row["scans"],
-        files=row["files"],
-        bytes=row["bytes"],
         autorun=tuple(json.loads(row["autorun"] or "[]")),
     )
 

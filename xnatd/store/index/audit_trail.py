@@ -9,17 +9,11 @@ from typing import Any
 
 from xnatd.store.index.backend import SqlBackend
 from xnatd.store.index.records import AuditEvent
+from xnatd.store.index.schema import from_row
 
 
 def _event(row: dict[str, Any]) -> AuditEvent:
-    return AuditEvent(
-        id=row["id"],
-        time=row["time"],
-        event=row["event"],
-        actor=row["actor"],
-        session=row["session"],
-        details=json.loads(row["details"]),
-    )
+    return from_row(AuditEvent, row, details=json.loads(row["details"]))
 
 
 class AuditTable(SqlBackend):

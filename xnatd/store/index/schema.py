@@ -2,16 +2,20 @@
 
 ``_migrate`` in ``sql.py`` runs the steps a database has not had yet. Also here: the
 columns the two instance tables share (``instances``, a prearchive session's files;
-``archive_instances``, an archived session's), so both are written one way.
+``archive_instances``, an archived session's), so both are written one way, and
+``from_row``, which reads any row back into its record.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from xnatd.store.index.records import InstanceRecord
 
 SCHEMA_VERSION = 6
+Record = TypeVar("Record")
 
 # One schema for both backends. Each entry moves it from version N to N+1; never edit
 # a released one. {serial}, {real} and {big} are filled with each dialect's types.
@@ -205,3 +209,10 @@ def instance_values(owner: object, record: InstanceRecord) -> tuple[Any, ...]:
         record.received,
         record.calling_ae,
     )
+
+
+def from_row(record: type[Record], row: Mapping[str, Any], **converted: Any) -> Record:
+    """A record from a row with a column named after each of its fields; ``converted``
+    gives the fields stored in another form (a status's text, JSON, 0 or 1)."""
+    values = {field.name: row[field.name] for field in fields(record)}
+    return record(**(values | converted))

@@ -18,7 +18,7 @@ from xnatd.store.index.records import (
     SessionKey,
     Status,
 )
-from xnatd.store.index.schema import insert_instance, instance_values
+from xnatd.store.index.schema import from_row, insert_instance, instance_values
 from xnatd.store.layout import PrearchiveName, next_timestamp
 
 _SESSION_COLUMNS = (
@@ -30,25 +30,11 @@ _SESSION_COLUMNS = (
 
 def _session(row: dict[str, Any]) -> PrearchiveSession:
     auto = row["auto_archive"]
-    return PrearchiveSession(
-        id=row["id"],
-        project=row["project"],
-        timestamp=row["timestamp"],
-        label=row["label"],
-        subject=row["subject"],
-        study_uid=row["study_uid"],
+    return from_row(
+        PrearchiveSession,
+        row,
         status=Status(row["status"]),
-        reason=row["reason"],
         auto_archive=None if auto is None else bool(auto),
-        source=row["source"],
-        scans=row["scans"],
-        files=row["files"],
-        bytes=row["bytes"],
-        created=row["created"],
-        last_modified=row["last_modified"],
-        xsi_type=row["xsi_type"],
-        build_attempts=row["build_attempts"],
-        retry_at=row["retry_at"],
     )
 
 

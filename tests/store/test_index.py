@@ -31,12 +31,12 @@ NODE = "node-a"
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
     """Each test on each backend; PostgreSQL gets a schema of its own, dropped after."""
     if request.param == "sqlite":
-        backend = open_index("sqlite", tmp_path)
+        backend = open_index("sqlite", tmp_path / "index.sqlite")
         yield backend
         backend.close()
         return
     with postgres_schema() as url:
-        backend = open_index(url, tmp_path)
+        backend = open_index(url, tmp_path / "index.sqlite")
         yield backend
         backend.close()
 
@@ -255,20 +255,20 @@ def test_audit_is_append_only_and_filtered_by_session(index: Index) -> None:
 
 
 def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
-    first = open_index("sqlite", tmp_path)
+    first = open_index("sqlite", tmp_path / "index.sqlite")
     assert first.schema_version() == SCHEMA_VERSION
     first.close()
-    again = open_index("sqlite", tmp_path)
+    again = open_index("sqlite", tmp_path / "index.sqlite")
     assert again.schema_version() == SCHEMA_VERSION
     again.close()
 
 
 def test_index_from_a_newer_xnatd_is_refused(tmp_path: Path) -> None:
-    first = open_index("sqlite", tmp_path)
+    first = open_index("sqlite", tmp_path / "index.sqlite")
     first.db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")  # type: ignore[attr-defined]
     first.close()
     with pytest.raises(RuntimeError, match="newer"):
-        open_index("sqlite", tmp_path)
+        open_index("sqlite", tmp_path / "index.sqlite")
 
 
 class TestFlushOnCommit:
@@ -280,7 +280,7 @@ class TestFlushOnCommit:
     def flushes(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
         from xnatd.store.index import sqlite as sqlite_module
 
-        index = open_index("sqlite", tmp_path)
+        index = open_index("sqlite", tmp_path / "index.sqlite")
         wal_fsyncs: list[int] = []
         real_fsync = sqlite_module.os.fsync
         monkeypatch.setattr(

@@ -47,7 +47,7 @@ class Store:
             data.create()
         except OSError as exc:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
-        index = open_index(config.index, data.root)
+        index = open_index(config.index, data.index_file)
         audit = AuditTrail(data.root, index)
         return cls(
             data=data,

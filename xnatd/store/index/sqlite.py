@@ -22,7 +22,6 @@ from typing import Any
 import sqlite_utils
 
 from xnatd.store.index.sql import SqlIndex
-from xnatd.store.layout import INDEX_FILE
 
 
 class SqliteIndex(SqlIndex):
@@ -57,8 +56,8 @@ class SqliteIndex(SqlIndex):
         return str(self.path)
 
     @classmethod
-    def open(cls, spec: str, data_dir: Path) -> SqliteIndex:
-        return cls(data_dir / INDEX_FILE)
+    def open(cls, spec: str, sqlite_file: Path) -> SqliteIndex:
+        return cls(sqlite_file)
 
     # -- plumbing ----------------------------------------------------------------
     @contextmanager

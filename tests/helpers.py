@@ -383,7 +383,7 @@ class Site:
 
     def build_all(self) -> list[Any]:
         """Build every session now, then apply the archive policy, as the sweeper does."""
-        from xnatd.store.index.base import Status
+        from xnatd.store.index.records import Status
 
         built = []
         for session in self.store.prearchive.claim_idle_sessions(
@@ -398,7 +398,7 @@ class Site:
         return self.store.index.list_sessions()
 
     def archived(self, *statuses: str) -> list[Any]:
-        from xnatd.store.index.base import ArchiveStatus, SessionFilter
+        from xnatd.store.index.records import ArchiveStatus, SessionFilter
 
         wanted = tuple(ArchiveStatus(s) for s in statuses) or tuple(ArchiveStatus)
         return self.store.index.list_archived(SessionFilter(statuses=wanted))

@@ -19,7 +19,7 @@ from xnatd.config import Config
 from xnatd.metrics import Metrics
 from xnatd.routing import UNASSIGNED
 from xnatd.store import Store
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,
     InstanceRecord,

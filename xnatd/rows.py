@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xnatd.store import Store
-from xnatd.store.index.base import ArchivedSession, Finding, PrearchiveSession
+from xnatd.store.index.records import ArchivedSession, Finding, PrearchiveSession
 from xnatd.units import iso
 
 

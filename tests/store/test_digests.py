@@ -11,7 +11,8 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
 from xnatd.store import digests, durable
-from xnatd.store.index.base import PENDING_DIGEST, Status
+from xnatd.store.index.records import PENDING_DIGEST, Status
+from xnatd.store.layout import session_file
 
 CAT = {"cat": "http://nrg.wustl.edu/catalog"}
 
@@ -32,7 +33,7 @@ def md5_of_stored(site, session) -> dict[str, str]:
     folder = site.store.prearchive.session_dir(session.name)
     return {
         record.sop_instance_uid: hashlib.md5(
-            (folder / record.relative_path).read_bytes()
+            (folder / session_file(record.scan, record.file_name)).read_bytes()
         ).hexdigest()
         for record in site.store.index.instances(session.id)
     }
@@ -70,8 +71,9 @@ def test_archived_catalog_carries_the_digests(make_site, dcm_dir: Path) -> None:
 
 def test_a_recorded_file_gone_before_the_build_is_named(make_site, dcm_dir: Path) -> None:
     site, session = received_session(make_site, dcm_dir)
-    gone = site.store.prearchive.session_dir(session.name) / (
-        site.store.index.instances(session.id)[2].relative_path
+    record = site.store.index.instances(session.id)[2]
+    gone = site.store.prearchive.session_dir(session.name) / session_file(
+        record.scan, record.file_name
     )
     gone.unlink()
 

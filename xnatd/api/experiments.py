@@ -21,7 +21,7 @@ from xnatd.api.auth import Principal, Right
 from xnatd.api.zipstream import stream_zip
 from xnatd.operations import Refused
 from xnatd.rows import archived_row
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.store.index.records import ArchivedSession, ArchiveStatus, SessionFilter
 from xnatd.units import iso
 
 router = APIRouter(tags=["experiments"])

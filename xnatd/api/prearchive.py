@@ -17,7 +17,7 @@ from xnatd.api.auth import Principal, Right
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.rows import finding_row, prearchive_row
-from xnatd.store.index.base import PrearchiveSession
+from xnatd.store.index.records import PrearchiveSession
 from xnatd.store.layout import PrearchiveName
 from xnatd.units import iso
 

@@ -17,7 +17,7 @@ from xnatd.metrics import Metrics
 from xnatd.payload import Payload, readable
 from xnatd.phi.headers import Leak, find_left, needles
 from xnatd.store import Store
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession
 
 log = structlog.get_logger(__name__)
 

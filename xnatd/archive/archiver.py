@@ -25,7 +25,7 @@ from xnatd.metrics import Metrics
 from xnatd.routing import UNASSIGNED
 from xnatd.store import Store
 from xnatd.store.documents import build_document
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,
     InstanceRecord,
@@ -33,6 +33,7 @@ from xnatd.store.index.base import (
     ScanRow,
     Status,
 )
+from xnatd.store.layout import session_file
 from xnatd.store.sessiontypes import session_type
 from xnatd.store.xml import SessionDocument, xs_date
 
@@ -223,11 +224,12 @@ class Archiver:
         for placement in plan.placements:
             if placement.action != "skip":
                 store.archive.place(
-                    source_folder / placement.incoming.relative_path,
-                    folder / placement.target.relative_path,
+                    source_folder
+                    / session_file(placement.incoming.scan, placement.incoming.file_name),
+                    folder / session_file(placement.target.scan, placement.target.file_name),
                 )
         for old in plan.obsolete:
-            store.archive.remove_file(folder / old.relative_path)
+            store.archive.remove_file(folder / session_file(old.scan, old.file_name))
 
         result = list(plan.result)
         document = build_document(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xnatd.config import AutorunStep, CommandStep, ProtocolStep
-from xnatd.store.index.base import ArchivedSession, ScanRow
+from xnatd.store.index.records import ArchivedSession, ScanRow
 
 OUTPUT_LIMIT = 2000  # characters of a command's output kept in the result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from xnatd.store.index.base import ArchivedSession, InstanceRecord
+from xnatd.store.index.records import ArchivedSession, InstanceRecord
 from xnatd.store.sessiontypes import lead_modality
 
 _SUFFIXED = re.compile(r"^(.+)-[A-Z]+\d+$")

@@ -20,7 +20,7 @@ from xnatd.dicom import BUILD_TAGS, UnparsableDicom
 from xnatd.metrics import Metrics
 from xnatd.phi.pixels import candidate
 from xnatd.store.documents import assign_scan_ids, build_document, group_series
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, Status
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, Status
 from xnatd.store.layout import scan_name
 from xnatd.store.prearchive import Prearchive
 from xnatd.store.xml import SessionDocument

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import structlog
 
 from xnatd.assembler.builder import Builder
-from xnatd.store.index.base import PrearchiveSession, Status
+from xnatd.store.index.records import PrearchiveSession, Status
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)

@@ -22,7 +22,7 @@ from xnatd.cli.common import (
 )
 from xnatd.operations import Refused
 from xnatd.rows import archived_row
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchiveStatus,
     SessionFilter,
 )

@@ -25,7 +25,7 @@ from xnatd.cli.prearchive_commands import (
 )
 from xnatd.cli.transfer_commands import cmd_import, cmd_send
 from xnatd.cli.user_commands import cmd_users
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchiveStatus,
     Status,
 )

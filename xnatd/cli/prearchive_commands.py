@@ -23,7 +23,7 @@ from xnatd.cli.common import (
     project_argument,
 )
 from xnatd.rows import finding_row, prearchive_row
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     Status,
 )
 

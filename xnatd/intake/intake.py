@@ -24,7 +24,7 @@ from xnatd.metrics import Metrics
 from xnatd.payload import Payload
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, SessionKey
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
 

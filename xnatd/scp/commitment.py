@@ -32,7 +32,7 @@ from pynetdicom.presentation import build_role
 
 from xnatd.config import Config, Receiver
 from xnatd.store.commitments import Commitments, Verdict
-from xnatd.store.index.base import PendingCommitment
+from xnatd.store.index.records import PendingCommitment
 from xnatd.tls import TLSError, client_context
 
 log = structlog.get_logger(__name__)

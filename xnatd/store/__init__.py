@@ -50,7 +50,7 @@ class Store:
             data.create()
         except OSError as exc:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
-        index = open_index(index, data.root)
+        index = open_index(index, data.index_file)
         audit = AuditTrail(data.root, index)
         return cls(
             data=data,

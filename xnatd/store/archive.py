@@ -14,7 +14,8 @@ from pathlib import Path
 from xnatd.dicom import read_header
 from xnatd.store import sidecar
 from xnatd.store.durable import fsync_dir, makedirs_durable, move_durably, write_durably
-from xnatd.store.index.base import ArchivedSession, Index, InstanceRecord
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import ArchivedSession, InstanceRecord
 from xnatd.store.layout import ARCHIVE, DELETED, DataDir, inside
 from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
 

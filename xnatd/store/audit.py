@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xnatd.store.index.base import AuditEvent, Index
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import AuditEvent
 
 JOURNAL = "audit.jsonl"
 

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 
 from xnatd.store.audit import AuditTrail
-from xnatd.store.index.base import Index, PendingCommitment
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import PendingCommitment
 
 # Failure Reason (0008,1197), PS3.3 C.14.1.1
 NO_SUCH_OBJECT_INSTANCE = 0x0112

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xnatd.dicom import BUILD_TAGS, Tag
-from xnatd.store.index.base import InstanceRecord
+from xnatd.store.index.records import InstanceRecord
 from xnatd.store.sessiontypes import lead_modality, scan_type, session_modality, session_type
 from xnatd.store.xml import (
     CatalogEntry,

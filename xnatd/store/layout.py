@@ -108,6 +108,11 @@ def instance_file_name(header: Header) -> str:
     return name.lstrip(".") + ".dcm"
 
 
+def session_file(scan: str, file_name: str) -> str:
+    """``SCANS/SCAN/DICOM/FILE``: where a session's folder keeps one of its files."""
+    return f"SCANS/{scan}/DICOM/{file_name}"
+
+
 def instance_files(session_folder: Path, leave_out: Container[tuple[str, str]] = ()) -> list[Path]:
     """A session folder's ``SCANS/SCAN/DICOM/*.dcm``, sorted, but for the (scan, file
     name) pairs in ``leave_out``. os.scandir, not a glob: the build runs this over every

@@ -31,17 +31,17 @@ from xnatd.store.durable import (
     remove_stray_parts,
     write_durably,
 )
-from xnatd.store.index.base import (
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import (
     PENDING_DIGEST,
     Finding,
-    Index,
     InstanceRecord,
     PrearchiveSession,
     SessionClosed,
     SessionKey,
     Status,
 )
-from xnatd.store.layout import DataDir, PrearchiveName, inside
+from xnatd.store.layout import DataDir, PrearchiveName, inside, session_file
 from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
 
 log = structlog.get_logger(__name__)
@@ -192,9 +192,10 @@ class Prearchive:
                 if not existed:
                     path.unlink(missing_ok=True)
                 raise StoreRefused(f"index write failed: {exc}") from exc
-            if result.replaced_path:
+            if result.replaced:
                 # Same SOP instance sent again with another series/instance number.
-                (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)
+                old = self.data.session_dir(session.name) / session_file(*result.replaced)
+                old.unlink(missing_ok=True)
             return StoredInstance(
                 session=session, path=path, new_instance=result.new_instance, record=record
             )
@@ -264,7 +265,7 @@ class Prearchive:
             return records
         folder = self.data.session_dir(session.name)
         digests = files_md5(
-            [folder / record.relative_path for record in pending],
+            [folder / session_file(record.scan, record.file_name) for record in pending],
             [record.size for record in pending],
         )
         taken = {r.sop_instance_uid: md5 for r, md5 in zip(pending, digests, strict=True)}
@@ -328,7 +329,7 @@ class Prearchive:
 
     def instance_file(self, session: PrearchiveSession, record: InstanceRecord) -> Path:
         """Where one recorded file of a session lies (for a check that reads pixels)."""
-        return self.data.session_dir(session.name) / record.relative_path
+        return self.data.session_dir(session.name) / session_file(record.scan, record.file_name)
 
     def remove_stray_parts(self, session: PrearchiveSession) -> list[Path]:
         """The session's abandoned temporary files (a writer killed before its rename):
@@ -340,7 +341,10 @@ class Prearchive:
         self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]
     ) -> dict[int, str]:
         """Header of one stored file (UnparsableDicom if it was damaged on disk)."""
-        return read_header(str(self.data.session_dir(session.name) / record.relative_path), tags)
+        return read_header(
+            str(self.data.session_dir(session.name) / session_file(record.scan, record.file_name)),
+            tags,
+        )
 
     def move_to_scan(
         self, session: PrearchiveSession, records: list[InstanceRecord], scan: str
@@ -351,7 +355,7 @@ class Prearchive:
         session_dir = self.data.session_dir(session.name)
         moved = []
         for record in records:
-            source = session_dir / record.relative_path
+            source = session_dir / session_file(record.scan, record.file_name)
             if source.exists():
                 os.replace(source, target / record.file_name)
                 moved.append(record.sop_instance_uid)
@@ -500,7 +504,7 @@ class Prearchive:
         kept: list[InstanceRecord] = []
         dropped = 0
         for record in records:
-            path = folder / record.relative_path
+            path = folder / session_file(record.scan, record.file_name)
             rewritten = transform(file_payload(path))  # a large file is not read whole
             if rewritten is None:
                 path.unlink(missing_ok=True)
@@ -549,7 +553,7 @@ class Prearchive:
             folder = self.data.session_dir(session.name)
             for record in records:
                 if record.sop_instance_uid in gone:
-                    (folder / record.relative_path).unlink(missing_ok=True)
+                    (folder / session_file(record.scan, record.file_name)).unlink(missing_ok=True)
                     removed += 1
         discarded = []
         for session, _ in by_session.values():

@@ -18,7 +18,7 @@ from xnatd.api.ui import pictures
 from xnatd.api.ui.prearchive_pages import STRIP, scans_of
 from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.operations import Refused
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.store.index.records import ArchivedSession, ArchiveStatus, SessionFilter
 
 router = APIRouter(include_in_schema=False)
 

@@ -22,7 +22,7 @@ from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.phi.clean import Region
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, Status
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, Status
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(include_in_schema=False)

@@ -24,7 +24,7 @@ from xnatd.api.auth import Principal
 from xnatd.api.ui import pictures
 from xnatd.api.ui.signin import COOKIE, Signer
 from xnatd.phi.clean import Region
-from xnatd.store.index.base import InstanceRecord
+from xnatd.store.index.records import InstanceRecord
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -1,201 +1,32 @@
-"""The index interface: one set of calls that SQLite (and later PostgreSQL) satisfy.
+"""The index interface: one set of calls that SQLite and PostgreSQL satisfy.
 
 Every status change is a compare-and-set: it happens, or it is refused because the
 session is no longer in a state that allows it. That is what lets the daemon, the
-command line and another node act on one store.
+command line and another node act on one store. The values it takes and returns
+are in ``records.py``.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from xnatd.store.layout import PrearchiveName
-
-SCHEMA_VERSION = 6
-
-
-class Status(StrEnum):
-    RECEIVING = "RECEIVING"
-    BUILDING = "BUILDING"
-    READY = "READY"
-    HELD = "HELD"  # built, with possible patient information found (SPEC 10.2)
-    ARCHIVING = "ARCHIVING"
-    MOVING = "MOVING"
-    DELETING = "DELETING"
-    CONFLICT = "CONFLICT"
-    ERROR = "ERROR"
-
-
-# The MD5 of a received file is taken when its session is built, not on the receiving
-# thread: at four associations hashing was a sixth of the receiver's CPU (issue 5).
-PENDING_DIGEST = ""
-
-# New files join a session in these states (reopening it); in any other state
-# (ARCHIVING, MOVING, DELETING) they start a new prearchive session.
-ACCEPTS_FILES = frozenset(
-    {Status.RECEIVING, Status.BUILDING, Status.READY, Status.HELD, Status.CONFLICT, Status.ERROR}
+from xnatd.store.index.records import (
+    ArchivedSession,
+    ArchiveStatus,
+    AuditEvent,
+    Finding,
+    InstanceRecord,
+    PendingCommitment,
+    PrearchiveSession,
+    RecordResult,
+    ScanRow,
+    SessionFilter,
+    SessionKey,
+    Status,
 )
-
-
-class ArchiveStatus(StrEnum):
-    ACTIVE = "active"
-    QUARANTINE = "quarantine"
-    DELETED = "deleted"
-
-
-@dataclass(frozen=True)
-class PendingCommitment:
-    """A Storage Commitment request (SPEC 10.4) whose N-EVENT-REPORT is still owed."""
-
-    transaction_uid: str
-    calling_ae: str  # the requester, who gets the report
-    called_ae: str  # the receiver it asked, which sends it
-    mode: str  # durable | archived
-    instances: tuple[tuple[str, str], ...]  # (SOP Class UID, SOP Instance UID)
-    requested: float
-    attempts: int = 0
-
-
-class SessionClosed(Exception):
-    """The session stopped accepting files between lookup and record; open another."""
-
-
-@dataclass(frozen=True)
-class SessionKey:
-    """Files are grouped by (project, Study Instance UID, session label)."""
-
-    project: str
-    study_uid: str
-    label: str
-
-
-@dataclass(frozen=True)
-class PrearchiveSession:
-    id: int
-    project: str
-    timestamp: str
-    label: str
-    subject: str
-    study_uid: str
-    status: Status
-    reason: str | None
-    auto_archive: bool | None
-    source: str | None
-    scans: int
-    files: int
-    bytes: int
-    created: float
-    last_modified: float
-    xsi_type: str | None = None
-    build_attempts: int = 0  # failed builds in a row that may succeed when retried
-    retry_at: float | None = None  # when the next of them is due (an ERROR session)
-
-    @property
-    def name(self) -> PrearchiveName:
-        return PrearchiveName(self.project, self.timestamp, self.label)
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """One stored file of a prearchive session."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_uid: str
-    series_number: str
-    instance_number: str
-    modality: str
-    scan: str
-    file_name: str
-    size: int
-    md5: str  # PENDING_DIGEST until the session is built (``Prearchive.instances``)
-    received: float
-    calling_ae: str | None = None
-
-    @property
-    def relative_path(self) -> str:
-        return f"SCANS/{self.scan}/DICOM/{self.file_name}"
-
-
-@dataclass(frozen=True)
-class ScanRow:
-    """One archived scan, for search by type and series description."""
-
-    scan: str
-    series_uid: str
-    type: str | None
-    series_description: str | None
-    modality: str | None
-    files: int
-
-
-@dataclass(frozen=True)
-class ArchivedSession:
-    id: str  # SITE_E00001
-    project: str
-    subject_id: str  # SITE_S00001
-    subject: str  # the subject's label
-    label: str
-    study_uid: str
-    xsi_type: str
-    modality: str | None
-    date: str | None  # YYYY-MM-DD
-    status: ArchiveStatus
-    path: str  # relative to the data directory
-    archived: float
-    modified: float
-    scans: int = 0
-    files: int = 0
-    bytes: int = 0
-    autorun: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class SessionFilter:
-    project: str | None = None
-    subject: str | None = None  # label or accession ID
-    label: str | None = None
-    modality: str | None = None
-    since: str | None = None  # YYYY-MM-DD, on the session date
-    until: str | None = None
-    study_uid: str | None = None
-    scan_type: str | None = None  # matches scan type or series description, any case
-    statuses: tuple[ArchiveStatus, ...] = (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """What recording an instance changed."""
-
-    new_instance: bool
-    replaced_path: str | None  # an earlier file of the same SOP instance, now unused
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Possible patient information in one file (SPEC 10.2); never the value itself."""
-
-    kind: str  # "header" or "pixels"
-    scan: str
-    file: str  # the file's name in its scan folder
-    where: str  # a tag path "(0040,A730)[0]/(0040,A160)", or a pixel region and frame
-    what: str  # what kind of value: "patient name", "birth date", ...
-    sop_instance_uid: str = ""
-    stage: str = "receive"  # where the check ran: receive (site script), archive, build
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    id: int
-    time: float
-    event: str
-    actor: str | None
-    session: str | None
-    details: dict[str, Any]
+from xnatd.store.layout import PrearchiveName
 
 
 class Index(abc.ABC):

@@ -61,7 +61,7 @@ class PostgresIndex(SqlIndex):
         self._migrate()
 
     @classmethod
-    def open(cls, spec: str, data_dir: Path) -> PostgresIndex:
+    def open(cls, spec: str, sqlite_file: Path) -> PostgresIndex:
         return cls(spec)
 
     @contextmanager

@@ -10,7 +10,8 @@ import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
-from xnatd.store import digests, durable
+from xnatd import payload
+from xnatd.store import digests
 from xnatd.store.index.records import PENDING_DIGEST, Status
 from xnatd.store.layout import session_file
 
@@ -90,7 +91,7 @@ def test_files_md5_in_threads_or_not_gives_each_file_its_digest(
 ) -> None:
     monkeypatch.setattr(digests, "PARALLEL_FROM", parallel_from)
     monkeypatch.setattr(digests, "THREADS", 3)
-    monkeypatch.setattr(durable, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
+    monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
     sizes = [0, 10, 999, 1001, 5000, 70_000, 3, 40_000]
     paths = []
     for number, size in enumerate(sizes):

@@ -23,7 +23,7 @@ from xnatd.anon.profile import OPTIONS, PROFILES, Profile
 from xnatd.anon.script import Script, ScriptError
 from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
-from xnatd.scp.policy import AllowEntry, check_ae_title
+from xnatd.scp.admission import AllowEntry, check_ae_title
 from xnatd.tls import TLSError, TLSSettings, server_context
 from xnatd.units import parse_duration, parse_size
 from xnatd.users import ROLES, USER_NAME, UsersError, UsersFile

@@ -32,7 +32,7 @@ from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handlers import Associations, event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
-from xnatd.scp.server import Listeners
+from xnatd.scp.listeners import Listeners
 from xnatd.store.commitments import Commitments
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 

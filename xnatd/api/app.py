@@ -97,7 +97,7 @@ Svc = Depends(services)
 
 
 def create_app(svc: Services) -> FastAPI:
-    from xnatd.api import dicomweb, experiments, prearchive, receipts, ui, uploads
+    from xnatd.api import dicomweb, experiments, prearchive_api, receipts_api, ui, uploads
 
     app = FastAPI(
         title="xnatd",
@@ -141,9 +141,9 @@ def create_app(svc: Services) -> FastAPI:
         return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(uploads.router)
-    app.include_router(prearchive.router)
+    app.include_router(prearchive_api.router)
     app.include_router(experiments.router)
     app.include_router(dicomweb.router)
-    app.include_router(receipts.router)
+    app.include_router(receipts_api.router)
     app.include_router(ui.router)
     return app

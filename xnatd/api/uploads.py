@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
-from xnatd.api.prearchive import archive_uri, prearchive_uri
+from xnatd.api.prearchive_api import archive_uri, prearchive_uri
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.intake.intake import Received, Result

@@ -23,9 +23,9 @@ from xnatd.config import Receiver
 from xnatd.intake.acceptance import identity_problem
 from xnatd.intake.intake import Intake, Received, Result, SessionCache
 from xnatd.metrics import Metrics
+from xnatd.scp.admission import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.scp.dataphase import RequestEvent, StoreRequest
 from xnatd.scp.dimse import Reply
-from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)

@@ -46,7 +46,7 @@ from pynetdicom.transport import AssociationSocket
 from xnatd.scp.dataphase import P_DATA_TF, ConnectionLost, DataPhase, ProtocolViolation
 from xnatd.scp.dimse import MalformedCommand
 from xnatd.scp.negotiation import negotiate
-from xnatd.scp.tls import TLSQuickAckSocket
+from xnatd.scp.tls_handshake import TLSQuickAckSocket
 from xnatd.scp.transport import QuickAckSocket
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xnatd.store.archive import ArchiveStore
+from xnatd.store.archive_tree import ArchiveStore
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import remove_stray_parts
 from xnatd.store.index import open_index

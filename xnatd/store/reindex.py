@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.store import Store, sidecar
-from xnatd.store.archive import ARC
+from xnatd.store.archive_tree import ARC
 from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,

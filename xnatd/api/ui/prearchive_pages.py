@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
-from xnatd.api.prearchive import archive_uri
+from xnatd.api.prearchive_api import archive_uri
 from xnatd.api.ui import pictures
-from xnatd.api.ui.headers import header_rows
+from xnatd.api.ui.header_table import header_rows
 from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused

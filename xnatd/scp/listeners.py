@@ -21,7 +21,7 @@ from xnatd.config import Receiver
 from xnatd.scp.commitment import STORAGE_COMMITMENT
 from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handoff import Load
-from xnatd.scp.tls import handshake_before_serving, port_context
+from xnatd.scp.tls_handshake import handshake_before_serving, port_context
 from xnatd.scp.transport import QuickAckSocket, quick_ack_requests
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ import structlog
 
 from xnatd import config as config_module
 from xnatd import logs, memory, systemd
-from xnatd.api.app import Services
+from xnatd.api.deps import Services
 from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
 from xnatd.assembler.sweeper import Sweeper

@@ -30,7 +30,7 @@ def ui_site(workdir: Path, **site: Any) -> UiSite:
     from prometheus_client import CollectorRegistry
 
     from xnatd import config as config_module
-    from xnatd.api.app import Services
+    from xnatd.api.deps import Services
     from xnatd.api.server import ApiServer
 
     projects = {"DEMO": {}, "OTHER": {}, "QUAR": {"quarantine": True}}

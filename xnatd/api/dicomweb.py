@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Caller, Services, Svc, require
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.intake.intake import Received, Result
 from xnatd.routing import Explicit

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from xnatd.api.app import NOT_FOUND, Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import NOT_FOUND, Caller, Services, Svc, require
 from xnatd.api.zipstream import stream_zip
 from xnatd.operations import Refused
 from xnatd.rows import archived_row

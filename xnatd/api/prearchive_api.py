@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Caller, Services, Svc, require
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.rows import finding_row, prearchive_row

@@ -7,7 +7,8 @@ import time
 
 import uvicorn
 
-from xnatd.api.app import Services, create_app
+from xnatd.api.app import create_app
+from xnatd.api.deps import Services
 from xnatd.tls import TLSSettings
 
 START_TIMEOUT = 10.0

@@ -21,8 +21,8 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Caller, Services, Svc, require
 from xnatd.api.prearchive_api import archive_uri, prearchive_uri
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest

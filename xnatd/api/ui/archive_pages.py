@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from xnatd.api import experiments
-from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import NOT_FOUND, Services, Svc, require
 from xnatd.api.ui import pictures
 from xnatd.api.ui.prearchive_pages import STRIP, scans_of
 from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture

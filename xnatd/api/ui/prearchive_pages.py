@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import NOT_FOUND, Services, Svc, require
 from xnatd.api.prearchive_api import archive_uri
 from xnatd.api.ui import pictures
 from xnatd.api.ui.header_table import header_rows

@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Services, Svc, require
 from xnatd.api.ui.web import Viewer, check_csrf_header, checked_form, page
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.store.layout import UnsafePath, inside

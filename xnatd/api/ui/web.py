@@ -19,8 +19,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from xnatd.api.app import NOT_FOUND, Services
 from xnatd.api.auth import Principal
+from xnatd.api.deps import NOT_FOUND, Services
 from xnatd.api.ui import pictures
 from xnatd.api.ui.signin import COOKIE, Signer
 from xnatd.phi.clean import Region

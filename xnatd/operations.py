@@ -251,7 +251,9 @@ class Operations:
         relocated = self.store.index.get_session(target)
         if relocated is not None:
             try:  # the new project's script runs on the files it now holds
-                self.archiver.anonymize(relocated, self.store.prearchive.instances(relocated))
+                prearchive = self.store.prearchive
+                records = prearchive.take_digests(relocated, prearchive.instances(relocated))
+                self.archiver.anonymize(relocated, records)
             except (ScriptFailed, OSError) as exc:
                 reason = f"project anonymization after the move failed: {exc}"
                 self.store.index.set_status(

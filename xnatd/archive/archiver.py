@@ -171,7 +171,8 @@ class Archiver:
             return self._conflict(
                 session, f"project {session.project} cannot be archived; move it first", actor
             )
-        records = self.anonymize(session, store.prearchive.instances(session))
+        records = store.prearchive.take_digests(session, store.prearchive.instances(session))
+        records = self.anonymize(session, records)
         if not accept_findings and (held := self._held(session, actor)):
             return held
         if not records:

@@ -82,10 +82,13 @@ class Builder:
         try:
             if stray := self.prearchive.remove_stray_parts(session):
                 bound.warning("stray_parts_removed", files=[p.name for p in stray])
-            records = self.prearchive.instances(session)  # digests taken here
+            records = self.prearchive.instances(session)  # the one read of a build
             if adopted := self.prearchive.adopt_unrecorded(session, records):
+                # Rare (a writer died before recording): read again, since a writer
+                # still alive may have recorded some of the same files meanwhile.
                 bound.warning("unrecorded_files_adopted", files=len(adopted))
                 records = self.prearchive.instances(session)
+            records = self.prearchive.take_digests(session, records)
             if not records:
                 self.prearchive.discard_if_empty(session)
                 bound.info("empty_session_discarded")
@@ -223,14 +226,14 @@ class Builder:
             for item in series
         }
         scan_ids = assign_scan_ids(series, natural)
-        moved = False
+        now: dict[str, InstanceRecord] = {}
         for item in series:
             stray = [record for record in item.records if record.scan != scan_ids[item.uid]]
             if stray:
-                self.prearchive.move_to_scan(session, stray, scan_ids[item.uid])
-                moved = True
-        if moved:
-            records = self.prearchive.instances(session)
+                for record in self.prearchive.move_to_scan(session, stray, scan_ids[item.uid]):
+                    now[record.sop_instance_uid] = record
+        if now:
+            records = [now.get(record.sop_instance_uid, record) for record in records]
         document = build_document(
             records,
             lambda record, tags: self.prearchive.read_instance_header(session, record, tags),

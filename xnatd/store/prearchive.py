@@ -253,13 +253,19 @@ class Prearchive:
         )
 
     def instances(self, session: PrearchiveSession) -> list[InstanceRecord]:
-        """The session's records, each with the MD5 of its file: the digests not yet
-        taken (``PENDING_DIGEST``) are taken now, from the files, and recorded.
+        """The session's records as the index holds them (a read, nothing more: a
+        digest not taken yet is ``PENDING_DIGEST``; ``take_digests`` takes it)."""
+        return self.index.instances(session.id)
+
+    def take_digests(
+        self, session: PrearchiveSession, records: list[InstanceRecord]
+    ) -> list[InstanceRecord]:
+        """``records`` with every MD5: those still ``PENDING_DIGEST`` are taken now, from
+        the files, and recorded in the index.
 
         Raises:
             OSError: a recorded file cannot be read (the message names it).
         """
-        records = self.index.instances(session.id)
         pending = [record for record in records if record.md5 == PENDING_DIGEST]
         if not pending:
             return records
@@ -348,8 +354,9 @@ class Prearchive:
 
     def move_to_scan(
         self, session: PrearchiveSession, records: list[InstanceRecord], scan: str
-    ) -> None:
-        """Move files to another scan folder (a duplicate series number got ``N-MR1``)."""
+    ) -> list[InstanceRecord]:
+        """Move files to another scan folder (a duplicate series number got ``N-MR1``);
+        returns the records of those moved, as they are now."""
         target = self.data.scan_dir(session.name, scan)
         makedirs_durable(target, self.data.prearchive)
         session_dir = self.data.session_dir(session.name)
@@ -361,6 +368,8 @@ class Prearchive:
                 moved.append(record.sop_instance_uid)
         fsync_dir(target)
         self.index.move_instances_to_scan(session.id, moved, scan)
+        done = set(moved)
+        return [replace(r, scan=scan) for r in records if r.sop_instance_uid in done]
 
     def write_documents(self, session: PrearchiveSession, document: SessionDocument) -> None:
         """Write each scan's catalog, then ``LABEL.xml`` beside the session folder."""

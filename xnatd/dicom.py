@@ -15,6 +15,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
@@ -179,7 +180,7 @@ def header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
 
 def part10_prefix(file_meta: FileMetaDataset) -> bytes:
     """Preamble, ``DICM`` and the file meta group for a dataset received over the network."""
-    buffer = io.BytesIO()
+    buffer = DicomBytesIO()
     buffer.write(b"\x00" * 128 + b"DICM")
     meta = FileMetaDataset(file_meta)
     meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)

@@ -11,7 +11,7 @@ were stored, 202 when some failed, 409 when none was.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -95,7 +95,7 @@ async def _read_parts(request: Request) -> list[tuple[str, bytes]]:
     if kind != b"application/dicom":
         raise HTTPException(415, f"only application/dicom parts are accepted, not {kind.decode()}")
     collected = _Parts()
-    parser = MultipartParser(options[b"boundary"], collected.callbacks())
+    parser = MultipartParser(options[b"boundary"], cast(Any, collected.callbacks()))
     try:
         async for chunk in request.stream():
             parser.write(chunk)

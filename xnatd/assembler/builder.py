@@ -97,18 +97,18 @@ class Builder:
             self.prearchive.write_documents(session, document)
             self._check_pixels(session, records)
         except (UnparsableDicom, OSError) as exc:
-            reason = f"build failed: {exc}".replace("\n", " ")[:500]
+            failure = f"build failed: {exc}".replace("\n", " ")[:500]
             retry_at = None
             if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRORS:
                 delay = retry_delay(session.build_attempts + 1)
                 retry_at = time.time() + delay
-                reason += f"; retry {session.build_attempts + 1} in {delay:g}s"
+                failure += f"; retry {session.build_attempts + 1} in {delay:g}s"
             self.prearchive.finish_build(
-                session, node=self.node, status=Status.ERROR, reason=reason, retry_at=retry_at
+                session, node=self.node, status=Status.ERROR, reason=failure, retry_at=retry_at
             )
             self.metrics.sessions_built.labels(session.project, "error").inc()
-            self.prearchive.audit("error", actor="xnatd", session=str(session.name), reason=reason)
-            bound.error("build_failed", reason=reason)
+            self.prearchive.audit("error", actor="xnatd", session=str(session.name), reason=failure)
+            bound.error("build_failed", reason=failure)
             return Status.ERROR
         status, reason = self._verdict(session, records)
         if not self.prearchive.finish_build(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import structlog
 
@@ -48,7 +49,7 @@ class Sweeper:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._running: set[Future[object]] = set()
+        self._running: set[Future[Any]] = set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)

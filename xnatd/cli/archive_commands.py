@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from xnatd.cli.common import (
     EXIT_FAILED,
@@ -107,7 +108,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     config = load_config(args)
     with open_store_for_reading(config) as store:
         events = store.audit.events(args.session) if store else []
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "time": iso(e.time),
             "event": e.event,

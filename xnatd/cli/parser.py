@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     token = user_actions.add_parser("token", parents=[common], help="give a user a new token")
     token.add_argument("name")
-    for action in (add, listing, remove, token):
-        action.set_defaults(func=cmd_users)
+    for user_action in (add, listing, remove, token):
+        user_action.set_defaults(func=cmd_users)
 
     anon = commands.add_parser("anon", help="DicomEdit 6 scripts")
     anon_actions = anon.add_subparsers(dest="action", required=True, metavar="ACTION")

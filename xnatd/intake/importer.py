@@ -77,7 +77,9 @@ class Settle(Protocol):
     """What happens to an import's sessions once every file is stored (the caller's
     policy: ``Operations.settle_import``). Returns the archived session IDs."""
 
-    def __call__(self, sessions: Sequence[PrearchiveName], request: ImportRequest) -> list[str]: ...
+    def __call__(
+        self, sessions: Sequence[PrearchiveName], request: ImportRequest, /
+    ) -> list[str]: ...
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
 
@@ -55,7 +56,7 @@ class Inbox:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -92,7 +92,7 @@ def _safe_parts(name: str, where: str) -> tuple[str, ...]:
     return tuple(part for part in pure.parts if part not in ("", "."))
 
 
-def _copy(reader: BinaryIO, target: Path, budget: _Budget, where: str, limit: int | None) -> int:
+def _copy(reader: IO[bytes], target: Path, budget: _Budget, where: str, limit: int | None) -> int:
     """Stream to target, counting real bytes: sizes in archive headers are not trusted."""
     written = 0
     with open(target, "wb") as writer:

@@ -22,9 +22,10 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import structlog
 from pynetdicom import evt
@@ -165,7 +166,9 @@ class DataPhase:
     def __init__(self, dul: DULServiceProvider) -> None:
         self.dul = dul
         self.assoc = dul.assoc
-        self.sock: QuickAckSocket = dul.socket.socket
+        assert dul.socket is not None  # an established association's transport
+        self.transport = dul.socket
+        self.sock = cast(QuickAckSocket, dul.socket.socket)  # xnatd's listeners only
         self._buffer = memoryview(bytearray(CHUNK))
         self._contexts: dict[int, PresentationContextTuple] | None = None
         self._message: _Message | None = None
@@ -245,15 +248,30 @@ class DataPhase:
                 command.affected_sop_class_uid,
                 command.affected_sop_instance_uid,
                 context.transfer_syntax,
-                self.assoc.requestor.primitive.calling_ae_title,
+                self._calling_ae(),
             )
             message.data.write(prefix)
             message.framed = True
 
     # -- answering -------------------------------------------------------------------
+    def _calling_ae(self) -> str:
+        primitive = self.assoc.requestor.primitive
+        assert primitive is not None  # established: the A-ASSOCIATE-RQ was received
+        return str(primitive.calling_ae_title)
+
+    def _handler(self, event: Any) -> tuple[Callable[..., Any] | None, list[Any] | None]:
+        """The handler bound to an intervention event, and its extra arguments."""
+        return cast(
+            tuple[Callable[..., Any] | None, list[Any] | None], self.assoc.get_handlers(event)
+        )
+
     def _context(self, context_id: int) -> PresentationContextTuple:
         if self._contexts is None:
-            self._contexts = {cx.context_id: cx.as_tuple for cx in self.assoc.accepted_contexts}
+            self._contexts = {
+                cx.context_id: cx.as_tuple
+                for cx in self.assoc.accepted_contexts
+                if cx.context_id is not None
+            }
         context = self._contexts.get(context_id)
         if context is None:
             raise ProtocolViolation(f"presentation context {context_id} was not accepted")
@@ -277,13 +295,13 @@ class DataPhase:
                 pdu = p_data_tf(message.context_id, response)
         finally:
             _discard(message.data)  # written durably by now, if it was kept
-        self.dul.socket.send(pdu)
+        self.transport.send(pdu)
 
     def _action(self, message: _Message, context: PresentationContextTuple) -> bytes:
         """An N-ACTION: the EVT_N_ACTION handler gives every PDU to send back."""
         command = message.command
         assert command is not None
-        handler, args = self.assoc.get_handlers(evt.EVT_N_ACTION)
+        handler, args = self._handler(evt.EVT_N_ACTION)
         if handler is None:
             return p_data_tf(message.context_id, encode_response(command, UNRECOGNIZED_OPERATION))
         data = b""
@@ -327,7 +345,7 @@ class DataPhase:
         )
 
     def _call(self, event: Any, request: Any, context: PresentationContextTuple) -> Reply:
-        handler, args = self.assoc.get_handlers(event)
+        handler, args = self._handler(event)
         if handler is None:
             if event is evt.EVT_C_ECHO:
                 return Reply(0x0000)

@@ -106,13 +106,18 @@ def _peer(event: Event) -> tuple[str, str]:
     return requestor.address, f"{requestor.address}:{requestor.port}"
 
 
+def _ae_titles(event: Event) -> tuple[str, str]:
+    """The called and calling AE titles of the association's request."""
+    primitive = event.assoc.requestor.primitive
+    assert primitive is not None  # EVT_REQUESTED and later: the request was received
+    return str(primitive.called_ae_title).strip(), str(primitive.calling_ae_title).strip()
+
+
 def handle_requested(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], metrics: Metrics
 ) -> None:
     """Reject at association time: unknown called AE, or a caller not on the allow-list."""
-    primitive = event.assoc.requestor.primitive
-    called = primitive.called_ae_title.strip()
-    calling = primitive.calling_ae_title.strip()
+    called, calling = _ae_titles(event)
     address, peer = _peer(event)
     receiver = receivers().get(called)
     if receiver is None:
@@ -134,8 +139,7 @@ def handle_requested(
 def handle_established(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], associations: Associations
 ) -> None:
-    called = event.assoc.requestor.primitive.called_ae_title.strip()
-    calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+    called, calling = _ae_titles(event)
     receiver = receivers().get(called)
     if receiver is None:  # removed by a reload between request and accept
         event.assoc.abort()

@@ -339,6 +339,10 @@ class _Checkpoint(threading.Event):
     reactor to pause: the True that kill() leaves must stand, or the thread spins on.
     """
 
+    # threading.Event's own state, used under its own lock (shape_problems checks it).
+    _cond: threading.Condition
+    _flag: bool
+
     def __init__(self, assoc: Association, bell: _ReactorBell) -> None:
         super().__init__()
         self._assoc = assoc

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
@@ -173,7 +173,8 @@ class Listeners:
             address = client.getpeername()
         except OSError:  # the caller already hung up
             return False
-        server.process_request(QuickAckSocket(client), address)
+        # socketserver hands the request object to the handler as it is.
+        server.process_request(QuickAckSocket(client), address)  # type: ignore[arg-type]
         return True
 
     def _stop(self, endpoint: Endpoint) -> None:

@@ -39,6 +39,7 @@ class TLSQuickAckSocket(QuickAckSocket):
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
         super().__init__(sock)
+        self._tls = sock
         self._held = b""  # read by ``peek``, given back by the next read
 
     def peek(self) -> int | None:
@@ -48,7 +49,7 @@ class TLSQuickAckSocket(QuickAckSocket):
         return self._held[0] if self._held else None
 
     def pending(self) -> int:
-        return len(self._held) + self._sock.pending()
+        return len(self._held) + self._tls.pending()
 
     def recv(self, size: int, *flags: int) -> bytes:
         if self._held:
@@ -76,7 +77,7 @@ def _handshake(
     try:
         secured = context.wrap_socket(raw, server_side=True)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
         log.warning("tls_refused", peer=_peer(address), reason=str(reason))
         with contextlib.suppress(OSError):
             raw.close()

@@ -50,14 +50,14 @@ class Store:
             data.create()
         except OSError as exc:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
-        index = open_index(index, data.index_file)
-        audit = AuditTrail(data.root, index)
+        opened = open_index(index, data.index_file)
+        audit = AuditTrail(data.root, opened)
         return cls(
             data=data,
-            index=index,
+            index=opened,
             audit=audit,
-            prearchive=Prearchive(data, index, audit, min_free_disk=min_free_disk),
-            archive=ArchiveStore(data, index),
+            prearchive=Prearchive(data, opened, audit, min_free_disk=min_free_disk),
+            archive=ArchiveStore(data, opened),
             site_id=site_id,
         )
 

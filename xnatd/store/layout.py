@@ -117,7 +117,7 @@ def instance_files(session_folder: Path, leave_out: Container[tuple[str, str]] =
     """A session folder's ``SCANS/SCAN/DICOM/*.dcm``, sorted, but for the (scan, file
     name) pairs in ``leave_out``. os.scandir, not a glob: the build runs this over every
     file of every session (3 ms for 3,000 files against 44 ms)."""
-    found = []
+    found: list[Path] = []
     with contextlib.suppress(FileNotFoundError), os.scandir(session_folder / "SCANS") as scans:
         for scan in scans:
             with (

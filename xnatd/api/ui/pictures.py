@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def render(
     return out.getvalue()
 
 
-def cached(cache_path: Path, make: callable) -> bytes:  # type: ignore[valid-type]
+def cached(cache_path: Path, make: Callable[[], bytes]) -> bytes:
     """The cached picture, or ``make()`` written to the cache (atomically) first."""
     try:
         return cache_path.read_bytes()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from xnatd.store.index.records import InstanceRecord
 
 SCHEMA_VERSION = 6
-Record = TypeVar("Record")
+Record = TypeVar("Record", bound="DataclassInstance")
 
 # One schema for both backends. Each entry moves it from version N to N+1; never edit
 # a released one. {serial}, {real} and {big} are filled with each dialect's types.

@@ -7,6 +7,9 @@ them directly, so the outcome of one build is what is asserted.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from dicomgen import SeriesSpec, StudySpec, write_study
@@ -14,6 +17,7 @@ from helpers import Site
 from lxml import etree
 
 from xnatd.intake.intake import Received, Result, SessionCache
+from xnatd.store.durable import part_name
 from xnatd.store.index.records import PENDING_DIGEST, PrearchiveSession, Status
 from xnatd.store.layout import session_file
 
@@ -181,3 +185,26 @@ def test_a_file_arriving_during_the_build_reopens_the_session(make_site, dcm_dir
     reopened = current(site)
     assert reopened is not None
     assert (reopened.status, reopened.files) == (Status.RECEIVING, 2)
+
+
+def test_a_crashed_writers_part_file_is_removed_by_the_build(make_site, dcm_dir: Path) -> None:
+    """A writer killed between its fsync and its rename leaves ``.FILE...part``; the
+    build is the only thing that ever looks in the folder again."""
+    site = make_site()
+    site.receive(write_study(routed("part", [SeriesSpec(1, instances=2)]), dcm_dir))
+    session = claim(site)
+    folder = site.store.prearchive.session_dir(session.name) / "SCANS" / "1" / "DICOM"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now that of a dead writer
+    mine = part_name(folder / "never-finished.dcm")
+    crashed = mine.with_name(mine.name.replace(f".{os.getpid()}@", f".{child.pid}@"))
+    crashed.write_bytes(b"half a file")
+    live = part_name(folder / "being-written.dcm")  # this process: still writing
+    live.write_bytes(b"half a file")
+
+    assert site.builder.build(session) is Status.READY
+
+    assert not crashed.exists()
+    assert live.exists()
+    built = current(site)
+    assert built is not None and built.files == 2

@@ -12,7 +12,9 @@ import pydicom
 from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import Site
 
+from xnatd import payload
 from xnatd.intake.intake import Received, Result
+from xnatd.payload import SpooledFile, file_payload
 from xnatd.routing import UNASSIGNED
 from xnatd.store.index.records import Status
 
@@ -169,3 +171,78 @@ def test_an_upload_marked_anonymized_skips_the_site_script(
 
     [stored] = stored_files(site)
     assert stored.read_bytes() == path.read_bytes()
+
+
+def test_a_resend_with_a_new_instance_number_replaces_the_first_file(
+    make_site, dcm_dir: Path
+) -> None:
+    """The same SOP instance sent again under another Instance Number is named
+    differently on disk: the old file goes, so the session never holds it twice."""
+    site = make_site()
+    [path] = write_study(routed("renumber", series=[SeriesSpec(1, instances=1)]), dcm_dir)
+    first = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    ds.InstanceNumber = 99
+    ds.save_as(path, enforce_file_format=True)
+
+    assert receive(site, first).result is Result.STORED
+    assert receive(site, path.read_bytes()).result is Result.STORED
+
+    [session] = site.prearchive()
+    assert session.files == 1
+    [record] = site.store.index.instances(session.id)
+    assert record.instance_number == "99"
+    [stored] = stored_files(site)
+    assert stored.name == record.file_name
+    assert stored.read_bytes() == path.read_bytes()
+
+
+def test_a_large_file_is_stored_from_disk_exactly(make_site, dcm_dir: Path, monkeypatch) -> None:
+    """Past IN_MEMORY_LIMIT a file is handed on as a SpooledFile (never read whole):
+    what is stored must still be the sender's bytes."""
+    monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 1000)
+    site = make_site()
+    spec = routed("large", series=[SeriesSpec(1, instances=1, rows=64, columns=64)])
+    [path] = write_study(spec, dcm_dir)
+    data = file_payload(path)
+    assert isinstance(data, SpooledFile)
+
+    outcome = site.intake.receive(Received(data, source="import"))
+
+    assert outcome.result is Result.STORED
+    [stored] = stored_files(site)
+    assert stored.read_bytes() == path.read_bytes()
+
+
+def test_a_large_file_goes_through_the_site_script(
+    make_site, tmp_path: Path, dcm_dir: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 1000)
+    script = tmp_path / "site.das"
+    script.write_text('version "6.3"\n(0018,1030) := "SCRIPTED"\n')
+    site = make_site(anonymization=str(script))
+    spec = routed("large-anon", series=[SeriesSpec(1, instances=1, rows=64, columns=64)])
+    [path] = write_study(spec, dcm_dir)
+    data = file_payload(path)
+    assert isinstance(data, SpooledFile)
+
+    outcome = site.intake.receive(Received(data, source="import"))
+
+    assert outcome.result is Result.STORED
+    [stored] = stored_files(site)
+    ds, original = pydicom.dcmread(stored), pydicom.dcmread(path)
+    assert ds.ProtocolName == "SCRIPTED"
+    assert ds.PixelData == original.PixelData
+    assert ds.SOPInstanceUID == original.SOPInstanceUID
+
+
+def test_a_user_may_not_upload_to_a_project_outside_their_own(make_site, dcm_dir: Path) -> None:
+    site = make_site({"DEMO": {}, "OTHER": {}})
+    [path] = write_study(routed("perm", series=[SeriesSpec(1, instances=1)]), dcm_dir)
+
+    item = Received(path.read_bytes(), source="http", projects=frozenset({"OTHER"}))
+    outcome = site.intake.receive(item)
+
+    assert outcome.result is Result.NOT_PERMITTED
+    assert "DEMO" in outcome.reason
+    assert site.prearchive() == [] and stored_files(site) == []

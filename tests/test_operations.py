@@ -73,7 +73,7 @@ class TestArchive:
         site = make_site(PROJECTS)
         session = received(site, study("early"), dcm_dir)
         if state is Status.BUILDING:
-            [claimed] = site.store.prearchive.claim_idle_sessions(
+            [claimed] = site.store.assembly.claim_idle_sessions(
                 idle_timeout=-1, node="builder", lease=60
             )
             assert claimed.status is Status.BUILDING

@@ -31,9 +31,7 @@ def routed(seed: str, series: list[SeriesSpec]) -> StudySpec:
 
 
 def claim(site: Site) -> PrearchiveSession:
-    [session] = site.store.prearchive.claim_idle_sessions(
-        idle_timeout=-1, node="test-node", lease=60
-    )
+    [session] = site.store.assembly.claim_idle_sessions(idle_timeout=-1, node="test-node", lease=60)
     assert session.status is Status.BUILDING
     return session
 

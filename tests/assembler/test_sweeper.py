@@ -74,7 +74,7 @@ def sweepers() -> Iterator[list[Sweeper]]:
 
 def sweeper_for(site: Site, watch: Watch, made: list[Sweeper], *, idle_timeout: float) -> Sweeper:
     sweeper = Sweeper(
-        site.store.prearchive,
+        site.store.assembly,
         site.builder,
         idle_timeout=idle_timeout,
         node="test-node",

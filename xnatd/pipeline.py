@@ -59,7 +59,7 @@ class Pipeline:
         """Wire every stage over ``store``."""
         intake = Intake(config, store.prearchive, metrics)
         builder = Builder(store.assembly, metrics, node, phi_check=lambda: config().site.phi_check)
-        archiver = Archiver(store, config, metrics, node)
+        archiver = Archiver(store.archiving, config, metrics, node)
         operations = Operations(store, config, metrics, node, builder=builder, archiver=archiver)
 
         def settle(names: Sequence[PrearchiveName], request: ImportRequest) -> list[str]:

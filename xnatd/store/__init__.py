@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xnatd.store.archive_tree import ArchiveStore
+from xnatd.store.archiving import Archiving
 from xnatd.store.assembly import Assembly
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import remove_stray_parts
@@ -33,7 +34,8 @@ class Store:
     audit: AuditTrail
     prearchive: Prearchive  # the durable write (intake)
     assembly: Assembly  # building sessions (assembler)
-    edits: SessionEdits  # changing sessions (operations, archiver)
+    edits: SessionEdits  # changing sessions (operations)
+    archiving: Archiving  # archiving them (archiver)
     archive: ArchiveStore
     site_id: str
 
@@ -56,6 +58,7 @@ class Store:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
         opened = open_index(index, data.index_file)
         audit = AuditTrail(data.root, opened)
+        tree = ArchiveStore(data, opened)
         return cls(
             data=data,
             index=opened,
@@ -63,7 +66,8 @@ class Store:
             prearchive=Prearchive(data, opened, audit, min_free_disk=min_free_disk),
             assembly=Assembly(data, opened, audit),
             edits=SessionEdits(data, opened, audit),
-            archive=ArchiveStore(data, opened),
+            archiving=Archiving(data, opened, audit, tree, site_id),
+            archive=tree,
             site_id=site_id,
         )
 

@@ -23,6 +23,7 @@ from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError, Receiver
+from xnatd.intake.associations import Associations
 from xnatd.intake.inbox import Inbox
 from xnatd.metrics import Metrics
 from xnatd.pipeline import Pipeline, open_store
@@ -30,7 +31,7 @@ from xnatd.scp import hooks
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.guard import ConnectionGuard
-from xnatd.scp.handlers import Associations, event_handlers
+from xnatd.scp.handlers import event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.listeners import Listeners
 from xnatd.store.commitments import Commitments

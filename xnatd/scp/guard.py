@@ -153,6 +153,7 @@ class ConnectionGuard:
         return False
 
     def open_count(self) -> int:
+        """The connections the guard is watching now."""
         with self._lock:
             return len(self._open)
 
@@ -202,6 +203,7 @@ class ConnectionGuard:
 
     # -- the watcher --------------------------------------------------------------------
     def start(self) -> None:
+        """Start the watcher thread (once; a second call does nothing)."""
         with self._lock:
             if self._thread is not None:
                 return
@@ -211,6 +213,7 @@ class ConnectionGuard:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the watcher thread to stop."""
         self._stop.set()
 
     def _watch(self) -> None:

@@ -72,10 +72,12 @@ class Associations:
         self._open: dict[object, AssociationState] = {}
 
     def get(self, assoc: object) -> AssociationState | None:
+        """The state of an open association, or None when it is not (or no longer) open."""
         with self._lock:
             return self._open.get(assoc)
 
     def add(self, assoc: object, state: AssociationState) -> None:
+        """Register an accepted association: its index row holds the sessions it delivers to."""
         self.prearchive.association_opened(
             state.id,
             node=self.node,
@@ -90,6 +92,7 @@ class Associations:
         self.metrics.associations_active.labels(state.receiver.ae_title).inc()
 
     def remove(self, assoc: object) -> AssociationState | None:
+        """Forget an association and drop its index row; its state, or None if unknown."""
         with self._lock:
             state = self._open.pop(assoc, None)
         if state is not None and state.registered:
@@ -98,6 +101,7 @@ class Associations:
         return state
 
     def renew_leases(self) -> None:
+        """Extend the lease of this node's open associations in the index."""
         self.prearchive.renew_leases(self.node, self.lease)
 
 
@@ -139,6 +143,7 @@ def handle_requested(
 def handle_established(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], associations: Associations
 ) -> None:
+    """Register the accepted association; abort it if its receiver went in a reload."""
     called, calling = _ae_titles(event)
     receiver = receivers().get(called)
     if receiver is None:  # removed by a reload between request and accept
@@ -153,6 +158,7 @@ def handle_established(
 
 
 def handle_released(event: Event, associations: Associations) -> None:
+    """Note that the association ended with a release (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "released"
@@ -168,6 +174,7 @@ def handle_pdu_received(event: Event, associations: Associations) -> None:
 
 
 def handle_aborted(event: Event, associations: Associations) -> None:
+    """Note that the association ended with an abort (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "aborted"
@@ -201,6 +208,7 @@ def handle_closed(event: Event, associations: Associations, metrics: Metrics) ->
 
 
 def handle_echo(event: Event) -> int:
+    """Answer a C-ECHO: Success."""
     return 0x0000
 
 

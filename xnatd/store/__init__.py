@@ -70,4 +70,5 @@ class Store:
         return removed
 
     def close(self) -> None:
+        """Close the index (and its hold); the store is unusable afterwards."""
         self.index.close()

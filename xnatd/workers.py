@@ -110,6 +110,7 @@ class Workers:
         self.given_up: dict[int, str] = {}  # workers that kept dying, and why
 
     def start(self) -> None:
+        """Start workers 1 to count - 1 (the main process receives too)."""
         for number in range(1, self.count):
             self._spawn(number)
 
@@ -129,6 +130,7 @@ class Workers:
         log.info("worker_started", worker=number, pid=process.pid)
 
     def signal(self, signum: int) -> None:
+        """Send a signal to every worker still running."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signum)
@@ -166,6 +168,7 @@ class Workers:
                 self._spawn(number)
 
     def stop(self) -> None:
+        """Ask every worker to stop; one not gone within ``STOP_TIMEOUT`` is killed."""
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         for process in self.processes.values():

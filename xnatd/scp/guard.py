@@ -152,11 +152,6 @@ class ConnectionGuard:
                 return True
         return False
 
-    def open_count(self) -> int:
-        """The connections the guard is watching now."""
-        with self._lock:
-            return len(self._open)
-
     # -- events -----------------------------------------------------------------------
     def _connection(self, event: Event) -> _Connection | None:
         transport = getattr(event.assoc.dul, "socket", None)

@@ -1,6 +1,8 @@
-"""The daemon: wires the stages in SPEC order and runs their lifecycle.
+"""The daemon: the stages ``pipeline.py`` assembles, the doors into them and their timers,
+started, reloaded and stopped together.
 
-receivers (scp) -> intake -> durable write (store) -> idle sweeper (assembler)
+receivers (scp), HTTP (api), inbox -> intake -> durable write (store) -> idle sweeper
+(assembler) -> archiver (archive)
 
 Like uvicorn's ``Server``: ``startup``, ``main_loop``, ``shutdown``; signal handlers
 only flip flags (SIGTERM/SIGINT: exit, SIGHUP: reload).

@@ -3,11 +3,10 @@
 Each worker is ``xnatd run --worker K``: its own pynetdicom servers for the same
 receivers, fed with connections the main process accepts and hands to the least busy
 process (``xnatd.scp.handoff``), its own intake and index connection, node name
-``NODE/wK``. Building, archiving, HTTP and the
-inbox stay in the main process; the index's claims and leases (built for several
-nodes) keep them consistent. Metrics are summed over the processes through
-prometheus-client's multiprocess mode. A worker dies with the main process (parent
-death signal) and is restarted if it dies alone.
+``NODE/wK``. Building, archiving, HTTP and the inbox stay in the main process; the
+index's claims and leases (built for several nodes) keep them consistent. Metrics are
+summed over the processes through prometheus-client's multiprocess mode. A worker dies
+with the main process (parent death signal) and is restarted if it dies alone.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Session documents (``xnat:*Session``) and scan catalogs (``cat:DCMCatalog``).
 
-The models are plain values the assembler fills in; rendering follows the XNAT
+The models are plain values ``documents.py`` fills in; rendering follows the XNAT
 schemas' element order (see shared/reference/schemas/README.md). DICOM values are
 converted to XSD types here, and a value that does not convert is left out rather
 than written invalid.

@@ -165,7 +165,7 @@ async def _stow(
 async def stow(
     request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
-    """STOW-RS: store each part of a multipart request, routed as DICOM receipt is."""
+    """STOW-RS: store each part of a multipart request, routed as a C-STORE is."""
     return await _stow(request, svc, principal, None, None)
 
 

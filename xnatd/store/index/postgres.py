@@ -64,7 +64,7 @@ class PostgresIndex(SqlIndex):
 
     @classmethod
     def open(cls, spec: str, sqlite_file: Path) -> PostgresIndex:
-        """Open the index at a ``postgresql://`` URL (``sqlite_file`` is not used)."""
+        """Open the index at a PostgreSQL URL (``sqlite_file`` is not used)."""
         return cls(spec)
 
     @contextmanager

@@ -13,7 +13,7 @@ from xnatd.store.layout import PrearchiveName
 
 
 class Status(StrEnum):
-    """A prearchive session's state (SPEC 4): XNAT's prearchive statuses, plus HELD."""
+    """A prearchive session's state (SPEC 4.3): XNAT's prearchive statuses, plus HELD."""
 
     RECEIVING = "RECEIVING"
     BUILDING = "BUILDING"

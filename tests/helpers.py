@@ -386,7 +386,7 @@ class Site:
         from xnatd.store.index.records import Status
 
         built = []
-        for session in self.store.prearchive.claim_idle_sessions(
+        for session in self.store.assembly.claim_idle_sessions(
             idle_timeout=-1, node="test-node", lease=60
         ):
             if self.builder.build(session) is Status.READY:

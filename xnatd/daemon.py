@@ -151,7 +151,7 @@ class Daemon:
         threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
         self.archiver = self.pipeline.archiver
         self.sweeper = Sweeper(
-            self.prearchive,
+            self.store.assembly,
             self.pipeline.builder,
             idle_timeout=config.site.session_idle_timeout,
             node=self.node,

@@ -160,7 +160,7 @@ class Operations:
             for record, wanted in targets.items():
                 path = self.store.prearchive.instance_file(session, record)
                 data, how = blank_regions(path.read_bytes(), wanted)
-                self.store.prearchive.replace_file(session, record, data)
+                self.store.edits.replace_file(session, record, data)
                 done.append({"scan": record.scan, "file": record.file_name, "regions": len(wanted),
                              "how": how})  # fmt: skip
         except BaseException as exc:
@@ -241,7 +241,7 @@ class Operations:
             raise Refused(f"{name} is already in {project}")
         session = self._claim(name, MOVABLE, Status.MOVING, "move")
         try:
-            target = self.store.prearchive.relocate(session, project)
+            target = self.store.edits.relocate(session, project)
         except OSError as exc:
             self.store.index.set_status(
                 session.id, expected=Status.MOVING, to=Status.ERROR, reason=f"move failed: {exc}"
@@ -275,7 +275,7 @@ class Operations:
     def delete(self, name: PrearchiveName, actor: str) -> Path:
         """Remove from the prearchive; the files are kept under ``deleted/``."""
         session = self._claim(name, MOVABLE, Status.DELETING, "delete")
-        kept = self.store.prearchive.remove(session)
+        kept = self.store.edits.remove(session)
         self.store.audit.record(
             "delete", actor=actor, session=str(name), files=session.files, kept=str(kept)
         )

@@ -58,9 +58,7 @@ class Pipeline:
     ) -> Pipeline:
         """Wire every stage over ``store``."""
         intake = Intake(config, store.prearchive, metrics)
-        builder = Builder(
-            store.prearchive, metrics, node, phi_check=lambda: config().site.phi_check
-        )
+        builder = Builder(store.assembly, metrics, node, phi_check=lambda: config().site.phi_check)
         archiver = Archiver(store, config, metrics, node)
         operations = Operations(store, config, metrics, node, builder=builder, archiver=archiver)
 

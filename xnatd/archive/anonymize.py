@@ -65,7 +65,7 @@ class ProjectScripts:
                     leaks[str(after.get("SOPInstanceUID", ""))] = found
             return result
 
-        kept, dropped = self.store.prearchive.rewrite_instances(
+        kept, dropped = self.store.edits.rewrite_instances(
             session, rewrite, done_as=f"project:{session.project}"
         )
         if checking and rewritten:

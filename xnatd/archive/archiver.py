@@ -264,7 +264,7 @@ class Archiver:
         )
         store.archive.write_sidecar(archived)
         index.commit_archive(archived, result, _scan_rows(document), prearchive_id=session.id)
-        store.prearchive.discard_folder(session)
+        store.edits.discard_folder(session)
         event = "merge" if existing else "archive"
         store.audit.record(
             event,

@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 
 from xnatd.assembler.builder import Builder
+from xnatd.store.assembly import Assembly
 from xnatd.store.index.records import PrearchiveSession, Status
-from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,7 @@ class Sweeper:
 
     def __init__(
         self,
-        prearchive: Prearchive,
+        assembly: Assembly,
         builder: Builder,
         *,
         idle_timeout: float,
@@ -41,7 +41,7 @@ class Sweeper:
         workers: int = 2,
         on_ready: Callable[[PrearchiveSession], None] | None = None,
     ) -> None:
-        self.prearchive = prearchive
+        self.assembly = assembly
         self.builder = builder
         self.idle_timeout = idle_timeout
         self.node = node
@@ -57,7 +57,7 @@ class Sweeper:
 
     def sweep_once(self) -> list[PrearchiveSession]:
         """Claim what is idle now and queue its builds; returns the claimed sessions."""
-        claimed = self.prearchive.claim_idle_sessions(
+        claimed = self.assembly.claim_idle_sessions(
             idle_timeout=self.idle_timeout, node=self.node, lease=BUILD_LEASE
         )
         for session in claimed:

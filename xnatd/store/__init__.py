@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xnatd.store.archive_tree import ArchiveStore
+from xnatd.store.assembly import Assembly
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import remove_stray_parts
 from xnatd.store.index import open_index
 from xnatd.store.index.base import Index
 from xnatd.store.layout import DataDir
 from xnatd.store.prearchive import Prearchive
+from xnatd.store.session_edits import SessionEdits
 
 
 class DataDirError(Exception):
@@ -29,7 +31,9 @@ class Store:
     data: DataDir
     index: Index
     audit: AuditTrail
-    prearchive: Prearchive
+    prearchive: Prearchive  # the durable write (intake)
+    assembly: Assembly  # building sessions (assembler)
+    edits: SessionEdits  # changing sessions (operations, archiver)
     archive: ArchiveStore
     site_id: str
 
@@ -57,6 +61,8 @@ class Store:
             index=opened,
             audit=audit,
             prearchive=Prearchive(data, opened, audit, min_free_disk=min_free_disk),
+            assembly=Assembly(data, opened, audit),
+            edits=SessionEdits(data, opened, audit),
             archive=ArchiveStore(data, opened),
             site_id=site_id,
         )

@@ -26,7 +26,7 @@ from xnatd.store.index.records import (
     Status,
 )
 from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE, instance_files, session_file
-from xnatd.store.prearchive import record_of_file
+from xnatd.store.session_files import record_of_file
 from xnatd.store.xml import SESSION_ELEMENTS, XNAT, xs_date
 
 _ID = re.compile(r"_([SE])(\d+)$")

@@ -113,7 +113,7 @@ class InstanceRecord:
     scan: str
     file_name: str
     size: int
-    md5: str  # PENDING_DIGEST until the session is built (``Prearchive.take_digests``)
+    md5: str  # PENDING_DIGEST until the session is built (``SessionFiles.take_digests``)
     received: float
     calling_ae: str | None = None
 

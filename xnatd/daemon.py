@@ -1,6 +1,8 @@
-"""The daemon: wires the stages in SPEC order and runs their lifecycle.
+"""The daemon: the stages ``pipeline.py`` assembles, the doors into them and their timers,
+started, reloaded and stopped together.
 
-receivers (scp) -> intake -> durable write (store) -> idle sweeper (assembler)
+receivers (scp), HTTP (api), inbox -> intake -> durable write (store) -> idle sweeper
+(assembler) -> archiver (archive)
 
 Like uvicorn's ``Server``: ``startup``, ``main_loop``, ``shutdown``; signal handlers
 only flip flags (SIGTERM/SIGINT: exit, SIGHUP: reload).
@@ -49,6 +51,8 @@ class StartupError(Exception):
 
 
 class Daemon:
+    """One xnatd process: the main one, or a receiving worker (``worker`` > 0)."""
+
     def __init__(self, config_path: Path, worker: int = 0) -> None:
         """``worker`` > 0: one of the extra receiving processes (see ``xnatd.workers``)."""
         self.config_path = config_path
@@ -67,6 +71,13 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
+        """Open the store and start every stage the configuration asks for.
+
+        Raises:
+            StartupError: a receiver or the HTTP API cannot listen, or pynetdicom is not
+                a version ``scp/hooks.py`` supports.
+            SystemExit: ``xnatd reindex`` holds the index.
+        """
         config = self.config
         logs.configure(config.logging.format, config.logging.level)
         try:
@@ -195,6 +206,9 @@ class Daemon:
             log.warning("stray_parts_removed", files=len(removed))
 
     def health(self) -> dict:
+        """The ``/healthz`` answer: degraded while a receiver cannot listen or a worker
+        was given up on, with which ones.
+        """
         failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}
         workers = dict(self.workers.given_up) if self.workers is not None else {}
         degraded = failed or workers
@@ -205,6 +219,9 @@ class Daemon:
         }
 
     def main_loop(self) -> None:
+        """Until asked to exit: reload when asked, renew leases, watch the workers and
+        resume archives a dead process left, each on its own period.
+        """
         watchdog = systemd.watchdog_interval()
         tick = min(1.0, watchdog or 1.0)
         renewal = self.config.site.lease / 3  # a lease outlives two missed renewals
@@ -294,6 +311,7 @@ class Daemon:
         log.info("daemon_stopped", worker=self.worker or None)
 
     def run(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then shut down (also after a failure)."""
         self.install_signal_handlers()
         self.startup()
         try:
@@ -303,12 +321,15 @@ class Daemon:
 
     # -- signals only flip flags -----------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask to exit, SIGHUP to reload."""
         signal.signal(signal.SIGTERM, self.handle_exit)
         signal.signal(signal.SIGINT, self.handle_exit)
         signal.signal(signal.SIGHUP, self.handle_reload)
 
     def handle_exit(self, signum: int, frame: object) -> None:
+        """Ask the main loop to stop (a signal handler: it only sets a flag)."""
         self.should_exit.set()
 
     def handle_reload(self, signum: int, frame: object) -> None:
+        """Ask the main loop to reload the configuration (a signal handler)."""
         self.reload_requested = True

@@ -137,4 +137,5 @@ class Metrics:
         )
 
     def watch_state(self, count_by_status: Callable[[], dict[str, int]], data_dir: Path) -> None:
+        """Report sessions by status and the data directory's free disk at each scrape."""
         self.registry.register(_StateCollector(count_by_status, data_dir))

@@ -46,6 +46,7 @@ class SpooledFile:
         return self.size
 
     def chunks(self) -> Iterator[bytes]:
+        """The payload's bytes in chunks: prefix, the file's range, suffix."""
         yield self.prefix
         with self.source.open("rb") as reader:
             reader.seek(self.start)
@@ -61,6 +62,7 @@ class SpooledFile:
         return io.BufferedReader(_SpoolReader(self))
 
     def read_all(self) -> bytes:
+        """The whole payload in memory."""
         return b"".join(self.chunks())
 
 
@@ -85,6 +87,7 @@ def file_payload(path: Path) -> Payload:
 
 
 def chunks_of(data: Payload) -> Iterable[bytes]:
+    """A payload's bytes in chunks (bytes: one chunk)."""
     return data.chunks() if isinstance(data, SpooledFile) else (data,)
 
 

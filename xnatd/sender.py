@@ -36,6 +36,10 @@ class SendError(Exception):
 
 @dataclass
 class SendSummary:
+    """What a send did: files sent, failed and skipped (with why), DIMSE statuses by
+    code, retries.
+    """
+
     sent: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -45,6 +49,8 @@ class SendSummary:
 
 @dataclass(frozen=True)
 class Target:
+    """The receiver to send to, and the calling AE title."""
+
     host: str
     port: int
     called_ae: str

@@ -20,6 +20,9 @@ HSTS = "max-age=31536000"
 
 
 def create_app(svc: Services) -> FastAPI:
+    """The FastAPI application over the daemon's services: every router, request logs,
+    ``/healthz`` and ``/metrics``.
+    """
     app = FastAPI(
         title="xnatd",
         version=__version__,

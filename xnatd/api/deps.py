@@ -47,6 +47,9 @@ class UsersNow:
         self._seen: tuple[int, tuple[int, int] | None, Mapping[str, User]] | None = None
 
     def of(self, config: Config) -> Mapping[str, User]:
+        """The users of ``config`` as its users file holds them now; read again only when
+        the file's modification time or size changed.
+        """
         path = config.users_file
         if path is None:
             return config.users

@@ -165,6 +165,7 @@ async def _stow(
 async def stow(
     request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS: store each part of a multipart request, routed as a C-STORE is."""
     return await _stow(request, svc, principal, None, None)
 
 
@@ -172,6 +173,7 @@ async def stow(
 async def stow_study(
     study: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS to one study: a part of another study fails (0xA900)."""
     return await _stow(request, svc, principal, study, None)
 
 
@@ -179,5 +181,6 @@ async def stow_study(
 async def stow_project(
     project: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS into one project (``UPLOAD`` there needed), whatever the headers say."""
     require(principal, project, Right.UPLOAD)
     return await _stow(request, svc, principal, None, project)

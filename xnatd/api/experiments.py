@@ -32,6 +32,7 @@ def _needed_to_see(session: ArchivedSession) -> Right:
 
 
 def visible(principal: Principal, session: ArchivedSession) -> bool:
+    """Whether the caller may see an archived session (deleted ones: admins only)."""
     if session.status is ArchiveStatus.DELETED and not principal.admin:
         return False
     return principal.may(session.project, _needed_to_see(session))
@@ -68,6 +69,9 @@ def list_experiments(
     principal: Principal = Caller,
     svc: Services = Svc,
 ) -> JSONResponse:
+    """XNAT's experiment listing of a project: its active and quarantined sessions the
+    caller may see.
+    """
     require(principal, project, Right.READ)
     statuses = (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
     sessions = svc.store.index.list_archived(SessionFilter(project=project, statuses=statuses))
@@ -82,6 +86,7 @@ def get_experiment(
     principal: Principal = Caller,
     svc: Services = Svc,
 ) -> FileResponse | JSONResponse:
+    """An archived session: its session document (XML), or its row and scans (JSON)."""
     session = _experiment(svc, principal, session_id)
     if format == "json":
         row = archived_row(session, svc.store)

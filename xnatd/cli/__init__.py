@@ -1,7 +1,9 @@
 """The ``xnatd`` command line: parses arguments and calls one function per command.
 
-Only this module picks exit codes: 0 done, 1 refused or failed, 2 bad usage or
-configuration. Errors go to stderr; ``--json`` gives machine output.
+Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration (and 3: ``anon
+apply``'s script rejected the file; 130: an import interrupted). A command returns its
+code; this module maps the errors commands raise. Errors go to stderr; ``--json`` gives
+machine output.
 
 One module per command group; ``common`` holds what they share."""
 
@@ -21,7 +23,7 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit code (0 done, 1 refused or failed, 2 bad usage)."""
+    """Run one command; returns its exit code (see above)."""
     process.configure()
     args = build_parser().parse_args(argv)
     if args.command != "run":

@@ -35,6 +35,7 @@ def load_script(args: argparse.Namespace) -> Script:
 
 
 def cmd_anon_check(args: argparse.Namespace) -> int:
+    """``xnatd anon check``: parse a script (and its lookup table); 0 when it parses, 2 not."""
     from xnatd.anon.lookup import LookupTableError
     from xnatd.anon.script import ScriptError
 
@@ -48,6 +49,9 @@ def cmd_anon_check(args: argparse.Namespace) -> int:
 
 
 def cmd_anon_apply(args: argparse.Namespace) -> int:
+    """``xnatd anon apply``: run a script on one file and write the result; 0 written,
+    3 rejected by the script, 2 when the script or the file failed.
+    """
     from xnatd.anon.apply import apply_to_bytes
     from xnatd.anon.engine import ScriptFailed
     from xnatd.anon.lookup import LookupTableError

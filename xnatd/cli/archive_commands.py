@@ -31,6 +31,9 @@ from xnatd.units import iso
 
 
 def cmd_sessions_list(args: argparse.Namespace) -> int:
+    """``xnatd sessions list``: search archived sessions (active and quarantined unless
+    ``--status`` says otherwise).
+    """
     config = load_config(args)
     statuses = (
         tuple(ArchiveStatus)
@@ -64,6 +67,9 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions_show(args: argparse.Namespace) -> int:
+    """``xnatd sessions show``: one archived session with its scans and autorun results;
+    1 when there is no such session.
+    """
     config = load_config(args)
     with open_store_for_reading(config) as store:
         session = store.index.get_archived(args.id) if store else None
@@ -93,6 +99,9 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions_change(args: argparse.Namespace) -> int:
+    """``xnatd sessions release|delete``: quarantine to active, or mark deleted (and
+    with ``--purge-files`` move its folder under ``deleted/``).
+    """
     config = load_config(args)
     with open_store_for_writing(config) as store:
         operations = operations_of(config, store)
@@ -105,6 +114,7 @@ def cmd_sessions_change(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    """``xnatd audit``: the audit trail, of one session with ``--session``."""
     config = load_config(args)
     with open_store_for_reading(config) as store:
         events = store.audit.events(args.session) if store else []
@@ -133,6 +143,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_receipts(args: argparse.Namespace) -> int:
+    """``xnatd receipts``: per sender, what was received, rejected and committed since a
+    time, and where each session is now.
+    """
     from xnatd.store.receipts import parse_since, receipts, with_iso_times
 
     try:
@@ -163,6 +176,9 @@ def cmd_receipts(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
+    """``xnatd reindex``: rebuild the index from the data directory; refused while a
+    daemon holds it, 1 when a folder had to be skipped.
+    """
     from xnatd.store.reindex import reindex
 
     config = load_config(args)

@@ -21,7 +21,7 @@ from xnatd.store import Store
 from xnatd.store.layout import DataDir, PrearchiveName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_REJECTED = 3  # import: a file was refused
+EXIT_REJECTED = 3  # anon apply: the script rejected the file
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
@@ -89,6 +89,7 @@ def project_argument(config: Config, project: str | None) -> str | None:
 
 
 def actor() -> str:
+    """Who the audit trail names for this command: ``cli:USER``."""
     return f"cli:{getpass.getuser()}"
 
 
@@ -101,10 +102,16 @@ def pipeline_of(config: Config, store: Store) -> Pipeline:
 
 
 def operations_of(config: Config, store: Store) -> Operations:
+    """The prearchive and archive operations over ``store``, as this command's node."""
     return pipeline_of(config, store).operations
 
 
 def prearchive_name(text: str) -> PrearchiveName:
+    """A ``PROJECT/TIMESTAMP/LABEL`` argument.
+
+    Raises:
+        UsageError: not of that form.
+    """
     try:
         return PrearchiveName.parse(text)
     except ValueError as exc:
@@ -112,6 +119,11 @@ def prearchive_name(text: str) -> PrearchiveName:
 
 
 def date_argument(text: str | None) -> str | None:
+    """A date argument (``YYYY-MM-DD`` or ``YYYYMMDD``) as ``YYYY-MM-DD``; None stays None.
+
+    Raises:
+        UsageError: not a date of that form.
+    """
     if text is None:
         return None
     digits = text.replace("-", "")
@@ -121,6 +133,7 @@ def date_argument(text: str | None) -> str | None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str], empty: str = "") -> None:
+    """Print rows as left-aligned columns under upper-case headings (``empty`` if none)."""
     if not rows:
         print(empty or "(none)")
         return

@@ -19,6 +19,9 @@ from xnatd.store.layout import DataDir
 
 # -- commands ------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    """``xnatd run``: run the daemon in the foreground until SIGTERM; 1 when it cannot
+    start (a port in use, the data directory not writable).
+    """
     from xnatd.memory import limit_arenas
 
     limit_arenas()  # before any thread: see xnatd/memory.py
@@ -43,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """``xnatd check-config``: validate the configuration and that the data directory
+    is writable.
+    """
     config = load_config(args)
     problem = DataDir(config.site.data_dir).writable_problem()
     if problem is not None:

@@ -34,6 +34,7 @@ LOOKUP_HELP = "the lookup[] table: KEY-TYPE/KEY = VALUE lines"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``xnatd`` argument parser: each command sets ``func``, the function to run."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 
 def cmd_prearchive_list(args: argparse.Namespace) -> int:
+    """``xnatd prearchive list``: prearchive sessions, of one project or status if given."""
     config = load_config(args)
     if args.status and args.status.upper() not in Status.__members__:
         raise UsageError(f"--status {args.status!r} is not one of {', '.join(Status)}")
@@ -51,6 +52,9 @@ def cmd_prearchive_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prearchive_show(args: argparse.Namespace) -> int:
+    """``xnatd prearchive show``: one prearchive session with its scans and findings;
+    1 when there is no such session.
+    """
     config = load_config(args)
     name = prearchive_name(args.name)
     with open_store_for_reading(config) as store:
@@ -100,6 +104,9 @@ def cmd_prearchive_show(args: argparse.Namespace) -> int:
 
 
 def cmd_prearchive_operation(args: argparse.Namespace) -> int:
+    """``xnatd prearchive archive|rebuild|delete|move``: one operation on a session; 1
+    when an archive ends in CONFLICT, ERROR or HELD.
+    """
     config = load_config(args)
     name = prearchive_name(args.name)
     with open_store_for_writing(config) as store:
@@ -123,6 +130,11 @@ def cmd_prearchive_operation(args: argparse.Namespace) -> int:
 
 
 def regions_argument(texts: Sequence[str]) -> list[tuple[str, Region]]:
+    """``--region SCAN,FRAME,x,y,w,h`` values as (scan, region) pairs.
+
+    Raises:
+        UsageError: a value is not of that form, or not a region.
+    """
     from xnatd.phi.clean import Region
 
     regions = []
@@ -139,6 +151,9 @@ def regions_argument(texts: Sequence[str]) -> list[tuple[str, Region]]:
 
 
 def cmd_clean_pixels(args: argparse.Namespace) -> int:
+    """``xnatd prearchive clean-pixels``: blank the given regions (or every region the
+    pixel check found), then check the session again.
+    """
     config = load_config(args)
     name = prearchive_name(args.name)
     regions = None if args.all_findings else regions_argument(args.region)

@@ -20,6 +20,9 @@ from xnatd.cli.common import (
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """``xnatd import``: import a zip, tar, folder or file, all or nothing; 1 when it
+    failed, 130 when interrupted (nothing is imported either way).
+    """
     from xnatd.intake.importer import ImportFailed, ImportRequest, Interruption
 
     config = load_config(args)
@@ -63,6 +66,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    """``xnatd send``: C-STORE every DICOM file of a folder or archive to a receiver;
+    1 when any failed.
+    """
     import shutil
     import tempfile
 

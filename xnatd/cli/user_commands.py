@@ -18,6 +18,11 @@ from xnatd.config import Config
 
 
 def users_file(config: Config):
+    """The users file the configuration names.
+
+    Raises:
+        UsageError: the configuration lists its users inline.
+    """
     from xnatd.users import UsersFile
 
     if config.users_file is None:
@@ -29,6 +34,11 @@ def users_file(config: Config):
 
 
 def roles_argument(config: Config, pairs: Sequence[str]) -> dict[str, str]:
+    """``--project PROJECT=ROLE`` values as a mapping of project to role.
+
+    Raises:
+        UsageError: a value is not of that form, or names no configured project.
+    """
     from xnatd.users import ROLES
 
     roles: dict[str, str] = {}

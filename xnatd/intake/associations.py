@@ -42,10 +42,12 @@ class Associations:
         self._open: dict[object, AssociationState] = {}
 
     def get(self, assoc: object) -> AssociationState | None:
+        """The state of an open association, or None when it is not (or no longer) open."""
         with self._lock:
             return self._open.get(assoc)
 
     def add(self, assoc: object, state: AssociationState) -> None:
+        """Register an accepted association: its index row holds the sessions it delivers to."""
         self.prearchive.association_opened(
             state.id,
             node=self.node,
@@ -60,6 +62,7 @@ class Associations:
         self.metrics.associations_active.labels(state.receiver.ae_title).inc()
 
     def remove(self, assoc: object) -> AssociationState | None:
+        """Forget an association and drop its index row; its state, or None if unknown."""
         with self._lock:
             state = self._open.pop(assoc, None)
         if state is not None and state.registered:
@@ -68,4 +71,5 @@ class Associations:
         return state
 
     def renew_leases(self) -> None:
+        """Extend the lease of this node's open associations in the index."""
         self.prearchive.renew_leases(self.node, self.lease)

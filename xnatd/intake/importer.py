@@ -62,6 +62,8 @@ class Interruption:
 
 @dataclass(frozen=True)
 class ImportRequest:
+    """One import: what to read, where it goes, and whether to archive it at once."""
+
     path: Path
     project: str
     subject: str | None = None
@@ -84,6 +86,10 @@ class Settle(Protocol):
 
 @dataclass
 class ImportSummary:
+    """What an import stored: sessions created and merged, archived IDs, files, bytes
+    and the entries skipped (with why).
+    """
+
     sessions_created: list[str] = field(default_factory=list)
     sessions_merged: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
@@ -94,6 +100,8 @@ class ImportSummary:
 
 
 class Importer:
+    """Imports a zip, tar, folder or file through the intake, all or nothing."""
+
     def __init__(
         self,
         store: Store,

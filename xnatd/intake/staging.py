@@ -28,6 +28,8 @@ class HostileArchive(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
+    """Limits on what archives may unpack (``import`` in the configuration)."""
+
     max_unpacked: int = 64 * 2**30  # bytes unpacked from archives, in all
     max_ratio: float = 200.0  # unpacked / compressed, per entry (zip) or per archive
     max_entries: int = 500_000
@@ -35,6 +37,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class StagedFile:
+    """One file to import: where it is read from, and the name messages use."""
+
     path: Path  # where to read it
     name: str  # what to call it in messages: "upload.zip!series1/IM0001"
     size: int
@@ -78,6 +82,7 @@ class _Budget:
 
 
 def is_archive(path: Path) -> bool:
+    """Whether the file's name ends like an archive the importer unpacks."""
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 

@@ -78,6 +78,7 @@ class SpillingBuffer(io.BytesIO):
         self.spill_path: Path | None = None
 
     def write(self, data: Any) -> int:
+        """Append data, moving everything to a spool file once past ``limit``."""
         if self.spill is not None:
             return self.spill.write(data)
         if self.folder is not None and self.tell() + len(data) > self.limit:

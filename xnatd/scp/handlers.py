@@ -80,6 +80,7 @@ def handle_requested(
 def handle_established(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], associations: Associations
 ) -> None:
+    """Register the accepted association; abort it if its receiver went in a reload."""
     called, calling = _ae_titles(event)
     receiver = receivers().get(called)
     if receiver is None:  # removed by a reload between request and accept
@@ -94,6 +95,7 @@ def handle_established(
 
 
 def handle_released(event: Event, associations: Associations) -> None:
+    """Note that the association ended with a release (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "released"
@@ -109,6 +111,7 @@ def handle_pdu_received(event: Event, associations: Associations) -> None:
 
 
 def handle_aborted(event: Event, associations: Associations) -> None:
+    """Note that the association ended with an abort (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "aborted"
@@ -142,6 +145,7 @@ def handle_closed(event: Event, associations: Associations, metrics: Metrics) ->
 
 
 def handle_echo(event: Event) -> int:
+    """Answer a C-ECHO: Success."""
     return 0x0000
 
 

@@ -44,6 +44,7 @@ class HandoffServer(ListeningServer):
     (an unused loopback port, as socketserver wants a socket)."""
 
     def server_bind(self) -> None:
+        """Bind an unused loopback port, keeping the configured address as the one reported."""
         configured = self.server_address
         self.server_address = ("127.0.0.1", 0)
         super().server_bind()
@@ -52,6 +53,8 @@ class HandoffServer(ListeningServer):
 
 @dataclass(frozen=True)
 class Endpoint:
+    """The address and port a receiver listens on; receivers that share one share a server."""
+
     host: str
     port: int
 

@@ -52,12 +52,14 @@ class TLSQuickAckSocket(QuickAckSocket):
         return len(self._held) + self._tls.pending()
 
     def recv(self, size: int, *flags: int) -> bytes:
+        """Read, the byte ``peek`` held back first."""
         if self._held:
             data, self._held = self._held[:size], self._held[size:]
             return data
         return super().recv(size)
 
     def recv_into(self, buffer: Any, size: int = 0, *flags: int) -> int:
+        """Read into buffer, the byte ``peek`` held back first."""
         size = size or len(buffer)
         if self._held:
             count = min(size, len(self._held))

@@ -42,18 +42,22 @@ class QuickAckSocket:
                 self._armed = True
 
     def send(self, data: Any, *flags: int) -> int:
+        """Send; the next read re-arms TCP_QUICKACK."""
         self._armed = False
         return self._sock.send(data, *flags)
 
     def sendall(self, data: Any, *flags: int) -> None:
+        """Send all of data; the next read re-arms TCP_QUICKACK."""
         self._armed = False
         self._sock.sendall(data, *flags)
 
     def recv(self, size: int, *flags: int) -> bytes:
+        """Read, acknowledging at once."""
         self._acknowledge_at_once()
         return self._sock.recv(size, *flags)
 
     def recv_into(self, buffer: Any, size: int = 0, *flags: int) -> int:
+        """Read into buffer, acknowledging at once."""
         self._acknowledge_at_once()
         return self._sock.recv_into(buffer, size, *flags)
 

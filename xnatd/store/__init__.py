@@ -1,7 +1,8 @@
 """The store: the only code that knows the data directory's layout and the index.
 
-``Store.open`` gives every part at once: the prearchive (durable write, sessions
-waiting for review), the archive, the audit trail and the index behind them.
+``Store.open`` gives every part at once: the prearchive's faces (the durable write,
+building sessions, changing them), the archive, the audit trail and the index behind
+them.
 """
 
 from __future__ import annotations
@@ -80,4 +81,5 @@ class Store:
         return removed
 
     def close(self) -> None:
+        """Close the index (and its hold); the store is unusable afterwards."""
         self.index.close()

@@ -40,6 +40,9 @@ class Assembly(SessionFiles):
     def claim_idle_sessions(
         self, *, idle_timeout: float, node: str, lease: float
     ) -> list[PrearchiveSession]:
+        """Claim sessions idle for ``idle_timeout`` (and ERROR ones due a retry) for node:
+        they are BUILDING now (``Index.claim_idle_sessions``).
+        """
         return self.index.claim_idle_sessions(
             now=time.time(), idle_timeout=idle_timeout, node=node, lease=lease
         )
@@ -128,6 +131,9 @@ class Assembly(SessionFiles):
         xsi_type: str | None = None,
         retry_at: float | None = None,
     ) -> bool:
+        """End a build: BUILDING -> READY or ERROR; False when new files reopened the
+        session meanwhile (``Index.finish_build``).
+        """
         return self.index.finish_build(
             session.id,
             node=node,

@@ -20,6 +20,8 @@ JOURNAL = "audit.jsonl"
 
 
 class AuditTrail:
+    """The audit trail of one data directory: ``audit.jsonl`` first, then the index."""
+
     def __init__(self, root: Path, index: Index) -> None:
         self.path = root / JOURNAL
         self.index = index

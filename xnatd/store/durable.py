@@ -14,6 +14,7 @@ from xnatd.payload import Payload, chunks_of
 
 
 def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a file created, renamed or removed in it) to disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

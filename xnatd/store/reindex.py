@@ -35,6 +35,8 @@ _TYPE_OF_ELEMENT = {element: data_type for data_type, element in SESSION_ELEMENT
 
 @dataclass
 class ReindexReport:
+    """What a reindex restored, and the folders it skipped (with why)."""
+
     archived: int = 0
     prearchive: int = 0
     instances: int = 0

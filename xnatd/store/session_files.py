@@ -65,6 +65,7 @@ class SessionFiles:
         self.audit_trail = audit
 
     def session_dir(self, name: PrearchiveName) -> Path:
+        """The session's folder, ``prearchive/PROJECT/TIMESTAMP/LABEL``."""
         return self.data.session_dir(name)
 
     def instance_file(self, session: PrearchiveSession, record: InstanceRecord) -> Path:
@@ -104,6 +105,7 @@ class SessionFiles:
     def audit(
         self, event: str, *, actor: str | None, session: str | None, **details: object
     ) -> None:
+        """Record an event in the audit trail."""
         self.audit_trail.record(event, actor=actor, session=session, **details)
 
     def take_digests(

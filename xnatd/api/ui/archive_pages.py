@@ -61,6 +61,7 @@ def experiment_page(
     principal: Principal = Viewer,
     svc: Services = Svc,
 ) -> HTMLResponse:
+    """An archived session's page: its scans, and pictures of the chosen one."""
     session = _experiment(svc, principal, session_id)
     descriptions = {
         s.scan: s.series_description or "" for s in svc.store.index.archived_scans(session.id)
@@ -93,6 +94,7 @@ def experiment_picture(
     principal: Principal = Viewer,
     svc: Services = Svc,
 ) -> Response:
+    """A picture of an archived file (``size=thumb`` for a thumbnail)."""
     session = _experiment(svc, principal, session_id)
     key = ("archive", id(svc.store.index), session.id, session.files, session.modified)
     record = file_row(key, lambda: svc.store.index.archived_instances(session.id), scan, file)

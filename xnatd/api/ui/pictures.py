@@ -58,6 +58,7 @@ def _to_8bit(image: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 
 
 def frame_count(ds: pydicom.Dataset) -> int:
+    """The data set's Number of Frames, 1 when absent or not a number."""
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):

@@ -31,6 +31,8 @@ STRIP = 50  # images per page of a scan's strip
 
 @dataclass(frozen=True)
 class ScanView:
+    """One scan of a session page: its description, modality and files."""
+
     scan: str
     description: str
     modality: str
@@ -38,6 +40,7 @@ class ScanView:
 
     @property
     def middle(self) -> InstanceRecord:
+        """The scan's middle file, whose picture stands for the scan."""
         return self.files[(len(self.files) - 1) // 2]
 
 

@@ -59,6 +59,7 @@ def sweep_abandoned(svc: Services, now: float | None = None) -> list[Path]:
 
 @router.get("/ui/upload", response_class=HTMLResponse)
 def upload_page(request: Request, principal: Principal = Viewer, svc: Services = Svc):
+    """The upload page, for the projects the viewer may upload to."""
     sweep_abandoned(svc)
     return page(request, "upload.html", principal, projects=_uploader(principal, svc))
 

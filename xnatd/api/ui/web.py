@@ -52,6 +52,7 @@ def signer(request: Request) -> Signer:
 
 
 def users_now(request: Request):
+    """The users as the users file holds them now (``UsersNow``)."""
     return request.app.state.users.of(request.app.state.services.config())
 
 

@@ -30,7 +30,12 @@ from xnatd.store.layout import PrearchiveName
 
 
 class Index(abc.ABC):
-    """The calls every index backend implements."""
+    """The calls every index backend implements.
+
+    A refused compare-and-set is a return value (False, None or the current status),
+    never an exception; a failing database raises the backend's own error
+    (``sqlite3.Error``, ``psycopg.Error``).
+    """
 
     # -- prearchive sessions -------------------------------------------------
     @abc.abstractmethod
@@ -141,15 +146,20 @@ class Index(abc.ABC):
         """Record that these instances now live under another scan folder."""
 
     @abc.abstractmethod
-    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None: ...
+    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None:
+        """The prearchive session PROJECT/TIMESTAMP/LABEL, or None when there is none."""
 
     @abc.abstractmethod
     def list_sessions(
         self, *, project: str | None = None, status: str | None = None
-    ) -> list[PrearchiveSession]: ...
+    ) -> list[PrearchiveSession]:
+        """Prearchive sessions, of one project and one status (any case) when given,
+        ordered by project, timestamp and label.
+        """
 
     @abc.abstractmethod
-    def count_by_status(self) -> dict[str, int]: ...
+    def count_by_status(self) -> dict[str, int]:
+        """The number of prearchive sessions in each status that has any."""
 
     # -- associations (the idle timer waits while one is open) ---------------
     @abc.abstractmethod
@@ -162,13 +172,18 @@ class Index(abc.ABC):
         calling_ae: str,
         peer: str,
         lease_until: float,
-    ) -> None: ...
+    ) -> None:
+        """Record an open association on node (the same ID again renews it): sessions it
+        delivers to wait for it to close or for ``lease_until`` to pass before they build.
+        """
 
     @abc.abstractmethod
-    def close_association(self, association_id: str) -> None: ...
+    def close_association(self, association_id: str) -> None:
+        """Forget a closed association; the idle timers of the sessions it held run again."""
 
     @abc.abstractmethod
-    def renew_leases(self, node: str, lease_until: float) -> None: ...
+    def renew_leases(self, node: str, lease_until: float) -> None:
+        """Extend the lease of every association open on node (the node is still alive)."""
 
     @abc.abstractmethod
     def drop_node_associations(self, node: str) -> int:
@@ -200,7 +215,8 @@ class Index(abc.ABC):
         """ARCHIVING sessions whose claim expired (their process died), now claimed by node."""
 
     @abc.abstractmethod
-    def archive_mode(self, session_id: int) -> str | None: ...
+    def archive_mode(self, session_id: int) -> str | None:
+        """The overwrite mode the session's ARCHIVING claim was made with (None: no claim)."""
 
     @abc.abstractmethod
     def set_status(
@@ -218,7 +234,8 @@ class Index(abc.ABC):
 
     # -- the archive ---------------------------------------------------------------
     @abc.abstractmethod
-    def subject_id(self, project: str, label: str) -> str | None: ...
+    def subject_id(self, project: str, label: str) -> str | None:
+        """The accession ID of the subject project/label, or None when it has none yet."""
 
     @abc.abstractmethod
     def create_subject(
@@ -235,16 +252,20 @@ class Index(abc.ABC):
         """The session holding project/label (deleted ones included, newest first)."""
 
     @abc.abstractmethod
-    def get_archived(self, session_id: str) -> ArchivedSession | None: ...
+    def get_archived(self, session_id: str) -> ArchivedSession | None:
+        """The archived session with this accession ID (deleted ones included), or None."""
 
     @abc.abstractmethod
-    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]: ...
+    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]:
+        """Archived sessions matching every criterion the filter sets, ordered by ID."""
 
     @abc.abstractmethod
-    def archived_instances(self, session_id: str) -> list[InstanceRecord]: ...
+    def archived_instances(self, session_id: str) -> list[InstanceRecord]:
+        """The files of an archived session, in the order they were received."""
 
     @abc.abstractmethod
-    def archived_scans(self, session_id: str) -> list[ScanRow]: ...
+    def archived_scans(self, session_id: str) -> list[ScanRow]:
+        """The scans of an archived session (empty for an unknown ID)."""
 
     @abc.abstractmethod
     def commit_archive(
@@ -272,7 +293,8 @@ class Index(abc.ABC):
         status when refused, or None when there is no such session."""
 
     @abc.abstractmethod
-    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None: ...
+    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None:
+        """Record the results of the project's autorun steps for an archived session."""
 
     # -- reindex ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -282,15 +304,16 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def restore_prearchive(
         self, session: PrearchiveSession, instances: list[InstanceRecord]
-    ) -> None: ...
+    ) -> None:
+        """Add a prearchive session and its files as found on disk (reindex); a new row ID."""
 
     @abc.abstractmethod
-    def restore_subject(
-        self, subject_id: str, project: str, label: str, created: float
-    ) -> None: ...
+    def restore_subject(self, subject_id: str, project: str, label: str, created: float) -> None:
+        """Add a subject with its accession ID as found on disk (kept if already there)."""
 
     @abc.abstractmethod
-    def restore_audit(self, events: list[AuditEvent]) -> None: ...
+    def restore_audit(self, events: list[AuditEvent]) -> None:
+        """Append events read back from the audit log (reindex), in their order."""
 
     @abc.abstractmethod
     def raise_id_floor(self, kind: str, number: int) -> None:
@@ -310,7 +333,8 @@ class Index(abc.ABC):
         """Append an event; the trail is never edited."""
 
     @abc.abstractmethod
-    def audit_events(self, session: str | None = None) -> list[AuditEvent]: ...
+    def audit_events(self, session: str | None = None) -> list[AuditEvent]:
+        """The audit trail, of one session when given (ID or prearchive name), oldest first."""
 
     # -- storage commitment ------------------------------------------------------
     @abc.abstractmethod
@@ -356,7 +380,9 @@ class Index(abc.ABC):
         advisory lock), so a killed daemon never leaves it behind."""
 
     @abc.abstractmethod
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version the index's tables are at (see ``schema.py``)."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Let go of the hold and every connection; the index is unusable afterwards."""

@@ -13,6 +13,8 @@ from xnatd.store.layout import PrearchiveName
 
 
 class Status(StrEnum):
+    """A prearchive session's state (SPEC 4.3): XNAT's prearchive statuses, plus HELD."""
+
     RECEIVING = "RECEIVING"
     BUILDING = "BUILDING"
     READY = "READY"
@@ -36,6 +38,8 @@ ACCEPTS_FILES = frozenset(
 
 
 class ArchiveStatus(StrEnum):
+    """An archived session's state; a deleted one keeps its row (its ID is never reused)."""
+
     ACTIVE = "active"
     QUARANTINE = "quarantine"
     DELETED = "deleted"
@@ -69,6 +73,8 @@ class SessionKey:
 
 @dataclass(frozen=True)
 class PrearchiveSession:
+    """One prearchive session row, with its scan, file and byte counts."""
+
     id: int
     project: str
     timestamp: str
@@ -90,6 +96,7 @@ class PrearchiveSession:
 
     @property
     def name(self) -> PrearchiveName:
+        """The session's PROJECT/TIMESTAMP/LABEL name (its folder)."""
         return PrearchiveName(self.project, self.timestamp, self.label)
 
 
@@ -106,7 +113,7 @@ class InstanceRecord:
     scan: str
     file_name: str
     size: int
-    md5: str  # PENDING_DIGEST until the session is built (``Prearchive.instances``)
+    md5: str  # PENDING_DIGEST until the session is built (``SessionFiles.take_digests``)
     received: float
     calling_ae: str | None = None
 
@@ -125,6 +132,8 @@ class ScanRow:
 
 @dataclass(frozen=True)
 class ArchivedSession:
+    """One archived session row (an XNAT experiment), with its accession IDs."""
+
     id: str  # SITE_E00001
     project: str
     subject_id: str  # SITE_S00001
@@ -146,6 +155,8 @@ class ArchivedSession:
 
 @dataclass(frozen=True)
 class SessionFilter:
+    """Which archived sessions ``list_archived`` returns: every field set must match."""
+
     project: str | None = None
     subject: str | None = None  # label or accession ID
     label: str | None = None
@@ -181,6 +192,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class AuditEvent:
+    """One audit trail entry, as the index numbered and stored it."""
+
     id: int
     time: float
     event: str

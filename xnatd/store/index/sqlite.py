@@ -57,6 +57,7 @@ class SqliteIndex(SqlIndex):
 
     @classmethod
     def open(cls, spec: str, sqlite_file: Path) -> SqliteIndex:
+        """Open the index in ``sqlite_file`` (``spec`` is just the name "sqlite")."""
         return cls(sqlite_file)
 
     # -- plumbing ----------------------------------------------------------------

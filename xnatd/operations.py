@@ -64,6 +64,9 @@ def _refusal(name: PrearchiveName, found: Status | None, operation: str) -> Refu
 
 
 class Operations:
+    """What people ask of prearchive sessions (archive, rebuild, move, delete, clean
+    pixels, commit), each claimed by compare-and-set so two askers never collide."""
+
     def __init__(
         self,
         store: Store,

@@ -49,6 +49,8 @@ ProjectAnonymizer = Callable[[PrearchiveSession, list[InstanceRecord]], list[Ins
 
 @dataclass(frozen=True)
 class ArchiveOutcome:
+    """What an archive did: archived, merged, conflict, held or error, and with what."""
+
     result: str  # archived | merged | conflict | error | held
     session_id: str | None = None
     reason: str | None = None
@@ -56,6 +58,9 @@ class ArchiveOutcome:
 
 
 class Archiver:
+    """Archives claimed prearchive sessions: the project script and its PHI check, the
+    merge into the archive, the documents, the index commit, and autorun."""
+
     def __init__(
         self,
         store: Archiving,

@@ -2,7 +2,7 @@
 
 Per-instance facts (UIDs, file names, sizes) come from the index, written at receive
 time; only one header per series is read from disk here, and the MD5 of each file not
-yet digested (``Prearchive.instances``), in parallel.
+yet digested (``SessionFiles.take_digests``), in parallel.
 """
 
 from __future__ import annotations

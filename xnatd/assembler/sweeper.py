@@ -52,6 +52,7 @@ class Sweeper:
         self._running: set[Future[Any]] = set()
 
     def start(self) -> None:
+        """Start the sweeping thread (and the build pool it feeds)."""
         self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
         self._thread.start()
 

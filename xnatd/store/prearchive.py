@@ -48,13 +48,24 @@ class Destination(Protocol):
     """Where routing sent a file (``routing.Route``): the store needs only these."""
 
     @property
-    def project(self) -> str: ...
+    def project(self) -> str:
+        """The project ID, or Unassigned."""
+        ...
+
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str:
+        """The subject label."""
+        ...
+
     @property
-    def session(self) -> str: ...
+    def session(self) -> str:
+        """The session label."""
+        ...
+
     @property
-    def auto_archive(self) -> bool | None: ...
+    def auto_archive(self) -> bool | None:
+        """What the sender's ``AA:`` said, if it said anything."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class IncomingInstance:
 
 @dataclass(frozen=True)
 class StoredInstance:
+    """One file written and recorded: its session, where it lies, whether it was new."""
+
     session: PrearchiveSession
     path: Path
     new_instance: bool
@@ -91,6 +104,7 @@ class Prearchive(SessionFiles):
         self.min_free_disk = min_free_disk
 
     def free_disk(self) -> int:
+        """Bytes free for unprivileged writers on the data directory's file system."""
         stats = os.statvfs(self.data.root)
         return stats.f_bavail * stats.f_frsize
 
@@ -167,6 +181,8 @@ class Prearchive(SessionFiles):
         raise StoreRefused("the session kept closing while the file was being stored")
 
     def open_session(self, item: IncomingInstance) -> PrearchiveSession:
+        """The session this file belongs to, opened (created or reopened) in the index,
+        with its folder and sidecar."""
         route = item.route
         session = self.index.open_session(
             SessionKey(route.project, item.header.get(Tag.StudyInstanceUID, ""), route.session),
@@ -206,6 +222,7 @@ class Prearchive(SessionFiles):
         peer: str,
         lease: float,
     ) -> None:
+        """Record an open association: while it lasts, the sessions it delivers to wait."""
         self.index.open_association(
             association_id,
             node=node,
@@ -216,9 +233,11 @@ class Prearchive(SessionFiles):
         )
 
     def association_closed(self, association_id: str) -> None:
+        """Drop a closed association's row: its sessions' idle timers run again."""
         self.index.close_association(association_id)
 
     def renew_leases(self, node: str, lease: float) -> None:
+        """Extend this node's associations' hold for ``lease`` more seconds."""
         self.index.renew_leases(node, time.time() + lease)
 
     def forget_node(self, node: str) -> None:

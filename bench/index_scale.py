@@ -28,7 +28,8 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import dcmtk_tool, postgres_schema
 
 from xnatd.store.index import open_index
-from xnatd.store.index.base import SessionFilter
+from xnatd.store.index.records import SessionFilter
+from xnatd.store.layout import DataDir
 
 INSTANCES_PER_SESSION = 20
 
@@ -211,7 +212,7 @@ def run_backend(name: str, url: str, work: Path, study: Path, checkpoints: list[
     filled = 0
     storescu = dcmtk_tool("storescu")
     for checkpoint in checkpoints:
-        index = open_index(url, data)
+        index = open_index(url, DataDir(data).index_file)
         fill_seconds = fill(index, filled, checkpoint)
         filled = checkpoint
         node = work / f"{name}-{checkpoint}"

@@ -102,7 +102,7 @@ def serve_unchecked(config: str) -> int:
     import xnatd.intake.intake as intake_module
     from xnatd.cli import main
     from xnatd.dicom import read_header
-    from xnatd.store.durable import readable
+    from xnatd.payload import readable
 
     def routing_tags_only(data, tags):  # type: ignore[no-untyped-def]
         with readable(data) as source:

@@ -16,16 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import SCHEMAS, Site, Xnatd, base_settings, dcmtk_tool, free_port
 
-from xnatd.scp.transport import wake_association_on_message
+from xnatd import process
 
-# pynetdicom's SCU (3.0.4) now and then loses a C-STORE-RSP to its own reactor: a
-# send_c_store right after the previous one sees the reactor's stale "paused" flag, the
-# reactor wakes and takes the response ("Received unexpected C-STORE service message"),
-# and the sender sits out its DIMSE timeout and aborts. Against a receiver that answers
-# within a millisecond it hit about one association in 400. The daemon ships the fix for
-# its own associations (scp/transport.py); the test process's pynetdicom senders take
-# the same fix so that a peer library's race does not fail the tests at random.
-wake_association_on_message()
+# The settings every xnatd entry point makes at start, for what the tests run in
+# process. pynetdicom itself stays stock here: the test senders are a real peer.
+process.configure()
 
 
 @pytest.fixture

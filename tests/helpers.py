@@ -338,12 +338,8 @@ class Site:
 
     def __init__(self, workdir: Path, projects: dict[str, Any], **site: Any) -> None:
         from xnatd import config as config_module
-        from xnatd.archive.archiver import Archiver
-        from xnatd.assembler.builder import Builder
-        from xnatd.intake.intake import Intake
         from xnatd.metrics import Metrics
-        from xnatd.operations import Operations
-        from xnatd.store import Store
+        from xnatd.pipeline import Pipeline, open_store
 
         self.workdir = workdir
         self.config_path = workdir / "xnatd.yaml"
@@ -356,19 +352,17 @@ class Site:
             )
         )
         self.config = config_module.load(self.config_path)
-        self.store = Store.open(self.config)
+        self.store = open_store(self.config)
         self.metrics = Metrics()
-        self.intake = Intake(lambda: self.config, self.store.prearchive, self.metrics)
-        self.archiver = Archiver(self.store, lambda: self.config, self.metrics, "test-node")
-        self.builder = Builder(
-            self.store.prearchive,
-            self.metrics,
-            "test-node",
-            phi_check=lambda: self.config.site.phi_check,
+        # The daemon's own wiring (xnatd/pipeline.py); ``self.config`` may be replaced.
+        self.pipeline = Pipeline.assemble(
+            self.store, lambda: self.config, self.metrics, "test-node"
         )
-        self.operations = Operations(
-            self.store, lambda: self.config, self.metrics, "test-node", self.archiver
-        )
+        self.intake = self.pipeline.intake
+        self.archiver = self.pipeline.archiver
+        self.builder = self.pipeline.builder
+        self.operations = self.pipeline.operations
+        self.importer = self.pipeline.importer
 
     def receive(self, paths: list[Path], **explicit: str) -> list[str]:
         from xnatd.intake.intake import Received
@@ -389,10 +383,10 @@ class Site:
 
     def build_all(self) -> list[Any]:
         """Build every session now, then apply the archive policy, as the sweeper does."""
-        from xnatd.store.index.base import Status
+        from xnatd.store.index.records import Status
 
         built = []
-        for session in self.store.prearchive.claim_idle_sessions(
+        for session in self.store.assembly.claim_idle_sessions(
             idle_timeout=-1, node="test-node", lease=60
         ):
             if self.builder.build(session) is Status.READY:
@@ -404,7 +398,7 @@ class Site:
         return self.store.index.list_sessions()
 
     def archived(self, *statuses: str) -> list[Any]:
-        from xnatd.store.index.base import ArchiveStatus, SessionFilter
+        from xnatd.store.index.records import ArchiveStatus, SessionFilter
 
         wanted = tuple(ArchiveStatus(s) for s in statuses) or tuple(ArchiveStatus)
         return self.store.index.list_archived(SessionFilter(statuses=wanted))

@@ -24,7 +24,7 @@ from xnatd.anon.profile import OPTIONS, PROFILES, Profile
 from xnatd.anon.script import Script, ScriptError
 from xnatd.anon.script import load as load_script
 from xnatd.routing import UNASSIGNED, Rule, RuleSet, project_resolver
-from xnatd.scp.policy import AllowEntry, check_ae_title
+from xnatd.scp.admission import AllowEntry, check_ae_title
 from xnatd.tls import TLSError, TLSSettings, server_context
 from xnatd.units import parse_duration, parse_size
 from xnatd.users import ROLES, USER_NAME, UsersError, UsersFile
@@ -59,6 +59,8 @@ class PhiCheck:
 
 @dataclass(frozen=True)
 class Site:
+    """``site``: this installation's ID, data directory, timers and site-wide scripts."""
+
     id: str
     data_dir: Path
     session_idle_timeout: float
@@ -74,6 +76,8 @@ class Site:
 
 @dataclass(frozen=True)
 class Receiver:
+    """One entry of ``receivers``: a DICOM listener, who may send to it, and its routing."""
+
     ae_title: str
     port: int
     host: str
@@ -96,6 +100,8 @@ class CommandStep:
 
 @dataclass(frozen=True)
 class ProtocolRule:
+    """One protocol check rule: how many scans of a type a session must have."""
+
     type: str  # matched against scan type and series description, any case
     min: int = 1
     max: int | None = None
@@ -113,6 +119,8 @@ AutorunStep = CommandStep | ProtocolStep
 
 @dataclass(frozen=True)
 class Project:
+    """One entry of ``projects``: its prearchive policy, scripts and autorun steps."""
+
     id: str
     aliases: tuple[str, ...] = ()
     prearchive: str = "manual"
@@ -124,6 +132,8 @@ class Project:
 
 @dataclass(frozen=True)
 class User:
+    """One user of the HTTP API: the SHA-256 of their token and their role in each project."""
+
     name: str
     token_sha256: str
     admin: bool = False
@@ -132,6 +142,8 @@ class User:
 
 @dataclass(frozen=True)
 class Http:
+    """``http``: where the HTTP API and web pages listen, and their TLS."""
+
     host: str
     port: int
     tls: TLSSettings | None = None  # HTTPS only
@@ -139,12 +151,16 @@ class Http:
 
 @dataclass(frozen=True)
 class Logging:
+    """``logging``: the log format (auto, console or json) and level."""
+
     format: str = "auto"  # console lines on a terminal, JSON elsewhere (systemd, files)
     level: str = "info"
 
 
 @dataclass(frozen=True)
 class ImportLimits:
+    """``import``: limits on an uploaded archive (unpacked bytes, ratio, entries)."""
+
     max_unpacked: int = 64 * 2**30
     max_ratio: float = 200.0
     max_entries: int = 500_000
@@ -152,6 +168,8 @@ class ImportLimits:
 
 @dataclass(frozen=True)
 class Inbox:
+    """``inbox``: whether the drop folder is watched, and how long a file must settle."""
+
     settle: float = 10.0  # unchanged this long before a dropped file is imported
     enabled: bool = True
 
@@ -167,6 +185,8 @@ class Associations:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole validated configuration file, frozen; a reload builds a new one."""
+
     path: Path
     site: Site
     index: str

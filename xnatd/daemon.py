@@ -1,6 +1,8 @@
-"""The daemon: wires the stages in SPEC order and runs their lifecycle.
+"""The daemon: the stages ``pipeline.py`` assembles, the doors into them and their timers,
+started, reloaded and stopped together.
 
-receivers (scp) -> intake -> durable write (store) -> idle sweeper (assembler)
+receivers (scp), HTTP (api), inbox -> intake -> durable write (store) -> idle sweeper
+(assembler) -> archiver (archive)
 
 Like uvicorn's ``Server``: ``startup``, ``main_loop``, ``shutdown``; signal handlers
 only flip flags (SIGTERM/SIGINT: exit, SIGHUP: reload).
@@ -18,24 +20,22 @@ import structlog
 
 from xnatd import config as config_module
 from xnatd import logs, memory, systemd
-from xnatd.api.app import Services
+from xnatd.api.deps import Services
 from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
-from xnatd.assembler.builder import Builder
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError, Receiver
-from xnatd.intake.importer import Importer
+from xnatd.intake.associations import Associations
 from xnatd.intake.inbox import Inbox
-from xnatd.intake.intake import Intake
 from xnatd.metrics import Metrics
-from xnatd.operations import Operations
+from xnatd.pipeline import Pipeline, open_store
+from xnatd.scp import hooks
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
 from xnatd.scp.guard import ConnectionGuard
-from xnatd.scp.handlers import Associations, event_handlers
+from xnatd.scp.handlers import event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
-from xnatd.scp.server import Listeners
-from xnatd.store import Store
+from xnatd.scp.listeners import Listeners
 from xnatd.store.commitments import Commitments
 from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
 
@@ -51,6 +51,8 @@ class StartupError(Exception):
 
 
 class Daemon:
+    """One xnatd process: the main one, or a receiving worker (``worker`` > 0)."""
+
     def __init__(self, config_path: Path, worker: int = 0) -> None:
         """``worker`` > 0: one of the extra receiving processes (see ``xnatd.workers``)."""
         self.config_path = config_path
@@ -69,11 +71,22 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
+        """Open the store and start every stage the configuration asks for.
+
+        Raises:
+            StartupError: a receiver or the HTTP API cannot listen, or pynetdicom is not
+                a version ``scp/hooks.py`` supports.
+            SystemExit: ``xnatd reindex`` holds the index.
+        """
         config = self.config
         logs.configure(config.logging.format, config.logging.level)
+        try:
+            hooks.install()
+        except hooks.UnsupportedPynetdicom as exc:
+            raise StartupError(str(exc)) from None
         if self.worker:
             die_with_parent()
-        self.store = Store.open(config)
+        self.store = open_store(config)
         data = self.store.data
         self.index = self.store.index
         self.prearchive = self.store.prearchive
@@ -88,7 +101,8 @@ class Daemon:
         # Data sets too large to hold in memory spill here as they arrive.
         spill_large_data_sets(data.fresh_spool(self.node))
         self.metrics = Metrics(shared_metrics_dir())
-        self.intake = Intake(lambda: self.config, self.prearchive, self.metrics)
+        self.pipeline = Pipeline.assemble(self.store, lambda: self.config, self.metrics, self.node)
+        self.intake = self.pipeline.intake
         self.associations = Associations(
             self.prearchive, self.metrics, self.node, lease=config.site.lease
         )
@@ -136,23 +150,15 @@ class Daemon:
             )
         self.metrics.watch_state(self.index.count_by_status, data.root)
         threading.Thread(target=self._remove_stray_parts, name="stray-parts", daemon=True).start()
-        self.archiver = Archiver(self.store, lambda: self.config, self.metrics, self.node)
+        self.archiver = self.pipeline.archiver
         self.sweeper = Sweeper(
-            self.prearchive,
-            Builder(
-                self.prearchive,
-                self.metrics,
-                self.node,
-                phi_check=lambda: self.config.site.phi_check,
-            ),
+            self.store.assembly,
+            self.pipeline.builder,
             idle_timeout=config.site.session_idle_timeout,
             node=self.node,
             on_ready=self.archiver.after_build,
         )
-        operations = Operations(
-            self.store, lambda: self.config, self.metrics, self.node, self.archiver
-        )
-        importer = Importer(self.store, self.intake, operations, lambda: self.config, self.node)
+        operations, importer = self.pipeline.operations, self.pipeline.importer
         if config.http is not None:
             services = Services(
                 store=self.store,
@@ -200,6 +206,9 @@ class Daemon:
             log.warning("stray_parts_removed", files=len(removed))
 
     def health(self) -> dict:
+        """The ``/healthz`` answer: degraded while a receiver cannot listen or a worker
+        was given up on, with which ones.
+        """
         failed = {f"{e.host}:{e.port}": why for e, why in self.listeners.failed.items()}
         workers = dict(self.workers.given_up) if self.workers is not None else {}
         degraded = failed or workers
@@ -210,6 +219,9 @@ class Daemon:
         }
 
     def main_loop(self) -> None:
+        """Until asked to exit: reload when asked, renew leases, watch the workers and
+        resume archives a dead process left, each on its own period.
+        """
         watchdog = systemd.watchdog_interval()
         tick = min(1.0, watchdog or 1.0)
         renewal = self.config.site.lease / 3  # a lease outlives two missed renewals
@@ -299,6 +311,7 @@ class Daemon:
         log.info("daemon_stopped", worker=self.worker or None)
 
     def run(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then shut down (also after a failure)."""
         self.install_signal_handlers()
         self.startup()
         try:
@@ -308,12 +321,15 @@ class Daemon:
 
     # -- signals only flip flags -----------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask to exit, SIGHUP to reload."""
         signal.signal(signal.SIGTERM, self.handle_exit)
         signal.signal(signal.SIGINT, self.handle_exit)
         signal.signal(signal.SIGHUP, self.handle_reload)
 
     def handle_exit(self, signum: int, frame: object) -> None:
+        """Ask the main loop to stop (a signal handler: it only sets a flag)."""
         self.should_exit.set()
 
     def handle_reload(self, signum: int, frame: object) -> None:
+        """Ask the main loop to reload the configuration (a signal handler)."""
         self.reload_requested = True

@@ -21,7 +21,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
-from collections.abc import Container
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
@@ -89,7 +89,7 @@ def check_data_set(
     *,
     implicit: bool,
     little: bool,
-    wanted: Container[int] = (),
+    wanted: Iterable[int] = (),
 ) -> Found:
     """Walk the data set in bytes ``start`` to ``end`` of ``data``; returns the values
     of the ``wanted`` top-level elements found on the way (the routing tags, read in
@@ -121,7 +121,7 @@ def check_data_set(
                     stack.pop()
                     break
                 if bound - position < 8:
-                    if top and not data[position:bound].strip(b"\x00"):
+                    if top and not bytes(data[position:bound]).strip(b"\x00"):
                         stack.pop()  # trailing NUL padding, as pydicom allows
                         break
                     raise Malformed(
@@ -153,7 +153,7 @@ def check_data_set(
                         raise Malformed(f"invalid VR {vr!r} in {_tag_text(tag)} at byte {position}")
                 if top:
                     if tag in wanted and length <= bound - value:
-                        found[tag] = (vr and vr.decode(), data[value : value + length])
+                        found[tag] = (vr and vr.decode(), bytes(data[value : value + length]))
                     if tag >= _ROWS:
                         rows = rows or tag == _ROWS
                         pixels = pixels or tag in _PIXEL_DATA_TAGS
@@ -265,7 +265,7 @@ def _meta(data: Buffer) -> tuple[str, int]:
     raise Malformed("the file meta group is cut short")
 
 
-def check_part10(data: Buffer, wanted: Container[int] = ()) -> Checked:
+def check_part10(data: Buffer, wanted: Iterable[int] = ()) -> Checked:
     """Check a whole Part 10 file: meta group, then the data set in its transfer syntax.
 
     Raises:
@@ -285,7 +285,7 @@ def check_part10(data: Buffer, wanted: Container[int] = ()) -> Checked:
         return Checked(syntax, found)
     known = uid.is_transfer_syntax
     little = not known or uid.is_little_endian
-    implicit = _looks_implicit(data[start : start + 6], known and uid.is_implicit_VR)
+    implicit = _looks_implicit(bytes(data[start : start + 6]), known and uid.is_implicit_VR)
     found = check_data_set(data, start, len(data), implicit=implicit, little=little, wanted=wanted)
     return Checked(syntax, found)
 

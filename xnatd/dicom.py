@@ -21,9 +21,6 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from xnatd.anon.encode import meta_group
 from xnatd.headerscan import NotScanned, render_header, scan_header
 
-# A bad value from a scanner must not fail the file: keep it, don't warn per element.
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
 Header = Mapping[int, str]
 """Element values by tag (``0xGGGGEEEE``), as text; multiple values joined by ``\\``."""
 

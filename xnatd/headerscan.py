@@ -187,6 +187,11 @@ def render_header(
 
 
 def dictionary_vr(tag: int) -> str:
+    """The VR of a public tag in the data dictionary (for implicit VR).
+
+    Raises:
+        NotScanned: a private tag, or one not in the dictionary.
+    """
     if tag >> 16 & 1:
         raise NotScanned(f"private ({tag >> 16:04X},{tag & 0xFFFF:04X}) in implicit VR")
     try:

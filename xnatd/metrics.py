@@ -11,16 +11,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from xnatd.store.index.base import Status
-
-# A "_created" twin of every counter only doubles the series Grafana has to load.
-disable_created_metrics()
+from xnatd.store.index.records import Status
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -141,4 +137,5 @@ class Metrics:
         )
 
     def watch_state(self, count_by_status: Callable[[], dict[str, int]], data_dir: Path) -> None:
+        """Report sessions by status and the data directory's free disk at each scrape."""
         self.registry.register(_StateCollector(count_by_status, data_dir))

@@ -8,7 +8,7 @@ command line and the HTTP API call these; they are safe while the daemon runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from xnatd.config import Config
 from xnatd.metrics import Metrics
 from xnatd.routing import UNASSIGNED
 from xnatd.store import Store
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,
     InstanceRecord,
@@ -64,22 +64,25 @@ def _refusal(name: PrearchiveName, found: Status | None, operation: str) -> Refu
 
 
 class Operations:
+    """What people ask of prearchive sessions (archive, rebuild, move, delete, clean
+    pixels, commit), each claimed by compare-and-set so two askers never collide."""
+
     def __init__(
         self,
         store: Store,
         config: Callable[[], Config],
         metrics: Metrics,
         node: str,
-        archiver: Archiver | None = None,
+        *,
+        builder: Builder,
+        archiver: Archiver,
     ) -> None:
         self.store = store
         self.config = config
         self.node = node
         self.metrics = metrics
-        self.builder = Builder(
-            store.prearchive, metrics, node, phi_check=lambda: config().site.phi_check
-        )
-        self.archiver = archiver or Archiver(store, config, metrics, node)
+        self.builder = builder
+        self.archiver = archiver
 
     def _claim(
         self,
@@ -160,7 +163,7 @@ class Operations:
             for record, wanted in targets.items():
                 path = self.store.prearchive.instance_file(session, record)
                 data, how = blank_regions(path.read_bytes(), wanted)
-                self.store.prearchive.replace_file(session, record, data)
+                self.store.edits.replace_file(session, record, data)
                 done.append({"scan": record.scan, "file": record.file_name, "regions": len(wanted),
                              "how": how})  # fmt: skip
         except BaseException as exc:
@@ -215,6 +218,24 @@ class Operations:
             return None
         return archived.id
 
+    def settle_import(
+        self, names: Sequence[PrearchiveName], *, archive: bool, overwrite: str, actor: str
+    ) -> list[str]:
+        """An import's sessions, once every file is stored: built now (not after the idle
+        timer), then archived with ``overwrite`` (``--archive``) or left to the project
+        policy. Returns the accession IDs of those archived."""
+        archived: list[str] = []
+        for name in names:
+            if not archive:
+                accession = self.commit(name, actor)
+            elif self.rebuild(name, actor) is Status.READY:
+                accession = self.archive(name, overwrite, actor).session_id
+            else:
+                accession = None
+            if accession:
+                archived.append(accession)
+        return archived
+
     def move(self, name: PrearchiveName, project: str, actor: str) -> PrearchiveName:
         """Move to another project (Unassigned sessions too), then rebuild its document."""
         if project != UNASSIGNED and self.config().project(project) is None:
@@ -223,7 +244,7 @@ class Operations:
             raise Refused(f"{name} is already in {project}")
         session = self._claim(name, MOVABLE, Status.MOVING, "move")
         try:
-            target = self.store.prearchive.relocate(session, project)
+            target = self.store.edits.relocate(session, project)
         except OSError as exc:
             self.store.index.set_status(
                 session.id, expected=Status.MOVING, to=Status.ERROR, reason=f"move failed: {exc}"
@@ -233,7 +254,9 @@ class Operations:
         relocated = self.store.index.get_session(target)
         if relocated is not None:
             try:  # the new project's script runs on the files it now holds
-                self.archiver.anonymize(relocated, self.store.prearchive.instances(relocated))
+                prearchive = self.store.prearchive
+                records = prearchive.take_digests(relocated, prearchive.instances(relocated))
+                self.archiver.anonymize(relocated, records)
             except (ScriptFailed, OSError) as exc:
                 reason = f"project anonymization after the move failed: {exc}"
                 self.store.index.set_status(
@@ -255,7 +278,7 @@ class Operations:
     def delete(self, name: PrearchiveName, actor: str) -> Path:
         """Remove from the prearchive; the files are kept under ``deleted/``."""
         session = self._claim(name, MOVABLE, Status.DELETING, "delete")
-        kept = self.store.prearchive.remove(session)
+        kept = self.store.edits.remove(session)
         self.store.audit.record(
             "delete", actor=actor, session=str(name), files=session.files, kept=str(kept)
         )

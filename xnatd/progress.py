@@ -8,6 +8,8 @@ from typing import TextIO
 
 
 class Progress:
+    """Files and bytes done of a known total, shown on ``stream`` (stderr)."""
+
     def __init__(
         self,
         label: str,
@@ -26,6 +28,9 @@ class Progress:
         self._last_line = -1
 
     def advance(self, size: int) -> None:
+        """Count one file of ``size`` bytes done; redraw the bar, or write a line at each
+        tenth.
+        """
         self.files += 1
         self.bytes += size
         if self.quiet:
@@ -48,5 +53,6 @@ class Progress:
                 )
 
     def finish(self) -> None:
+        """End the bar's line (on a terminal)."""
         if self.tty and not self.quiet:
             self.stream.write("\n")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from xnatd.store import Store
-from xnatd.store.index.base import ArchivedSession, Finding, PrearchiveSession
-
-
-def iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+from xnatd.store.index.records import ArchivedSession, Finding, PrearchiveSession
+from xnatd.units import iso
 
 
 def prearchive_row(session: PrearchiveSession) -> dict[str, Any]:

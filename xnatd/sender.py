@@ -24,12 +24,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from xnatd.intake.staging import StagedFile, obvious_non_image
 from xnatd.progress import Progress
-from xnatd.scp.transport import wake_association_on_message
-
-# pynetdicom's send_c_store can lose a response to its own reactor (a stale pause
-# flag) and wait out the DIMSE timeout; about one association in 400 against a
-# receiver that answers within a millisecond. The daemon's fix covers our senders too.
-wake_association_on_message()
+from xnatd.scp import hooks
 
 MAX_CONTEXTS = 128  # presentation contexts one association may propose
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR, whatever its file name
@@ -41,6 +36,10 @@ class SendError(Exception):
 
 @dataclass
 class SendSummary:
+    """What a send did: files sent, failed and skipped (with why), DIMSE statuses by
+    code, retries.
+    """
+
     sent: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -50,6 +49,8 @@ class SendSummary:
 
 @dataclass(frozen=True)
 class Target:
+    """The receiver to send to, and the calling AE title."""
+
     host: str
     port: int
     called_ae: str
@@ -207,7 +208,11 @@ def send(
     Raises:
         SendError: the peer cannot be reached or refuses the association (at once,
             not once per file).
+        UnsupportedPynetdicom: the installed pynetdicom does not fit scp/hooks.py.
     """
+    # Our SCU threads too: pynetdicom's own reactor pause can lose a C-STORE-RSP and
+    # wait out the DIMSE timeout (scp/hooks.py, _Checkpoint).
+    hooks.install()
     with _quiet_libraries():
         return _send(files, target, associations, retries, quiet)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -109,7 +110,8 @@ def client_context(
 def peer_subject(sock: ssl.SSLSocket) -> str | None:
     """The commonName of the peer's verified certificate, if it sent one."""
     certificate = sock.getpeercert() or {}
-    for part in certificate.get("subject", ()):
+    subject: Any = certificate.get("subject", ())  # ((("commonName", "x"),), ...)
+    for part in subject:
         for name, value in part:
             if name == "commonName":
                 return str(value)

@@ -1,8 +1,10 @@
-"""Durations and sizes as written in the configuration: ``500ms``, ``5m``, ``2GiB``."""
+"""Durations and sizes as written in the configuration (``500ms``, ``5m``, ``2GiB``),
+and moments as printed (ISO 8601, UTC)."""
 
 from __future__ import annotations
 
 import re
+import time
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -59,3 +61,8 @@ def parse_size(value: object) -> int:
     if not match:
         raise ValueError(f"{value!r} is not a size (write e.g. 512MiB, 2GiB)")
     return int(float(match.group(1)) * _SIZE_BYTES[match.group(2)])
+
+
+def iso(epoch: float) -> str:
+    """A moment as ISO 8601 in UTC, to the second: ``2026-12-03T13:20:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -3,11 +3,10 @@
 Each worker is ``xnatd run --worker K``: its own pynetdicom servers for the same
 receivers, fed with connections the main process accepts and hands to the least busy
 process (``xnatd.scp.handoff``), its own intake and index connection, node name
-``NODE/wK``. Building, archiving, HTTP and the
-inbox stay in the main process; the index's claims and leases (built for several
-nodes) keep them consistent. Metrics are summed over the processes through
-prometheus-client's multiprocess mode. A worker dies with the main process (parent
-death signal) and is restarted if it dies alone.
+``NODE/wK``. Building, archiving, HTTP and the inbox stay in the main process; the
+index's claims and leases (built for several nodes) keep them consistent. Metrics are
+summed over the processes through prometheus-client's multiprocess mode. A worker dies
+with the main process (parent death signal) and is restarted if it dies alone.
 """
 
 from __future__ import annotations
@@ -110,6 +109,7 @@ class Workers:
         self.given_up: dict[int, str] = {}  # workers that kept dying, and why
 
     def start(self) -> None:
+        """Start workers 1 to count - 1 (the main process receives too)."""
         for number in range(1, self.count):
             self._spawn(number)
 
@@ -129,6 +129,7 @@ class Workers:
         log.info("worker_started", worker=number, pid=process.pid)
 
     def signal(self, signum: int) -> None:
+        """Send a signal to every worker still running."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signum)
@@ -166,6 +167,7 @@ class Workers:
                 self._spawn(number)
 
     def stop(self) -> None:
+        """Ask every worker to stop; one not gone within ``STOP_TIMEOUT`` is killed."""
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         for process in self.processes.values():

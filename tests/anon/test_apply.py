@@ -13,7 +13,7 @@ from dicomgen import ENCAPSULATED, UNCOMPRESSED, SeriesSpec, StudySpec, write_st
 from xnatd.anon.apply import PIXEL_DATA, apply_to_bytes, apply_to_payload
 from xnatd.anon.functions import hash_uid
 from xnatd.anon.script import parse
-from xnatd.store.durable import SpooledFile
+from xnatd.payload import SpooledFile
 
 SCRIPT = parse(
     'version "6.3"\n(0010,0010) := "ANON"\n(0008,0018) := hashUID[(0008,0018)]\n'

@@ -15,8 +15,8 @@ from helpers import Site, assert_valid
 from lxml import etree
 
 from xnatd.operations import Refused
-from xnatd.store.index.base import ArchiveStatus, Status
-from xnatd.store.layout import PrearchiveName
+from xnatd.store.index.records import ArchiveStatus, Status
+from xnatd.store.layout import PrearchiveName, session_file
 
 NS = {"xnat": "http://nrg.wustl.edu/xnat", "cat": "http://nrg.wustl.edu/catalog"}
 
@@ -360,8 +360,8 @@ def test_crash_mid_archive_is_finished_by_resume(make_site, dcm_dir: Path) -> No
     target = site.store.data.root / "archive/DEMO/arc001/MR1"
     for record in records[:2]:  # the dead process got this far
         site.store.archive.place(
-            site.store.prearchive.session_dir(name) / record.relative_path,
-            target / record.relative_path,
+            site.store.prearchive.session_dir(name) / session_file(record.scan, record.file_name),
+            target / session_file(record.scan, record.file_name),
         )
     assert site.archiver.resume_stale() == 1
     [archived] = site.archived()

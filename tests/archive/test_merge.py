@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from xnatd.archive.merge import merge_conflict, plan_merge, scan_ids_for
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, InstanceRecord
+from xnatd.store.index.records import ArchivedSession, ArchiveStatus, InstanceRecord
 
 
 def rec(

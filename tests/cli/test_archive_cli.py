@@ -16,7 +16,8 @@ ALLOCATE = """
 import sys
 from pathlib import Path
 from xnatd.store.index import open_index
-index = open_index(sys.argv[3], Path(sys.argv[1]))
+from xnatd.store.layout import DataDir
+index = open_index(sys.argv[3], DataDir(Path(sys.argv[1])).index_file)
 print("\\n".join(index.allocate_id("E", "XNATD") for _ in range(int(sys.argv[2]))))
 index.close()
 """

@@ -17,7 +17,7 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import Xnatd, postgres_schema, storescu_send
 
 from xnatd import config as config_module
-from xnatd.store import Store
+from xnatd.pipeline import open_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -60,7 +60,7 @@ def test_reindex_refuses_while_a_daemon_runs(
 def test_a_daemon_does_not_start_while_reindex_holds_the_index(make_xnatd) -> None:
     xnatd: Xnatd = make_xnatd(start=False)
     config = config_module.load(xnatd.config_path)
-    store = Store.open(config)
+    store = open_store(config)
     try:
         assert store.index.hold(exclusive=True)  # as reindex does
         started = subprocess.run(

@@ -18,12 +18,10 @@ from helpers import Xnatd, storescu_send
 from pydicom.uid import JPEGBaseline8Bit
 
 from xnatd import config as config_module
-from xnatd.archive.archiver import Archiver
-from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
-from xnatd.intake.intake import Intake, Received
+from xnatd.intake.importer import ImportFailed, ImportRequest
+from xnatd.intake.intake import Received
 from xnatd.metrics import Metrics
-from xnatd.operations import Operations
-from xnatd.store import Store
+from xnatd.pipeline import Pipeline, open_store
 
 # Blanking compressed pixel data fails the file: the import's last file will fail.
 SCRIPT = 'version "6.1"\nalterPixels["rectangle", "l=0, t=0, r=2, b=2", "solid", "v=0"]\n'
@@ -89,12 +87,10 @@ def test_failed_import_removes_exactly_what_it_wrote(
     # The import runs here, on the daemon's data directory and index; once it has
     # created the new session, a scanner sends two instances to that same session.
     config = config_module.load(xnatd.config_path)
-    store = Store.open(config)
+    store = open_store(config)
     try:
-        metrics = Metrics()
-        intake = Intake(lambda: config, store.prearchive, metrics)
-        archiver = Archiver(store, lambda: config, metrics, "importer")
-        operations = Operations(store, lambda: config, metrics, "importer", archiver)
+        pipeline = Pipeline.assemble(store, lambda: config, Metrics(), "importer")
+        intake, importer = pipeline.intake, pipeline.importer
         stored: list[str] = []
         receive = intake.receive
 
@@ -107,7 +103,6 @@ def test_failed_import_removes_exactly_what_it_wrote(
             return outcome
 
         intake.receive = receive_then_scanner  # type: ignore[method-assign]
-        importer = Importer(store, intake, operations, lambda: config, "importer")
         with pytest.raises(ImportFailed, match="compressed"):
             importer.run(ImportRequest(upload, project="DEMO"), quiet=True)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xnatd.scp.policy import AllowEntry, check_ae_title, is_allowed
+from xnatd.scp.admission import AllowEntry, check_ae_title, is_allowed
 
 
 def allow(*items: str) -> list[AllowEntry]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pynetdicom.association as association_module
+import pytest
 from dicomgen import SeriesSpec, StudySpec, instances, write_study
 from helpers import pynetdicom_send, storescu_send, wait_for
 from pydicom.uid import ExplicitVRLittleEndian
@@ -15,8 +17,17 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import MRImageStorage
 
-from xnatd.scp import transport
-from xnatd.scp.transport import wake_association_on_message, wake_dul_on_io
+from xnatd.scp import hooks
+
+
+@pytest.fixture
+def hooked() -> Iterator[None]:
+    """xnatd's pynetdicom hooks, in this process for one test only."""
+    hooks.install()
+    try:
+        yield
+    finally:
+        hooks.uninstall()
 
 
 def open_fds(pid: int) -> int:
@@ -61,10 +72,9 @@ def test_associations_leave_no_descriptors_behind(xnatd, dcm_dir: Path) -> None:
     wait_for(lambda: open_fds(pid) <= before + 2, timeout=10)
 
 
-def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int) -> None:
+def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int, hooked) -> None:
     """In-process: an acceptor's DUL thread idles through our select (its doorbell
     exists while the association runs) and drops the pipe when the reactor ends."""
-    wake_dul_on_io()
     seen: dict[str, object] = {}
 
     def on_store(event: evt.Event) -> int:
@@ -95,12 +105,13 @@ def test_the_dul_reactor_waits_on_its_doorbell_and_closes_it(unused_port: int) -
 
 def unstarted_association() -> Association:
     """A real pynetdicom Association (its DIMSE queue, DUL queue and checkpoint), with
-    the shim installed and no thread started."""
-    wake_association_on_message()
+    the shim installed (the ``hooked`` fixture) and no thread started."""
     return Association(AE(ae_title="SHIM"), "requestor")
 
 
-def test_a_pause_asked_right_after_the_reactor_passed_its_checkpoint_waits_for_it() -> None:
+def test_a_pause_asked_right_after_the_reactor_passed_its_checkpoint_waits_for_it(
+    hooked,
+) -> None:
     """pynetdicom's reactor sets _is_paused before its checkpoint wait and resets it
     after: a pause asked in between saw a stale True and sent a request the reactor
     then took the response of. With the shim, clear() forgets that flag, rings the
@@ -121,7 +132,7 @@ def test_a_pause_asked_right_after_the_reactor_passed_its_checkpoint_waits_for_i
     assert not reactor.is_alive()
 
 
-def test_a_pause_asked_after_the_association_ended_returns_at_once() -> None:
+def test_a_pause_asked_after_the_association_ended_returns_at_once(hooked) -> None:
     """A sender whose association the peer just reset calls send_c_store again before
     it notices: kill() has stopped the reactor and said paused; clear() must leave that
     so, or pynetdicom's wait for the pause spins for ever (a hung test in CI)."""
@@ -132,15 +143,14 @@ def test_a_pause_asked_after_the_association_ended_returns_at_once() -> None:
 
 
 def test_the_association_reactor_wakes_when_a_message_or_primitive_is_queued(
-    monkeypatch,
+    monkeypatch, hooked
 ) -> None:
     """pynetdicom's association thread sleeps between looks at its DIMSE queue and at
     its DUL's primitives; with the shim a quiet sleep lasts IDLE_WAIT (not 1 ms, a
     thousand wake-ups a second) and ends the moment a message or a primitive (a
     release request, say) is queued, or at once if one came while it was looking."""
-    wake_association_on_message()
     clock = association_module.time
-    monkeypatch.setattr(transport, "IDLE_WAIT", 0.2)
+    monkeypatch.setattr(hooks, "IDLE_WAIT", 0.2)
     assoc = unstarted_association()
     messages, primitives = assoc.dimse.msg_queue, assoc.dul.to_user_queue
     slept: dict[str, float] = {}
@@ -158,7 +168,7 @@ def test_the_association_reactor_wakes_when_a_message_or_primitive_is_queued(
 
         def run(self) -> None:
             self.nap("quiet")
-            monkeypatch.setattr(transport, "IDLE_WAIT", 30.0)  # only a put ends these
+            monkeypatch.setattr(hooks, "IDLE_WAIT", 30.0)  # only a put ends these
             asleep.set()
             self.nap("message")
             messages.get()
@@ -181,13 +191,12 @@ def test_the_association_reactor_wakes_when_a_message_or_primitive_is_queued(
     assert slept["between"] < 10
 
 
-def test_a_message_for_another_waiter_is_not_swallowed_by_the_reactor(monkeypatch) -> None:
+def test_a_message_for_another_waiter_is_not_swallowed_by_the_reactor(monkeypatch, hooked) -> None:
     """An SCU thread waits in get() for its response while the reactor idles on the same
     queue: put() wakes one waiter, the reactor first; it must pass the wake-up on, or
     the SCU sleeps out its DIMSE timeout (the 30 s stalls our pynetdicom senders saw)."""
-    wake_association_on_message()
     clock = association_module.time
-    monkeypatch.setattr(transport, "IDLE_WAIT", 30.0)
+    monkeypatch.setattr(hooks, "IDLE_WAIT", 30.0)
     assoc = unstarted_association()
     messages = assoc.dimse.msg_queue
     got: dict[str, float] = {}

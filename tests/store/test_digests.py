@@ -10,8 +10,10 @@ import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
-from xnatd.store import digests, durable
-from xnatd.store.index.base import PENDING_DIGEST, Status
+from xnatd import payload
+from xnatd.store import digests
+from xnatd.store.index.records import PENDING_DIGEST, Status
+from xnatd.store.layout import session_file
 
 CAT = {"cat": "http://nrg.wustl.edu/catalog"}
 
@@ -32,7 +34,7 @@ def md5_of_stored(site, session) -> dict[str, str]:
     folder = site.store.prearchive.session_dir(session.name)
     return {
         record.sop_instance_uid: hashlib.md5(
-            (folder / record.relative_path).read_bytes()
+            (folder / session_file(record.scan, record.file_name)).read_bytes()
         ).hexdigest()
         for record in site.store.index.instances(session.id)
     }
@@ -70,8 +72,9 @@ def test_archived_catalog_carries_the_digests(make_site, dcm_dir: Path) -> None:
 
 def test_a_recorded_file_gone_before_the_build_is_named(make_site, dcm_dir: Path) -> None:
     site, session = received_session(make_site, dcm_dir)
-    gone = site.store.prearchive.session_dir(session.name) / (
-        site.store.index.instances(session.id)[2].relative_path
+    record = site.store.index.instances(session.id)[2]
+    gone = site.store.prearchive.session_dir(session.name) / session_file(
+        record.scan, record.file_name
     )
     gone.unlink()
 
@@ -88,7 +91,7 @@ def test_files_md5_in_threads_or_not_gives_each_file_its_digest(
 ) -> None:
     monkeypatch.setattr(digests, "PARALLEL_FROM", parallel_from)
     monkeypatch.setattr(digests, "THREADS", 3)
-    monkeypatch.setattr(durable, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
+    monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
     sizes = [0, 10, 999, 1001, 5000, 70_000, 3, 40_000]
     paths = []
     for number, size in enumerate(sizes):

@@ -13,15 +13,15 @@ import pytest
 from helpers import postgres_schema
 
 from xnatd.store.index import open_index
-from xnatd.store.index.base import (
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import (
     PENDING_DIGEST,
-    SCHEMA_VERSION,
-    Index,
     InstanceRecord,
     SessionClosed,
     SessionKey,
     Status,
 )
+from xnatd.store.index.schema import SCHEMA_VERSION
 
 KEY = SessionKey("DEMO", "1.2.3", "S01_MR1")
 NODE = "node-a"
@@ -31,12 +31,12 @@ NODE = "node-a"
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
     """Each test on each backend; PostgreSQL gets a schema of its own, dropped after."""
     if request.param == "sqlite":
-        backend = open_index("sqlite", tmp_path)
+        backend = open_index("sqlite", tmp_path / "index.sqlite")
         yield backend
         backend.close()
         return
     with postgres_schema() as url:
-        backend = open_index(url, tmp_path)
+        backend = open_index(url, tmp_path / "index.sqlite")
         yield backend
         backend.close()
 
@@ -95,7 +95,7 @@ class TestGrouping:
         session = open_session(index)
         index.record_instance(session.id, record("1.1", scan="1"), None, 1000.0)
         result = index.record_instance(session.id, record("1.1", scan="7"), None, 1001.0)
-        assert result.replaced_path == "SCANS/1/DICOM/1.1.dcm"
+        assert result.replaced == ("1", "1.1.dcm")
         assert [r.scan for r in index.instances(session.id)] == ["7"]
 
 
@@ -255,20 +255,20 @@ def test_audit_is_append_only_and_filtered_by_session(index: Index) -> None:
 
 
 def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
-    first = open_index("sqlite", tmp_path)
+    first = open_index("sqlite", tmp_path / "index.sqlite")
     assert first.schema_version() == SCHEMA_VERSION
     first.close()
-    again = open_index("sqlite", tmp_path)
+    again = open_index("sqlite", tmp_path / "index.sqlite")
     assert again.schema_version() == SCHEMA_VERSION
     again.close()
 
 
 def test_index_from_a_newer_xnatd_is_refused(tmp_path: Path) -> None:
-    first = open_index("sqlite", tmp_path)
+    first = open_index("sqlite", tmp_path / "index.sqlite")
     first.db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")  # type: ignore[attr-defined]
     first.close()
     with pytest.raises(RuntimeError, match="newer"):
-        open_index("sqlite", tmp_path)
+        open_index("sqlite", tmp_path / "index.sqlite")
 
 
 class TestFlushOnCommit:
@@ -280,7 +280,7 @@ class TestFlushOnCommit:
     def flushes(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
         from xnatd.store.index import sqlite as sqlite_module
 
-        index = open_index("sqlite", tmp_path)
+        index = open_index("sqlite", tmp_path / "index.sqlite")
         wal_fsyncs: list[int] = []
         real_fsync = sqlite_module.os.fsync
         monkeypatch.setattr(

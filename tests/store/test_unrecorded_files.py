@@ -12,7 +12,7 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from helpers import Site
 from lxml import etree
 
-from xnatd.store.index.base import Status
+from xnatd.store.index.records import Status
 
 CAT = {"cat": "http://nrg.wustl.edu/catalog"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from xnatd.api.ui.headers import header_rows
+from xnatd.api.ui.header_table import header_rows
 
 FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -166,7 +166,7 @@ def test_pixel_findings_are_boxed_on_the_picture(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from xnatd.store.index.base import Finding
+    from xnatd.store.index.records import Finding
 
     ui = ui_site(tmp_path)
     try:

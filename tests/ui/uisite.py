@@ -30,9 +30,8 @@ def ui_site(workdir: Path, **site: Any) -> UiSite:
     from prometheus_client import CollectorRegistry
 
     from xnatd import config as config_module
-    from xnatd.api.app import Services
+    from xnatd.api.deps import Services
     from xnatd.api.server import ApiServer
-    from xnatd.intake.importer import Importer
 
     projects = {"DEMO": {}, "OTHER": {}, "QUAR": {"quarantine": True}}
     made = Site(workdir, projects, **site)
@@ -42,7 +41,7 @@ def ui_site(workdir: Path, **site: Any) -> UiSite:
     settings["users"]["carol"]["projects"]["QUAR"] = "collaborator"
     made.config_path.write_text(yaml.safe_dump(settings))
     made.config = config_module.load(made.config_path)
-    importer = Importer(made.store, made.intake, made.operations, lambda: made.config, "test")
+    importer = made.importer
     services = Services(
         store=made.store,
         intake=made.intake,

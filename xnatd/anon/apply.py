@@ -25,7 +25,7 @@ from xnatd.anon.encode import element_chunks
 from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.script import Script
 from xnatd.dicom import part10_prefix
-from xnatd.store.durable import Payload, SpooledFile
+from xnatd.payload import Payload, SpooledFile
 
 Anonymizer = Script | Chain  # a site's or project's anonymization: one script, or a chain
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from xnatd.anon import pixels
+from xnatd.anon import alter_pixels
 from xnatd.anon.dates import shift_date, shift_datetime
 
 if TYPE_CHECKING:
@@ -371,10 +371,10 @@ def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
     from xnatd.anon.engine import ScriptFailed
 
     try:
-        box = pixels.parse_rectangle(_text(ctx, args, 0), _text(ctx, args, 1))
-        value = pixels.parse_fill(_text(ctx, args, 2), _text(ctx, args, 3))
-        pixels.blank_rectangle(ctx.dataset, box, value)
-    except pixels.PixelEditError as exc:
+        box = alter_pixels.parse_rectangle(_text(ctx, args, 0), _text(ctx, args, 1))
+        value = alter_pixels.parse_fill(_text(ctx, args, 2), _text(ctx, args, 3))
+        alter_pixels.blank_rectangle(ctx.dataset, box, value)
+    except alter_pixels.PixelEditError as exc:
         raise ScriptFailed(str(exc)) from exc
 
 

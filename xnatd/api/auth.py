@@ -25,6 +25,8 @@ from xnatd.routing import UNASSIGNED
 
 
 class Right(StrEnum):
+    """What a caller may do on a project; each role grants a set (``RIGHTS_BY_ROLE``)."""
+
     READ = "read"  # active archived sessions
     READ_ALL = "read_all"  # quarantined sessions and the prearchive too
     UPLOAD = "upload"  # import, STOW-RS, build
@@ -40,11 +42,14 @@ RIGHTS_BY_ROLE: Mapping[str, frozenset[Right]] = {
 
 @dataclass(frozen=True)
 class Principal:
+    """An authenticated caller: their name, whether site admin, their role per project."""
+
     name: str
     admin: bool = False
     roles: Mapping[str, str] = field(default_factory=dict)
 
     def may(self, project: str, right: Right) -> bool:
+        """Whether the caller has ``right`` on project (Unassigned: admins only)."""
         if self.admin:
             return True
         if project == UNASSIGNED:

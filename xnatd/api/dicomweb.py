@@ -11,15 +11,15 @@ were stored, 202 when some failed, 409 when none was.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Caller, Services, Svc, require
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.intake.intake import Received, Result
 from xnatd.routing import Explicit
@@ -95,7 +95,7 @@ async def _read_parts(request: Request) -> list[tuple[str, bytes]]:
     if kind != b"application/dicom":
         raise HTTPException(415, f"only application/dicom parts are accepted, not {kind.decode()}")
     collected = _Parts()
-    parser = MultipartParser(options[b"boundary"], collected.callbacks())
+    parser = MultipartParser(options[b"boundary"], cast(Any, collected.callbacks()))
     try:
         async for chunk in request.stream():
             parser.write(chunk)
@@ -165,6 +165,7 @@ async def _stow(
 async def stow(
     request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS: store each part of a multipart request, routed as a C-STORE is."""
     return await _stow(request, svc, principal, None, None)
 
 
@@ -172,6 +173,7 @@ async def stow(
 async def stow_study(
     study: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS to one study: a part of another study fails (0xA900)."""
     return await _stow(request, svc, principal, study, None)
 
 
@@ -179,5 +181,6 @@ async def stow_study(
 async def stow_project(
     project: str, request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """STOW-RS into one project (``UPLOAD`` there needed), whatever the headers say."""
     require(principal, project, Right.UPLOAD)
     return await _stow(request, svc, principal, None, project)

@@ -16,12 +16,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from xnatd.api.app import NOT_FOUND, Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import NOT_FOUND, Caller, Services, Svc, require
 from xnatd.api.zipstream import stream_zip
 from xnatd.operations import Refused
-from xnatd.rows import archived_row, iso
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.rows import archived_row
+from xnatd.store.index.records import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.units import iso
 
 router = APIRouter(tags=["experiments"])
 
@@ -31,6 +32,7 @@ def _needed_to_see(session: ArchivedSession) -> Right:
 
 
 def visible(principal: Principal, session: ArchivedSession) -> bool:
+    """Whether the caller may see an archived session (deleted ones: admins only)."""
     if session.status is ArchiveStatus.DELETED and not principal.admin:
         return False
     return principal.may(session.project, _needed_to_see(session))
@@ -67,6 +69,9 @@ def list_experiments(
     principal: Principal = Caller,
     svc: Services = Svc,
 ) -> JSONResponse:
+    """XNAT's experiment listing of a project: its active and quarantined sessions the
+    caller may see.
+    """
     require(principal, project, Right.READ)
     statuses = (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
     sessions = svc.store.index.list_archived(SessionFilter(project=project, statuses=statuses))
@@ -81,6 +86,7 @@ def get_experiment(
     principal: Principal = Caller,
     svc: Services = Svc,
 ) -> FileResponse | JSONResponse:
+    """An archived session: its session document (XML), or its row and scans (JSON)."""
     session = _experiment(svc, principal, session_id)
     if format == "json":
         row = archived_row(session, svc.store)

@@ -7,13 +7,16 @@ import time
 
 import uvicorn
 
-from xnatd.api.app import Services, create_app
+from xnatd.api.app import create_app
+from xnatd.api.deps import Services
 from xnatd.tls import TLSSettings
 
 START_TIMEOUT = 10.0
 
 
 class ApiServer:
+    """The HTTP API served by uvicorn on a thread of its own."""
+
     def __init__(
         self, host: str, port: int, services: Services, tls: TLSSettings | None = None
     ) -> None:
@@ -50,5 +53,6 @@ class ApiServer:
             time.sleep(0.02)
 
     def shutdown(self) -> None:
+        """Stop serving; waits up to 10 s for the thread."""
         self.server.should_exit = True
         self.thread.join(timeout=10)

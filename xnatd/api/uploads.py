@@ -21,14 +21,14 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
-from xnatd.api.prearchive import archive_uri, prearchive_uri
+from xnatd.api.deps import Caller, Services, Svc, require
+from xnatd.api.prearchive_api import archive_uri, prearchive_uri
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.intake.intake import Received, Result
+from xnatd.payload import file_payload
 from xnatd.routing import Explicit
-from xnatd.store.durable import file_payload
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(tags=["upload"])
@@ -51,6 +51,8 @@ _FILE_BODY = {
 
 @dataclass(frozen=True)
 class ImportParams:
+    """An import request's parameters, under XNAT's names resolved (``parse_params``)."""
+
     handler: str
     project: str | None
     subject: str | None
@@ -128,6 +130,9 @@ async def _save_body(request: Request, target: Path) -> tuple[Path, dict[str, st
 async def import_service(
     request: Request, principal: Principal = Caller, svc: Services = Svc
 ) -> PlainTextResponse:
+    """XNAT's import service: a zip or tar (all or nothing), one DICOM object
+    (``gradual-DICOM``) or an inbox path; the sessions' URIs, one a line.
+    """
     query = dict(request.query_params)
     content_type = request.headers.get("content-type", "")
     staging = svc.store.data.root / STAGING / f"http-{uuid.uuid4().hex}"

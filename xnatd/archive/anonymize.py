@@ -14,10 +14,10 @@ from xnatd.anon.apply import apply_to_payload
 from xnatd.anon.chain import retains_institution
 from xnatd.config import Config
 from xnatd.metrics import Metrics
+from xnatd.payload import Payload, readable
 from xnatd.phi.headers import Leak, find_left, needles
-from xnatd.store import Store
-from xnatd.store.durable import Payload, readable
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession
+from xnatd.store.archiving import Archiving
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__)
 class ProjectScripts:
     """Apply the project script of a session's project to its files, once."""
 
-    def __init__(self, store: Store, config: Callable[[], Config], metrics: Metrics) -> None:
+    def __init__(self, store: Archiving, config: Callable[[], Config], metrics: Metrics) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
@@ -65,14 +65,14 @@ class ProjectScripts:
                     leaks[str(after.get("SOPInstanceUID", ""))] = found
             return result
 
-        kept, dropped = self.store.prearchive.rewrite_instances(
+        kept, dropped = self.store.rewrite_instances(
             session, rewrite, done_as=f"project:{session.project}"
         )
         if checking and rewritten:
             self._record(session, kept, leaks)
         if dropped:
             self.metrics.anonymization_rejects.labels(f"project:{session.project}").inc(dropped)
-            self.store.audit.record(
+            self.store.audit(
                 "reject",
                 actor="xnatd",
                 session=str(session.name),
@@ -101,7 +101,7 @@ class ProjectScripts:
             for record in kept
             for leak in leaks.get(record.sop_instance_uid, ())
         ]
-        self.store.prearchive.record_findings(session, "archive", findings)
+        self.store.record_findings(session, "archive", findings)
         for finding in findings:
             self.metrics.phi_findings.labels("header", finding.what).inc()
 

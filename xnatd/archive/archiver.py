@@ -23,9 +23,9 @@ from xnatd.config import Config
 from xnatd.dicom import UnparsableDicom
 from xnatd.metrics import Metrics
 from xnatd.routing import UNASSIGNED
-from xnatd.store import Store
+from xnatd.store.archiving import Archiving
 from xnatd.store.documents import build_document
-from xnatd.store.index.base import (
+from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,
     InstanceRecord,
@@ -33,6 +33,7 @@ from xnatd.store.index.base import (
     ScanRow,
     Status,
 )
+from xnatd.store.layout import session_file
 from xnatd.store.sessiontypes import session_type
 from xnatd.store.xml import SessionDocument, xs_date
 
@@ -48,6 +49,8 @@ ProjectAnonymizer = Callable[[PrearchiveSession, list[InstanceRecord]], list[Ins
 
 @dataclass(frozen=True)
 class ArchiveOutcome:
+    """What an archive did: archived, merged, conflict, held or error, and with what."""
+
     result: str  # archived | merged | conflict | error | held
     session_id: str | None = None
     reason: str | None = None
@@ -55,9 +58,12 @@ class ArchiveOutcome:
 
 
 class Archiver:
+    """Archives claimed prearchive sessions: the project script and its PHI check, the
+    merge into the archive, the documents, the index commit, and autorun."""
+
     def __init__(
         self,
-        store: Store,
+        store: Archiving,
         config: Callable[[], Config],
         metrics: Metrics,
         node: str,
@@ -77,25 +83,14 @@ class Archiver:
         )
         if mode is None:
             return
-        claimed = self.store.index.claim_session(
-            session.name,
-            allowed=frozenset({Status.READY}),
-            to=Status.ARCHIVING,
-            node=self.node,
-            lease=ARCHIVE_LEASE,
-            now=time.time(),
-            archive_mode=mode,
-        )
-        if isinstance(claimed, PrearchiveSession):
+        claimed = self.store.claim(session.name, mode=mode, node=self.node, lease=ARCHIVE_LEASE)
+        if claimed is not None:
             self.archive(claimed, mode, actor="auto-archive")
 
     def resume_stale(self) -> int:
         """Finish archives whose process died (their claim expired)."""
-        stale = self.store.index.claim_stale_archives(
-            now=time.time(), node=self.node, lease=ARCHIVE_LEASE
-        )
-        for session in stale:
-            mode = self.store.index.archive_mode(session.id) or "none"
+        stale = self.store.claim_stale(node=self.node, lease=ARCHIVE_LEASE)
+        for session, mode in stale:
             self.archive(session, mode, actor="xnatd")
         return len(stale)
 
@@ -116,10 +111,8 @@ class Archiver:
             outcome = self._archive(session, overwrite, actor, accept_findings)
         except (OSError, UnparsableDicom, ValueError, ScriptFailed) as exc:
             reason = f"archive failed: {exc}".replace("\n", " ")[:500]
-            self.store.index.set_status(
-                session.id, expected=Status.ARCHIVING, to=Status.ERROR, reason=reason
-            )
-            self.store.audit.record("error", actor=actor, session=str(session.name), reason=reason)
+            self.store.give_up(session, Status.ERROR, reason)
+            self.store.audit("error", actor=actor, session=str(session.name), reason=reason)
             bound.error("archive_failed", reason=reason)
             outcome = ArchiveOutcome("error", reason=reason)
         self.metrics.sessions_archived.labels(session.project, outcome.result).inc()
@@ -135,10 +128,8 @@ class Archiver:
         return outcome
 
     def _conflict(self, session: PrearchiveSession, reason: str, actor: str) -> ArchiveOutcome:
-        self.store.index.set_status(
-            session.id, expected=Status.ARCHIVING, to=Status.CONFLICT, reason=reason
-        )
-        self.store.audit.record("conflict", actor=actor, session=str(session.name), reason=reason)
+        self.store.give_up(session, Status.CONFLICT, reason)
+        self.store.audit("conflict", actor=actor, session=str(session.name), reason=reason)
         log.warning("archive_conflict", session=str(session.name), reason=reason)
         return ArchiveOutcome("conflict", reason=reason)
 
@@ -147,38 +138,37 @@ class Archiver:
         holds for it; the files stay rewritten, so an accepted archive resumes there."""
         if self.config().site.phi_check.headers != "hold":
             return None
-        found = [f for f in self.store.prearchive.findings(session) if f.stage == "archive"]
+        found = [f for f in self.store.findings(session) if f.stage == "archive"]
         if not found:
             return None
         reason = (
             f"possible patient information after the {session.project} project script:"
             f" {len(found)} findings ({', '.join(sorted({f.what for f in found}))})"
         )
-        self.store.index.set_status(
-            session.id, expected=Status.ARCHIVING, to=Status.HELD, reason=reason
-        )
-        self.store.audit.record("held", actor=actor, session=str(session.name), reason=reason)
+        self.store.give_up(session, Status.HELD, reason)
+        self.store.audit("held", actor=actor, session=str(session.name), reason=reason)
         log.warning("archive_held", session=str(session.name), reason=reason)
         return ArchiveOutcome("held", reason=reason)
 
     def _archive(
         self, session: PrearchiveSession, overwrite: str, actor: str, accept_findings: bool
     ) -> ArchiveOutcome:
-        store, index = self.store, self.store.index
+        store = self.store
         project = self.config().project(session.project)
         if session.project == UNASSIGNED or project is None:
             return self._conflict(
                 session, f"project {session.project} cannot be archived; move it first", actor
             )
-        records = self.anonymize(session, store.prearchive.instances(session))
+        records = store.take_digests(session, store.instances(session))
+        records = self.anonymize(session, records)
         if not accept_findings and (held := self._held(session, actor)):
             return held
         if not records:
             return self._conflict(session, "the session has no files to archive", actor)
         subject = session.subject or session.label
         xsi_type = session_type({r.sop_class_uid for r in records}, {r.modality for r in records})
-        relative = store.archive.relative_dir(session.project, session.label)
-        existing = index.find_archived(session.project, session.label)
+        relative = store.relative_dir(session.project, session.label)
+        existing = store.find_archived(session.project, session.label)
         if existing is not None and existing.status is ArchiveStatus.DELETED:
             if existing.path == relative:
                 return self._conflict(
@@ -200,11 +190,9 @@ class Archiver:
                 return self._conflict(session, reason, actor)
 
         now = time.time()
-        subject_id, created = index.create_subject(
-            session.project, subject, prefix=store.site_id, now=now
-        )
+        subject_id, created = store.subject(session.project, subject, now=now)
         if created:
-            store.audit.record(
+            store.audit(
                 "subject_created",
                 actor=actor,
                 session=None,
@@ -212,34 +200,35 @@ class Archiver:
                 project=session.project,
                 label=subject,
             )
-        session_id = existing.id if existing else index.allocate_id("E", store.site_id)
-        folder = store.data.root / relative
+        session_id = existing.id if existing else store.new_session_id()
+        folder = store.folder(relative)
         plan = plan_merge(
-            index.archived_instances(session_id) if existing else [],
+            store.archived_instances(session_id) if existing else [],
             records,
             replace_files=overwrite == "delete",
         )
-        source_folder = store.prearchive.session_dir(session.name)
+        source_folder = store.session_dir(session.name)
         for placement in plan.placements:
             if placement.action != "skip":
-                store.archive.place(
-                    source_folder / placement.incoming.relative_path,
-                    folder / placement.target.relative_path,
+                store.place(
+                    source_folder
+                    / session_file(placement.incoming.scan, placement.incoming.file_name),
+                    folder / session_file(placement.target.scan, placement.target.file_name),
                 )
         for old in plan.obsolete:
-            store.archive.remove_file(folder / old.relative_path)
+            store.remove_file(folder / session_file(old.scan, old.file_name))
 
         result = list(plan.result)
         document = build_document(
             result,
-            lambda record, tags: store.archive.read_instance_header(folder, record, tags),
+            lambda record, tags: store.read_archived_header(folder, record, tags),
             project=session.project,
             label=session.label,
             subject_id=subject_id,
             study_uid=session.study_uid,
             session_id=session_id,
         )
-        store.archive.write_documents(folder, session.label, document)
+        store.write_archive_documents(folder, session.label, document)
         if project.quarantine:
             status = ArchiveStatus.QUARANTINE
         else:
@@ -259,11 +248,11 @@ class Archiver:
             archived=existing.archived if existing else now,
             modified=now,
         )
-        store.archive.write_sidecar(archived)
-        index.commit_archive(archived, result, _scan_rows(document), prearchive_id=session.id)
-        store.prearchive.discard_folder(session)
+        store.write_sidecar(archived)
+        store.commit(archived, result, _scan_rows(document), prearchive_id=session.id)
+        store.discard_folder(session)
         event = "merge" if existing else "archive"
-        store.audit.record(
+        store.audit(
             event,
             actor=actor,
             session=session_id,
@@ -277,11 +266,9 @@ class Archiver:
         )
         if project.autorun:
             results = run_autorun(project.autorun, archived, folder, _scan_rows(document))
-            index.set_autorun(session_id, results)
-            store.archive.write_sidecar(
-                ArchivedSession(**{**archived.__dict__, "autorun": tuple(results)})
-            )
-            store.audit.record("autorun", actor="xnatd", session=session_id, results=results)
+            store.set_autorun(session_id, results)
+            store.write_sidecar(ArchivedSession(**{**archived.__dict__, "autorun": tuple(results)}))
+            store.audit("autorun", actor="xnatd", session=session_id, results=results)
         return ArchiveOutcome(
             "merged" if existing else "archived", session_id=session_id, files=len(result)
         )

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from xnatd.config import AutorunStep, CommandStep, ProtocolStep
-from xnatd.store.index.base import ArchivedSession, ScanRow
+from xnatd.store.index.records import ArchivedSession, ScanRow
 
 OUTPUT_LIMIT = 2000  # characters of a command's output kept in the result
 
 
 def session_environment(session: ArchivedSession, folder: Path) -> dict[str, str]:
+    """The ``XNATD_*`` environment variables an autorun command gets: the session's
+    IDs, labels, folder, Study UID and data type.
+    """
     return {
         "XNATD_SESSION_ID": session.id,
         "XNATD_SESSION_LABEL": session.label,
@@ -28,6 +31,9 @@ def session_environment(session: ArchivedSession, folder: Path) -> dict[str, str
 
 
 def run_command(step: CommandStep, session: ArchivedSession, folder: Path) -> dict[str, Any]:
+    """Run one command step in the session's folder; its result (passed, failed,
+    timeout or error) with exit code, the end of its output and its duration.
+    """
     started = time.monotonic()
     result: dict[str, Any] = {"step": "run", "command": list(step.run)}
     try:

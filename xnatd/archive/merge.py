@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from xnatd.store.index.base import ArchivedSession, InstanceRecord
+from xnatd.store.index.records import ArchivedSession, InstanceRecord
 from xnatd.store.sessiontypes import lead_modality
 
 _SUFFIXED = re.compile(r"^(.+)-[A-Z]+\d+$")
@@ -17,6 +17,10 @@ _SUFFIXED = re.compile(r"^(.+)-[A-Z]+\d+$")
 
 @dataclass(frozen=True)
 class Placement:
+    """One incoming file: where it goes in the archive, and whether it is added,
+    replaces an archived file or is skipped.
+    """
+
     incoming: InstanceRecord  # as it sits in the prearchive
     target: InstanceRecord  # as it will sit in the archive
     action: str  # "add", "replace" or "skip"
@@ -24,20 +28,25 @@ class Placement:
 
 @dataclass(frozen=True)
 class MergePlan:
+    """What archiving a prearchive session into an archived one does, file by file."""
+
     placements: tuple[Placement, ...]
     obsolete: tuple[InstanceRecord, ...]  # existing files replaced under another path
     result: tuple[InstanceRecord, ...]  # the archived session's instances afterwards
 
     @property
     def added(self) -> int:
+        """The files added."""
         return sum(p.action == "add" for p in self.placements)
 
     @property
     def replaced(self) -> int:
+        """The archived files replaced."""
         return sum(p.action == "replace" for p in self.placements)
 
     @property
     def skipped(self) -> int:
+        """The incoming files skipped (the archived copy kept)."""
         return sum(p.action == "skip" for p in self.placements)
 
 

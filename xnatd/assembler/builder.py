@@ -2,7 +2,7 @@
 
 Per-instance facts (UIDs, file names, sizes) come from the index, written at receive
 time; only one header per series is read from disk here, and the MD5 of each file not
-yet digested (``Prearchive.instances``), in parallel.
+yet digested (``SessionFiles.take_digests``), in parallel.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from xnatd.config import PhiCheck
 from xnatd.dicom import BUILD_TAGS, UnparsableDicom
 from xnatd.metrics import Metrics
 from xnatd.phi.pixels import candidate
+from xnatd.store.assembly import Assembly
 from xnatd.store.documents import assign_scan_ids, build_document, group_series
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, Status
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, Status
 from xnatd.store.layout import scan_name
-from xnatd.store.prearchive import Prearchive
 from xnatd.store.xml import SessionDocument
 
 log = structlog.get_logger(__name__)
@@ -62,13 +62,13 @@ class Builder:
 
     def __init__(
         self,
-        prearchive: Prearchive,
+        assembly: Assembly,
         metrics: Metrics,
         node: str,
         phi_check: Callable[[], PhiCheck] = PhiCheck,
         pixels: PixelChecker | None = None,
     ) -> None:
-        self.prearchive = prearchive
+        self.assembly = assembly
         self.metrics = metrics
         self.node = node
         self.phi_check = phi_check  # the current site.phi_check (a reload swaps it)
@@ -80,35 +80,38 @@ class Builder:
         started = time.perf_counter()
         bound = log.bind(session=str(session.name), study_uid=session.study_uid)
         try:
-            if stray := self.prearchive.remove_stray_parts(session):
+            if stray := self.assembly.remove_stray_parts(session):
                 bound.warning("stray_parts_removed", files=[p.name for p in stray])
-            records = self.prearchive.instances(session)  # digests taken here
-            if adopted := self.prearchive.adopt_unrecorded(session, records):
+            records = self.assembly.instances(session)  # the one read of a build
+            if adopted := self.assembly.adopt_unrecorded(session, records):
+                # Rare (a writer died before recording): read again, since a writer
+                # still alive may have recorded some of the same files meanwhile.
                 bound.warning("unrecorded_files_adopted", files=len(adopted))
-                records = self.prearchive.instances(session)
+                records = self.assembly.instances(session)
+            records = self.assembly.take_digests(session, records)
             if not records:
-                self.prearchive.discard_if_empty(session)
+                self.assembly.discard_if_empty(session)
                 bound.info("empty_session_discarded")
                 return None
             document, records = self._assemble(session, records)
-            self.prearchive.write_documents(session, document)
+            self.assembly.write_documents(session, document)
             self._check_pixels(session, records)
         except (UnparsableDicom, OSError) as exc:
-            reason = f"build failed: {exc}".replace("\n", " ")[:500]
+            failure = f"build failed: {exc}".replace("\n", " ")[:500]
             retry_at = None
             if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRORS:
                 delay = retry_delay(session.build_attempts + 1)
                 retry_at = time.time() + delay
-                reason += f"; retry {session.build_attempts + 1} in {delay:g}s"
-            self.prearchive.finish_build(
-                session, node=self.node, status=Status.ERROR, reason=reason, retry_at=retry_at
+                failure += f"; retry {session.build_attempts + 1} in {delay:g}s"
+            self.assembly.finish_build(
+                session, node=self.node, status=Status.ERROR, reason=failure, retry_at=retry_at
             )
             self.metrics.sessions_built.labels(session.project, "error").inc()
-            self.prearchive.audit("error", actor="xnatd", session=str(session.name), reason=reason)
-            bound.error("build_failed", reason=reason)
+            self.assembly.audit("error", actor="xnatd", session=str(session.name), reason=failure)
+            bound.error("build_failed", reason=failure)
             return Status.ERROR
         status, reason = self._verdict(session, records)
-        if not self.prearchive.finish_build(
+        if not self.assembly.finish_build(
             session, node=self.node, status=status, reason=reason, xsi_type=document.xsi_type
         ):
             bound.info("build_interrupted", reason="files arrived during the build")
@@ -116,7 +119,7 @@ class Builder:
         elapsed = time.perf_counter() - started
         self.metrics.sessions_built.labels(session.project, status.value.lower()).inc()
         self.metrics.build_duration.observe(elapsed)
-        self.prearchive.audit(
+        self.assembly.audit(
             "build",
             actor="xnatd",
             session=str(session.name),
@@ -148,7 +151,7 @@ class Builder:
         present = {record.sop_instance_uid for record in records}
         found = Counter(
             finding.what
-            for finding in self.prearchive.findings(session)
+            for finding in self.assembly.findings(session)
             if finding.kind in holding and finding.sop_instance_uid in present
         )
         if not found:
@@ -165,13 +168,13 @@ class Builder:
         a candidate: the decision reads the index and one header per series."""
         mode = self.phi_check().pixels
         if mode == "off":
-            self.prearchive.record_findings(session, "build", [])
+            self.assembly.record_findings(session, "build", [])
             return
         first: dict[str, dict[int, str]] = {}
         images: list[tuple[InstanceRecord, str]] = []
         for record in records:
             if record.series_uid not in first:
-                first[record.series_uid] = self.prearchive.read_instance_header(
+                first[record.series_uid] = self.assembly.read_instance_header(
                     session, record, PIXEL_CHECK_TAGS
                 )
             header = first[record.series_uid]
@@ -185,7 +188,7 @@ class Builder:
             if reason is not None:
                 images.append((record, reason))
         results = self.pixels.check(
-            [(self.prearchive.instance_file(session, record), why) for record, why in images]
+            [(self.assembly.instance_file(session, record), why) for record, why in images]
         )
         findings = []
         for (record, _), result in zip(images, results, strict=True):
@@ -208,7 +211,7 @@ class Builder:
             ]
         for finding in findings:
             self.metrics.phi_findings.labels("pixels", finding.what.split(":")[0]).inc()
-        self.prearchive.record_findings(session, "build", findings)
+        self.assembly.record_findings(session, "build", findings)
 
     def _assemble(
         self, session: PrearchiveSession, records: list[InstanceRecord]
@@ -217,23 +220,21 @@ class Builder:
         series number moved to their own scan (``N-MR1``)."""
         series = group_series(records)
         natural = {
-            item.uid: scan_name(
-                self.prearchive.read_instance_header(session, item.first, BUILD_TAGS)
-            )
+            item.uid: scan_name(self.assembly.read_instance_header(session, item.first, BUILD_TAGS))
             for item in series
         }
         scan_ids = assign_scan_ids(series, natural)
-        moved = False
+        now: dict[str, InstanceRecord] = {}
         for item in series:
             stray = [record for record in item.records if record.scan != scan_ids[item.uid]]
             if stray:
-                self.prearchive.move_to_scan(session, stray, scan_ids[item.uid])
-                moved = True
-        if moved:
-            records = self.prearchive.instances(session)
+                for record in self.assembly.move_to_scan(session, stray, scan_ids[item.uid]):
+                    now[record.sop_instance_uid] = record
+        if now:
+            records = [now.get(record.sop_instance_uid, record) for record in records]
         document = build_document(
             records,
-            lambda record, tags: self.prearchive.read_instance_header(session, record, tags),
+            lambda record, tags: self.assembly.read_instance_header(session, record, tags),
             project=session.project,
             label=session.label,
             subject_id=session.subject,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import structlog
 
 from xnatd.assembler.builder import Builder
-from xnatd.store.index.base import PrearchiveSession, Status
-from xnatd.store.prearchive import Prearchive
+from xnatd.store.assembly import Assembly
+from xnatd.store.index.records import PrearchiveSession, Status
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +33,7 @@ class Sweeper:
 
     def __init__(
         self,
-        prearchive: Prearchive,
+        assembly: Assembly,
         builder: Builder,
         *,
         idle_timeout: float,
@@ -40,7 +41,7 @@ class Sweeper:
         workers: int = 2,
         on_ready: Callable[[PrearchiveSession], None] | None = None,
     ) -> None:
-        self.prearchive = prearchive
+        self.assembly = assembly
         self.builder = builder
         self.idle_timeout = idle_timeout
         self.node = node
@@ -48,15 +49,16 @@ class Sweeper:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._running: set[Future[object]] = set()
+        self._running: set[Future[Any]] = set()
 
     def start(self) -> None:
+        """Start the sweeping thread (and the build pool it feeds)."""
         self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
         self._thread.start()
 
     def sweep_once(self) -> list[PrearchiveSession]:
         """Claim what is idle now and queue its builds; returns the claimed sessions."""
-        claimed = self.prearchive.claim_idle_sessions(
+        claimed = self.assembly.claim_idle_sessions(
             idle_timeout=self.idle_timeout, node=self.node, lease=BUILD_LEASE
         )
         for session in claimed:

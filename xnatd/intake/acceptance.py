@@ -19,7 +19,7 @@ from pydicom.uid import UID
 from xnatd.datasetcheck import Buffer, Malformed, check_part10
 from xnatd.dicom import is_valid_uid, read_header_with_pydicom
 from xnatd.headerscan import NotScanned, render_header
-from xnatd.store.durable import Payload, SpooledFile, readable
+from xnatd.payload import Payload, SpooledFile, readable
 
 _CHARACTER_SET = 0x00080005
 # A SOP Instance UID as senders and anonymizers make them: decimal UIDs, and the

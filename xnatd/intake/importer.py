@@ -12,9 +12,10 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -22,12 +23,11 @@ from xnatd.config import Config
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.intake.intake import Intake, Received, Result, SessionCache
 from xnatd.intake.staging import HostileArchive, Limits, StagedFile, obvious_non_image, stage
-from xnatd.operations import Operations
+from xnatd.payload import file_payload
 from xnatd.progress import Progress
 from xnatd.routing import Explicit
 from xnatd.store import Store
-from xnatd.store.durable import file_payload
-from xnatd.store.index.base import Status
+from xnatd.store.layout import PrearchiveName
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,8 @@ class Interruption:
 
 @dataclass(frozen=True)
 class ImportRequest:
+    """One import: what to read, where it goes, and whether to archive it at once."""
+
     path: Path
     project: str
     subject: str | None = None
@@ -73,8 +75,21 @@ class ImportRequest:
     interruption: Interruption | None = None  # the command line's Ctrl-C
 
 
+class Settle(Protocol):
+    """What happens to an import's sessions once every file is stored (the caller's
+    policy: ``Operations.settle_import``). Returns the archived session IDs."""
+
+    def __call__(
+        self, sessions: Sequence[PrearchiveName], request: ImportRequest, /
+    ) -> list[str]: ...
+
+
 @dataclass
 class ImportSummary:
+    """What an import stored: sessions created and merged, archived IDs, files, bytes
+    and the entries skipped (with why).
+    """
+
     sessions_created: list[str] = field(default_factory=list)
     sessions_merged: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
@@ -85,17 +100,21 @@ class ImportSummary:
 
 
 class Importer:
+    """Imports a zip, tar, folder or file through the intake, all or nothing."""
+
     def __init__(
         self,
         store: Store,
         intake: Intake,
-        operations: Operations,
+        settle: Settle,
         config: Callable[[], Config],
         node: str,
     ) -> None:
+        """``settle`` decides what becomes of the sessions once all is stored; the
+        importer itself only stores, all or nothing."""
         self.store = store
         self.intake = intake
-        self.operations = operations
+        self.settle = settle
         self.config = config
         self.node = node
 
@@ -248,16 +267,10 @@ class Importer:
         log.warning("import_rolled_back", instances=removed, sessions_removed=discarded)
 
     def _finish(self, cache: SessionCache, request: ImportRequest, summary: ImportSummary) -> None:
-        """Build now; then archive (``--archive``) or let the project policy decide."""
-        for session in cache.sessions.values():
-            if self.store.index.get_session(session.name) is None:
-                continue
-            if not request.archive:
-                archived = self.operations.commit(session.name, request.actor)
-            elif self.operations.rebuild(session.name, request.actor) is Status.READY:
-                outcome = self.operations.archive(session.name, request.overwrite, request.actor)
-                archived = outcome.session_id
-            else:
-                archived = None
-            if archived:
-                summary.archived.append(archived)
+        """Hand the sessions that still exist to ``settle`` (build, then archive or not)."""
+        names = [
+            session.name
+            for session in cache.sessions.values()
+            if self.store.index.get_session(session.name) is not None
+        ]
+        summary.archived.extend(self.settle(names, request))

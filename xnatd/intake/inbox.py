@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from xnatd.intake.importer import Importer, ImportFailed, ImportRequest
 
@@ -48,6 +49,8 @@ class _Wake(FileSystemEventHandler):
 
 
 class Inbox:
+    """The watched inbox of one data directory, imported on a thread of its own."""
+
     def __init__(self, root: Path, importer: Importer, settle: float) -> None:
         self.root = root
         self.importer = importer
@@ -55,9 +58,10 @@ class Inbox:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
 
     def start(self) -> None:
+        """Create the inbox folder if needed, then watch it and import on a thread."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._observer = Observer()
         self._observer.schedule(_Wake(self._wake), str(self.root), recursive=True)
@@ -66,6 +70,7 @@ class Inbox:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching; waits up to a minute for an import under way."""
         self._stop.set()
         self._wake.set()
         if self._observer is not None:

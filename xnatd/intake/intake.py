@@ -21,10 +21,10 @@ from xnatd.config import Config, Receiver
 from xnatd.dicom import INTAKE_TAGS, Tag, UnparsableDicom, header_of
 from xnatd.intake.acceptance import RejectedFile, checked_header, identity_problem
 from xnatd.metrics import Metrics
+from xnatd.payload import Payload
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
-from xnatd.store.durable import Payload
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, SessionKey
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
 

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -28,6 +28,8 @@ class HostileArchive(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
+    """Limits on what archives may unpack (``import`` in the configuration)."""
+
     max_unpacked: int = 64 * 2**30  # bytes unpacked from archives, in all
     max_ratio: float = 200.0  # unpacked / compressed, per entry (zip) or per archive
     max_entries: int = 500_000
@@ -35,6 +37,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class StagedFile:
+    """One file to import: where it is read from, and the name messages use."""
+
     path: Path  # where to read it
     name: str  # what to call it in messages: "upload.zip!series1/IM0001"
     size: int
@@ -78,6 +82,7 @@ class _Budget:
 
 
 def is_archive(path: Path) -> bool:
+    """Whether the file's name ends like an archive the importer unpacks."""
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
@@ -92,7 +97,7 @@ def _safe_parts(name: str, where: str) -> tuple[str, ...]:
     return tuple(part for part in pure.parts if part not in ("", "."))
 
 
-def _copy(reader: BinaryIO, target: Path, budget: _Budget, where: str, limit: int | None) -> int:
+def _copy(reader: IO[bytes], target: Path, budget: _Budget, where: str, limit: int | None) -> int:
     """Stream to target, counting real bytes: sizes in archive headers are not trusted."""
     written = 0
     with open(target, "wb") as writer:

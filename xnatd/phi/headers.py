@@ -106,7 +106,8 @@ def needles(dataset: Dataset, *, institution: bool = True) -> Needles:
     """
     wanted: dict[str, str] = {}
     sources = [dataset]
-    for item in dataset.get(BaseTag(OTHER_PATIENT_IDS_SEQUENCE), None) or []:
+    others = dataset.get(BaseTag(OTHER_PATIENT_IDS_SEQUENCE), None)
+    for item in (others.value if others is not None else None) or []:
         if isinstance(item, Dataset):
             sources.append(item)
     for source in sources:

@@ -32,7 +32,7 @@ from pynetdicom.presentation import build_role
 
 from xnatd.config import Config, Receiver
 from xnatd.store.commitments import Commitments, Verdict
-from xnatd.store.index.base import PendingCommitment
+from xnatd.store.index.records import PendingCommitment
 from xnatd.tls import TLSError, client_context
 
 log = structlog.get_logger(__name__)
@@ -261,9 +261,11 @@ class Committer:
         self._thread = threading.Thread(target=self._run, name="commitments", daemon=True)
 
     def start(self) -> None:
+        """Start looking at pending requests, on a thread of its own."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop looking; waits up to 30 s for a report being sent."""
         self._stop.set()
         self._thread.join(timeout=30)
 
@@ -275,6 +277,9 @@ class Committer:
                 log.exception("commitment_check_failed")
 
     def run_once(self) -> None:
+        """Claim the requests due a look and report those that can be judged; a request
+        still pending, or whose report could not be delivered, is looked at again later.
+        """
         for pending in self.commitments.claim(self.node, CLAIM_LEASE):
             verdict = self.commitments.judge(pending.instances, pending.mode)
             if verdict.pending:

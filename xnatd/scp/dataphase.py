@@ -22,9 +22,10 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import structlog
 from pynetdicom import evt
@@ -33,20 +34,19 @@ from pynetdicom.presentation import PresentationContextTuple
 
 from xnatd.dicom import received_prefix
 from xnatd.intake.acceptance import identity_problem
+from xnatd.payload import IN_MEMORY_LIMIT, Payload, SpooledFile
 from xnatd.scp.dimse import (
     C_CANCEL_RQ,
     C_ECHO_RQ,
     C_STORE_RQ,
     RESPONSE_BIT,
     Command,
-    MalformedCommand,
     Reply,
     decode_command,
     encode_response,
     p_data_tf,
 )
 from xnatd.scp.transport import QuickAckSocket
-from xnatd.store.durable import IN_MEMORY_LIMIT, Payload, SpooledFile
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +78,7 @@ class SpillingBuffer(io.BytesIO):
         self.spill_path: Path | None = None
 
     def write(self, data: Any) -> int:
+        """Append data, moving everything to a spool file once past ``limit``."""
         if self.spill is not None:
             return self.spill.write(data)
         if self.folder is not None and self.tell() + len(data) > self.limit:
@@ -166,7 +167,9 @@ class DataPhase:
     def __init__(self, dul: DULServiceProvider) -> None:
         self.dul = dul
         self.assoc = dul.assoc
-        self.sock: QuickAckSocket = dul.socket.socket
+        assert dul.socket is not None  # an established association's transport
+        self.transport = dul.socket
+        self.sock = cast(QuickAckSocket, dul.socket.socket)  # xnatd's listeners only
         self._buffer = memoryview(bytearray(CHUNK))
         self._contexts: dict[int, PresentationContextTuple] | None = None
         self._message: _Message | None = None
@@ -246,15 +249,30 @@ class DataPhase:
                 command.affected_sop_class_uid,
                 command.affected_sop_instance_uid,
                 context.transfer_syntax,
-                self.assoc.requestor.primitive.calling_ae_title,
+                self._calling_ae(),
             )
             message.data.write(prefix)
             message.framed = True
 
     # -- answering -------------------------------------------------------------------
+    def _calling_ae(self) -> str:
+        primitive = self.assoc.requestor.primitive
+        assert primitive is not None  # established: the A-ASSOCIATE-RQ was received
+        return str(primitive.calling_ae_title)
+
+    def _handler(self, event: Any) -> tuple[Callable[..., Any] | None, list[Any] | None]:
+        """The handler bound to an intervention event, and its extra arguments."""
+        return cast(
+            tuple[Callable[..., Any] | None, list[Any] | None], self.assoc.get_handlers(event)
+        )
+
     def _context(self, context_id: int) -> PresentationContextTuple:
         if self._contexts is None:
-            self._contexts = {cx.context_id: cx.as_tuple for cx in self.assoc.accepted_contexts}
+            self._contexts = {
+                cx.context_id: cx.as_tuple
+                for cx in self.assoc.accepted_contexts
+                if cx.context_id is not None
+            }
         context = self._contexts.get(context_id)
         if context is None:
             raise ProtocolViolation(f"presentation context {context_id} was not accepted")
@@ -278,13 +296,13 @@ class DataPhase:
                 pdu = p_data_tf(message.context_id, response)
         finally:
             _discard(message.data)  # written durably by now, if it was kept
-        self.dul.socket.send(pdu)
+        self.transport.send(pdu)
 
     def _action(self, message: _Message, context: PresentationContextTuple) -> bytes:
         """An N-ACTION: the EVT_N_ACTION handler gives every PDU to send back."""
         command = message.command
         assert command is not None
-        handler, args = self.assoc.get_handlers(evt.EVT_N_ACTION)
+        handler, args = self._handler(evt.EVT_N_ACTION)
         if handler is None:
             return p_data_tf(message.context_id, encode_response(command, UNRECOGNIZED_OPERATION))
         data = b""
@@ -328,7 +346,7 @@ class DataPhase:
         )
 
     def _call(self, event: Any, request: Any, context: PresentationContextTuple) -> Reply:
-        handler, args = self.assoc.get_handlers(event)
+        handler, args = self._handler(event)
         if handler is None:
             if event is evt.EVT_C_ECHO:
                 return Reply(0x0000)
@@ -362,42 +380,3 @@ def _failed(status: int, reason: str) -> Reply:
     """A failure this module answers itself: logged, and the reason sent back."""
     log.warning("request_failed", status=f"0x{status:04X}", reason=reason)
     return Reply(status, reason)
-
-
-def read_data_phase_natively() -> None:
-    """Install the native data phase (idempotent; xnatd's acceptor associations only)."""
-    if getattr(DULServiceProvider, "_xnatd_native", False):
-        return
-    read_pdu_data, run_reactor = DULServiceProvider._read_pdu_data, DULServiceProvider.run_reactor
-
-    def native_read_pdu_data(self: DULServiceProvider) -> None:
-        sock = getattr(self.socket, "socket", None)
-        if (
-            not isinstance(sock, QuickAckSocket)
-            or self.state_machine.current_state != "Sta6"
-            or sock.peek() != P_DATA_TF
-        ):
-            read_pdu_data(self)
-            return
-        phase = self.__dict__.get("_xnatd_phase")
-        if phase is None:
-            phase = self.__dict__["_xnatd_phase"] = DataPhase(self)
-        try:
-            phase.read_pdu()
-        except (OSError, ConnectionLost):
-            self.event_queue.put("Evt17")  # transport closed, as pynetdicom reports it
-        except (ProtocolViolation, MalformedCommand) as exc:
-            log.warning("association_aborted", reason=f"protocol error: {exc}")
-            raise  # pynetdicom's reactor sends an A-ABORT and stops
-
-    def closing_run_reactor(self: DULServiceProvider) -> None:
-        try:
-            run_reactor(self)
-        finally:
-            phase = self.__dict__.pop("_xnatd_phase", None)
-            if phase is not None:
-                phase.close()
-
-    DULServiceProvider._read_pdu_data = native_read_pdu_data
-    DULServiceProvider.run_reactor = closing_run_reactor
-    DULServiceProvider._xnatd_native = True

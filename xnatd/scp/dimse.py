@@ -52,7 +52,7 @@ def _text(value: bytes) -> str:
     return value.decode("ascii", errors="replace").rstrip("\x00 ")
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: bytes | bytearray) -> Command:
     """Read a request command set.
 
     Raises:

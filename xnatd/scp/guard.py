@@ -152,10 +152,6 @@ class ConnectionGuard:
                 return True
         return False
 
-    def open_count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
     # -- events -----------------------------------------------------------------------
     def _connection(self, event: Event) -> _Connection | None:
         transport = getattr(event.assoc.dul, "socket", None)
@@ -202,6 +198,7 @@ class ConnectionGuard:
 
     # -- the watcher --------------------------------------------------------------------
     def start(self) -> None:
+        """Start the watcher thread (once; a second call does nothing)."""
         with self._lock:
             if self._thread is not None:
                 return
@@ -211,6 +208,7 @@ class ConnectionGuard:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the watcher thread to stop."""
         self._stop.set()
 
     def _watch(self) -> None:

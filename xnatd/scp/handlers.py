@@ -8,10 +8,8 @@ as bound handler arguments, never module globals.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import structlog
 from pynetdicom import evt
@@ -21,12 +19,12 @@ from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
 from xnatd.intake.acceptance import identity_problem
-from xnatd.intake.intake import Intake, Received, Result, SessionCache
+from xnatd.intake.associations import Associations, AssociationState
+from xnatd.intake.intake import Intake, Received, Result
 from xnatd.metrics import Metrics
+from xnatd.scp.admission import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.scp.dataphase import RequestEvent, StoreRequest
 from xnatd.scp.dimse import Reply
-from xnatd.scp.policy import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
-from xnatd.store.prearchive import Prearchive
 
 log = structlog.get_logger(__name__)
 
@@ -42,63 +40,6 @@ STATUS = {
     Result.REFUSED: 0xA700,  # Refused: out of resources
     Result.NOT_PERMITTED: 0x0124,  # Refused: not authorized
 }
-LEASE_SECONDS = 60.0  # an association's hold on its sessions, renewed while it is open
-
-
-@dataclass
-class AssociationState:
-    """What xnatd knows about one open association."""
-
-    id: str
-    receiver: Receiver
-    calling_ae: str
-    peer: str
-    cache: SessionCache = field(default_factory=SessionCache)
-    result: str = "closed"
-    registered: bool = False
-
-
-class Associations:
-    """The open associations of this process, and their rows in the index."""
-
-    def __init__(
-        self, prearchive: Prearchive, metrics: Metrics, node: str, lease: float = LEASE_SECONDS
-    ) -> None:
-        self.lease = lease  # how long this node's associations hold sessions if it dies
-        self.prearchive = prearchive
-        self.metrics = metrics
-        self.node = node
-        self._lock = threading.Lock()
-        self._open: dict[object, AssociationState] = {}
-
-    def get(self, assoc: object) -> AssociationState | None:
-        with self._lock:
-            return self._open.get(assoc)
-
-    def add(self, assoc: object, state: AssociationState) -> None:
-        self.prearchive.association_opened(
-            state.id,
-            node=self.node,
-            called_ae=state.receiver.ae_title,
-            calling_ae=state.calling_ae,
-            peer=state.peer,
-            lease=self.lease,
-        )
-        state.registered = True
-        with self._lock:
-            self._open[assoc] = state
-        self.metrics.associations_active.labels(state.receiver.ae_title).inc()
-
-    def remove(self, assoc: object) -> AssociationState | None:
-        with self._lock:
-            state = self._open.pop(assoc, None)
-        if state is not None and state.registered:
-            self.prearchive.association_closed(state.id)
-            self.metrics.associations_active.labels(state.receiver.ae_title).dec()
-        return state
-
-    def renew_leases(self) -> None:
-        self.prearchive.renew_leases(self.node, self.lease)
 
 
 def _peer(event: Event) -> tuple[str, str]:
@@ -106,13 +47,18 @@ def _peer(event: Event) -> tuple[str, str]:
     return requestor.address, f"{requestor.address}:{requestor.port}"
 
 
+def _ae_titles(event: Event) -> tuple[str, str]:
+    """The called and calling AE titles of the association's request."""
+    primitive = event.assoc.requestor.primitive
+    assert primitive is not None  # EVT_REQUESTED and later: the request was received
+    return str(primitive.called_ae_title).strip(), str(primitive.calling_ae_title).strip()
+
+
 def handle_requested(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], metrics: Metrics
 ) -> None:
     """Reject at association time: unknown called AE, or a caller not on the allow-list."""
-    primitive = event.assoc.requestor.primitive
-    called = primitive.called_ae_title.strip()
-    calling = primitive.calling_ae_title.strip()
+    called, calling = _ae_titles(event)
     address, peer = _peer(event)
     receiver = receivers().get(called)
     if receiver is None:
@@ -134,8 +80,8 @@ def handle_requested(
 def handle_established(
     event: Event, receivers: Callable[[], Mapping[str, Receiver]], associations: Associations
 ) -> None:
-    called = event.assoc.requestor.primitive.called_ae_title.strip()
-    calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+    """Register the accepted association; abort it if its receiver went in a reload."""
+    called, calling = _ae_titles(event)
     receiver = receivers().get(called)
     if receiver is None:  # removed by a reload between request and accept
         event.assoc.abort()
@@ -149,6 +95,7 @@ def handle_established(
 
 
 def handle_released(event: Event, associations: Associations) -> None:
+    """Note that the association ended with a release (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "released"
@@ -164,6 +111,7 @@ def handle_pdu_received(event: Event, associations: Associations) -> None:
 
 
 def handle_aborted(event: Event, associations: Associations) -> None:
+    """Note that the association ended with an abort (for the closing log and metric)."""
     state = associations.get(event.assoc)
     if state is not None:
         state.result = "aborted"
@@ -197,6 +145,7 @@ def handle_closed(event: Event, associations: Associations, metrics: Metrics) ->
 
 
 def handle_echo(event: Event) -> int:
+    """Answer a C-ECHO: Success."""
     return 0x0000
 
 

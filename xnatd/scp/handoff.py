@@ -39,6 +39,7 @@ class Load:
         self.on_change = on_change
 
     def opened(self) -> None:
+        """Count a connection accepted by this process."""
         with self._lock:
             self.received += 1
             self.active += 1
@@ -47,6 +48,7 @@ class Load:
             self.on_change(received, active)
 
     def closed(self, *_: Any) -> None:
+        """Count a connection closed (an EVT_CONN_CLOSE handler; its event is not used)."""
         with self._lock:
             self.active = max(0, self.active - 1)
             received, active = self.received, self.active
@@ -109,6 +111,7 @@ class Dispatcher:
         return theirs
 
     def detach(self, number: int) -> None:
+        """Forget worker ``number`` and close its end of the pair (it died or failed)."""
         with self._lock:
             channel = self._channels.pop(number, None)
         if channel is not None:
@@ -153,6 +156,9 @@ class HandoffReceiver:
     def from_environment(
         cls, serve: Callable[[socket.socket, str, int], bool]
     ) -> HandoffReceiver | None:
+        """The receiver for the pair the main process passed (``XNATD_HANDOFF_FD``), or
+        None when this process was not started as a worker.
+        """
         fd = os.environ.get(HANDOFF_ENV)
         if not fd:
             return None

@@ -6,15 +6,13 @@ the implant templates, Defined Procedure Protocol, Protocol Approval and Invento
 refused at association while ``xnatd import`` stored the same files (issue 16). Here a
 proposed context is accepted when ``intake.acceptance.sop_class_problem`` says its SOP
 class is stored, in the first transfer syntax proposed (files are kept as sent); any
-other context (Verification) is negotiated as pynetdicom does.
+other context (Verification) is negotiated as pynetdicom does. ``scp/hooks.py`` installs it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pynetdicom.acse as acse_module
-from pynetdicom import _config
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import SCP_SCU_ROLES, PresentationContext, negotiate_as_acceptor
 
@@ -56,9 +54,3 @@ def negotiate(
         accepted.append(context)
     accepted.sort(key=lambda context: context.context_id or 0)
     return accepted, reply_roles
-
-
-def accept_storage_by_rule() -> None:
-    """Install :func:`negotiate` for acceptors with unrestricted storage (idempotent)."""
-    _config.UNRESTRICTED_STORAGE_SERVICE = True
-    acse_module.negotiate_unrestricted = negotiate

@@ -1,7 +1,8 @@
 """The store: the only code that knows the data directory's layout and the index.
 
-``Store.open`` gives every part at once: the prearchive (durable write, sessions
-waiting for review), the archive, the audit trail and the index behind them.
+``Store.open`` gives every part at once: the prearchive's faces (the durable write,
+building sessions, changing them), the archive, the audit trail and the index behind
+them.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xnatd.config import Config
-from xnatd.store.archive import ArchiveStore
+from xnatd.store.archive_tree import ArchiveStore
+from xnatd.store.archiving import Archiving
+from xnatd.store.assembly import Assembly
 from xnatd.store.audit import AuditTrail
 from xnatd.store.durable import remove_stray_parts
 from xnatd.store.index import open_index
 from xnatd.store.index.base import Index
 from xnatd.store.layout import DataDir
 from xnatd.store.prearchive import Prearchive
+from xnatd.store.session_edits import SessionEdits
 
 
 class DataDirError(Exception):
@@ -25,21 +28,28 @@ class DataDirError(Exception):
 
 @dataclass
 class Store:
+    """Every part of the store, opened together over one data directory and index."""
+
     data: DataDir
     index: Index
     audit: AuditTrail
-    prearchive: Prearchive
+    prearchive: Prearchive  # the durable write (intake)
+    assembly: Assembly  # building sessions (assembler)
+    edits: SessionEdits  # changing sessions (operations)
+    archiving: Archiving  # archiving them (archiver)
     archive: ArchiveStore
     site_id: str
 
     @classmethod
-    def open(cls, config: Config) -> Store:
-        """The store of ``config``, creating the data directory's folders if needed.
+    def open(cls, data_dir: Path, index: str, *, site_id: str, min_free_disk: int) -> Store:
+        """The store in ``data_dir`` with the index ``index`` (``sqlite`` or a PostgreSQL
+        URL), creating the data directory's folders if needed; a file is refused while
+        less than ``min_free_disk`` bytes are free.
 
         Raises:
             DataDirError: the data directory cannot be created or written.
         """
-        data = DataDir(config.site.data_dir)
+        data = DataDir(data_dir)
         problem = data.writable_problem()
         if problem is not None:
             raise DataDirError(problem)
@@ -47,15 +57,19 @@ class Store:
             data.create()
         except OSError as exc:
             raise DataDirError(f"data directory {data.root}: {exc.strerror or exc}") from None
-        index = open_index(config.index, data.root)
-        audit = AuditTrail(data.root, index)
+        opened = open_index(index, data.index_file)
+        audit = AuditTrail(data.root, opened)
+        tree = ArchiveStore(data, opened)
         return cls(
             data=data,
-            index=index,
+            index=opened,
             audit=audit,
-            prearchive=Prearchive(data, index, audit, min_free_disk=config.site.min_free_disk),
-            archive=ArchiveStore(data, index),
-            site_id=config.site.id,
+            prearchive=Prearchive(data, opened, audit, min_free_disk=min_free_disk),
+            assembly=Assembly(data, opened, audit),
+            edits=SessionEdits(data, opened, audit),
+            archiving=Archiving(data, opened, audit, tree, site_id),
+            archive=tree,
+            site_id=site_id,
         )
 
     def remove_stray_parts(self) -> list[Path]:
@@ -67,4 +81,5 @@ class Store:
         return removed
 
     def close(self) -> None:
+        """Close the index (and its hold); the store is unusable afterwards."""
         self.index.close()

@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xnatd.store.index.base import AuditEvent, Index
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import AuditEvent
 
 JOURNAL = "audit.jsonl"
 
 
 class AuditTrail:
+    """The audit trail of one data directory: ``audit.jsonl`` first, then the index."""
+
     def __init__(self, root: Path, index: Index) -> None:
         self.path = root / JOURNAL
         self.index = index

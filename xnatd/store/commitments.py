@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 
 from xnatd.store.audit import AuditTrail
-from xnatd.store.index.base import Index, PendingCommitment
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import PendingCommitment
 
 # Failure Reason (0008,1197), PS3.3 C.14.1.1
 NO_SUCH_OBJECT_INSTANCE = 0x0112
@@ -25,6 +26,8 @@ class Verdict:
 
 
 class Commitments:
+    """Storage Commitment requests: judging them against the index, keeping those owed."""
+
     def __init__(self, index: Index, audit: AuditTrail | None = None) -> None:
         self.index = index
         self.audit = audit
@@ -63,13 +66,17 @@ class Commitments:
         return Verdict(tuple(committed), tuple(failed), pending)
 
     def keep(self, commitment: PendingCommitment, *, delay: float = 0.0) -> None:
+        """Keep a request whose report is owed, first looked at after ``delay`` seconds."""
         self.index.add_commitment(commitment, next_try=time.time() + delay)
 
     def claim(self, node: str, lease: float) -> list[PendingCommitment]:
+        """The requests due a look, claimed by node for ``lease`` seconds."""
         return self.index.claim_commitments(now=time.time(), node=node, lease=lease)
 
     def delivered(self, transaction_uid: str) -> None:
+        """Forget a request whose report was delivered."""
         self.index.finish_commitment(transaction_uid)
 
     def later(self, transaction_uid: str, delay: float) -> None:
+        """Let go of a request's claim; look at it again in ``delay`` seconds."""
         self.index.retry_commitment(transaction_uid, next_try=time.time() + delay)

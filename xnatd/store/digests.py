@@ -11,13 +11,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from xnatd.store.durable import Payload, chunks_of, file_payload
+from xnatd.payload import Payload, chunks_of, file_payload
 
 THREADS = os.cpu_count() or 1
 PARALLEL_FROM = 256 << 20  # bytes in all before threads pay for themselves
 
 
 def payload_md5(data: Payload) -> str:
+    """The hex MD5 of a payload, read chunk by chunk."""
     digest = hashlib.md5()
     for chunk in chunks_of(data):
         digest.update(chunk)
@@ -25,6 +26,7 @@ def payload_md5(data: Payload) -> str:
 
 
 def file_md5(path: Path) -> str:
+    """The hex MD5 of a file, read chunk by chunk."""
     return payload_md5(file_payload(path))  # a large file is read in chunks
 
 

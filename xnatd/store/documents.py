@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xnatd.dicom import BUILD_TAGS, Tag
-from xnatd.store.index.base import InstanceRecord
+from xnatd.store.index.records import InstanceRecord
 from xnatd.store.sessiontypes import lead_modality, scan_type, session_modality, session_type
 from xnatd.store.xml import (
     CatalogEntry,
@@ -25,11 +25,14 @@ from xnatd.store.xml import (
 
 @dataclass(frozen=True)
 class Series:
+    """One series' recorded files, in instance number order."""
+
     uid: str
     records: tuple[InstanceRecord, ...]
 
     @property
     def first(self) -> InstanceRecord:
+        """The series' first file (by instance number), whose header describes the scan."""
         return self.records[0]
 
 
@@ -104,6 +107,7 @@ def _mr_parameters(header: dict[int, str]) -> MrParameters:
 
 
 def scan_document(scan_id: str, series: Series, header: dict[int, str]) -> ScanDocument:
+    """The scan document of one series, from its records and one file's header."""
     xsi_type = scan_type(series.first.sop_class_uid, series.first.modality)
     try:
         frames_each = max(1, int(header.get(Tag.NumberOfFrames, "1") or 1))
@@ -145,6 +149,9 @@ def session_document(
     session_id: str = "",
     prearchive_path: str | None = None,
 ) -> SessionDocument:
+    """The session document: its type from every file's SOP class and modality, its
+    fields from one file's header, and its scans.
+    """
     xsi_type = session_type(
         {record.sop_class_uid for record in records}, {record.modality for record in records}
     )

@@ -70,6 +70,7 @@ def java_list_hash(items: list[str | None]) -> int:
 
 
 def base36(number: int) -> str:
+    """A non-negative int in lowercase base 36, as Java's ``Integer.toString(n, 36)``."""
     if number == 0:
         return "0"
     digits = []
@@ -108,11 +109,16 @@ def instance_file_name(header: Header) -> str:
     return name.lstrip(".") + ".dcm"
 
 
+def session_file(scan: str, file_name: str) -> str:
+    """``SCANS/SCAN/DICOM/FILE``: where a session's folder keeps one of its files."""
+    return f"SCANS/{scan}/DICOM/{file_name}"
+
+
 def instance_files(session_folder: Path, leave_out: Container[tuple[str, str]] = ()) -> list[Path]:
     """A session folder's ``SCANS/SCAN/DICOM/*.dcm``, sorted, but for the (scan, file
     name) pairs in ``leave_out``. os.scandir, not a glob: the build runs this over every
     file of every session (3 ms for 3,000 files against 44 ms)."""
-    found = []
+    found: list[Path] = []
     with contextlib.suppress(FileNotFoundError), os.scandir(session_folder / "SCANS") as scans:
         for scan in scans:
             with (
@@ -157,7 +163,11 @@ class PrearchiveName:
 
     @classmethod
     def parse(cls, text: str) -> PrearchiveName:
-        """Raises: ValueError: not of the form PROJECT/TIMESTAMP/LABEL."""
+        """The name in ``PROJECT/TIMESTAMP/LABEL`` (slashes at either end ignored).
+
+        Raises:
+            ValueError: not of the form PROJECT/TIMESTAMP/LABEL.
+        """
         parts = text.strip("/").split("/")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"{text!r} is not PROJECT/TIMESTAMP/LABEL")
@@ -172,13 +182,16 @@ class DataDir:
 
     @property
     def prearchive(self) -> Path:
+        """The ``prearchive/`` folder."""
         return self.root / PREARCHIVE
 
     @property
     def index_file(self) -> Path:
+        """The SQLite index's database file."""
         return self.root / INDEX_FILE
 
     def create(self) -> None:
+        """Create the top folders that are missing: prearchive, archive, inbox, deleted."""
         for folder in (PREARCHIVE, ARCHIVE, INBOX, DELETED):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
@@ -245,4 +258,9 @@ class DataDir:
         return self.root / THUMBS / key[:2] / f"{key}.png"
 
     def instance_path(self, name: PrearchiveName, scan: str, file_name: str) -> Path:
+        """``prearchive/PROJECT/TIMESTAMP/LABEL/SCANS/SCAN/DICOM/FILE``.
+
+        Raises:
+            UnsafePath: a part is not a safe folder or file name.
+        """
         return inside(self.scan_dir(name, scan), file_name)

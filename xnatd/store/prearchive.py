@@ -10,50 +10,62 @@ a power cut lose it, the session's build records the file again: adopt_unrecorde
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
-from xnatd.dicom import INTAKE_TAGS, Header, Tag, UnparsableDicom, read_header
-from xnatd.routing import Route
+from xnatd.dicom import Header, Tag
+from xnatd.payload import Payload
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
-from xnatd.store.digests import file_md5, files_md5, payload_md5
 from xnatd.store.durable import (
-    Payload,
-    file_payload,
-    fsync_dir,
-    makedirs_durable,
-    readable,
     remove_empty_parents,
-    remove_stray_parts,
     write_durably,
 )
-from xnatd.store.index.base import (
+from xnatd.store.index.base import Index
+from xnatd.store.index.records import (
     PENDING_DIGEST,
     Finding,
-    Index,
     InstanceRecord,
     PrearchiveSession,
     SessionClosed,
     SessionKey,
-    Status,
 )
-from xnatd.store.layout import DataDir, PrearchiveName, inside
-from xnatd.store.xml import SessionDocument, catalog_xml, session_xml
+from xnatd.store.layout import DataDir, session_file
+from xnatd.store.session_files import SessionFiles, sidecar_values
 
 log = structlog.get_logger(__name__)
 
 
-ADOPT_AFTER = 1.0  # seconds: a writer records its file within milliseconds of naming it
-
-
 class StoreRefused(Exception):
     """The file was not stored and the sender may retry (disk full, write failed)."""
+
+
+class Destination(Protocol):
+    """Where routing sent a file (``routing.Route``): the store needs only these."""
+
+    @property
+    def project(self) -> str:
+        """The project ID, or Unassigned."""
+        ...
+
+    @property
+    def subject(self) -> str:
+        """The subject label."""
+        ...
+
+    @property
+    def session(self) -> str:
+        """The session label."""
+        ...
+
+    @property
+    def auto_archive(self) -> bool | None:
+        """What the sender's ``AA:`` said, if it said anything."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,7 @@ class IncomingInstance:
     """One routed file, framed as Part 10 bytes, on its way into the prearchive."""
 
     header: Header
-    route: Route
+    route: Destination
     data: Payload  # a large object stays on disk until it is written
     source: str  # receiving AE title, or "import"
     calling_ae: str | None = None
@@ -73,48 +85,26 @@ class IncomingInstance:
 
 @dataclass(frozen=True)
 class StoredInstance:
+    """One file written and recorded: its session, where it lies, whether it was new."""
+
     session: PrearchiveSession
     path: Path
     new_instance: bool
     record: InstanceRecord | None = None
 
 
-def record_of_file(path: Path) -> InstanceRecord:
-    """The index row of a stored file, read back from ``SCANS/SCAN/DICOM/FILE``.
-
-    Raises:
-        UnparsableDicom: the file is not readable DICOM.
-    """
-    data = file_payload(path)  # a large file is not read whole
-    with readable(data) as source:
-        header = read_header(source, INTAKE_TAGS)
-    return InstanceRecord(
-        sop_instance_uid=header.get(Tag.SOPInstanceUID, path.stem),
-        sop_class_uid=header.get(Tag.SOPClassUID, ""),
-        series_uid=header.get(Tag.SeriesInstanceUID, ""),
-        series_number=header.get(Tag.SeriesNumber, ""),
-        instance_number=header.get(Tag.InstanceNumber, ""),
-        modality=header.get(Tag.Modality, ""),
-        scan=path.parent.parent.name,
-        file_name=path.name,
-        size=len(data),
-        md5=file_md5(path),
-        received=path.stat().st_mtime,
-    )
-
-
-class Prearchive:
-    """Sessions waiting for review: the durable write and the session rows behind it."""
+class Prearchive(SessionFiles):
+    """The durable write into the prearchive: opening sessions, storing and recording
+    each file, the associations that hold sessions open, and undoing an upload."""
 
     def __init__(
         self, data: DataDir, index: Index, audit: AuditTrail, *, min_free_disk: int
     ) -> None:
-        self.data = data
-        self.index = index
-        self.audit_trail = audit
+        super().__init__(data, index, audit)
         self.min_free_disk = min_free_disk
 
     def free_disk(self) -> int:
+        """Bytes free for unprivileged writers on the data directory's file system."""
         stats = os.statvfs(self.data.root)
         return stats.f_bavail * stats.f_frsize
 
@@ -181,15 +171,18 @@ class Prearchive:
                 if not existed:
                     path.unlink(missing_ok=True)
                 raise StoreRefused(f"index write failed: {exc}") from exc
-            if result.replaced_path:
+            if result.replaced:
                 # Same SOP instance sent again with another series/instance number.
-                (self.data.session_dir(session.name) / result.replaced_path).unlink(missing_ok=True)
+                old = self.data.session_dir(session.name) / session_file(*result.replaced)
+                old.unlink(missing_ok=True)
             return StoredInstance(
                 session=session, path=path, new_instance=result.new_instance, record=record
             )
         raise StoreRefused("the session kept closing while the file was being stored")
 
     def open_session(self, item: IncomingInstance) -> PrearchiveSession:
+        """The session this file belongs to, opened (created or reopened) in the index,
+        with its folder and sidecar."""
         route = item.route
         session = self.index.open_session(
             SessionKey(route.project, item.header.get(Tag.StudyInstanceUID, ""), route.session),
@@ -206,7 +199,7 @@ class Prearchive:
             # cannot be made would only ever become an ERROR session without files.
             folder = self.data.session_dir(session.name)
             try:
-                sidecar.write(folder, _sidecar(session), self.data.root)
+                sidecar.write(folder, sidecar_values(session), self.data.root)
             except OSError as exc:
                 if self.index.delete_session_if_empty(session.id):
                     remove_empty_parents(folder, self.data.prearchive)
@@ -215,179 +208,10 @@ class Prearchive:
                 ) from exc
         return session
 
-    def session_dir(self, name: PrearchiveName) -> Path:
-        return self.data.session_dir(name)
-
     def senders(self, session: PrearchiveSession) -> list[str]:
         """The calling AE titles that sent the session's files."""
         return self.index.calling_aes(session.id)
 
-    def findings(self, session: PrearchiveSession) -> list[Finding]:
-        """What the PHI check found in the session's files."""
-        return self.index.findings(session.id)
-
-    def record_findings(
-        self, session: PrearchiveSession, stage: str, findings: list[Finding]
-    ) -> None:
-        """Replace what one stage of the PHI check found in the session."""
-        self.index.replace_findings(session.id, stage, findings)
-
-    # -- what the assembler uses ---------------------------------------------------
-    def claim_idle_sessions(
-        self, *, idle_timeout: float, node: str, lease: float
-    ) -> list[PrearchiveSession]:
-        return self.index.claim_idle_sessions(
-            now=time.time(), idle_timeout=idle_timeout, node=node, lease=lease
-        )
-
-    def instances(self, session: PrearchiveSession) -> list[InstanceRecord]:
-        """The session's records, each with the MD5 of its file: the digests not yet
-        taken (``PENDING_DIGEST``) are taken now, from the files, and recorded.
-
-        Raises:
-            OSError: a recorded file cannot be read (the message names it).
-        """
-        records = self.index.instances(session.id)
-        pending = [record for record in records if record.md5 == PENDING_DIGEST]
-        if not pending:
-            return records
-        folder = self.data.session_dir(session.name)
-        digests = files_md5(
-            [folder / record.relative_path for record in pending],
-            [record.size for record in pending],
-        )
-        taken = {r.sop_instance_uid: md5 for r, md5 in zip(pending, digests, strict=True)}
-        self.index.set_digests(
-            session.id,
-            [(r.sop_instance_uid, r.received, taken[r.sop_instance_uid]) for r in pending],
-        )
-        return [replace(r, md5=taken.get(r.sop_instance_uid, r.md5)) for r in records]
-
-    def adopt_unrecorded(
-        self,
-        session: PrearchiveSession,
-        recorded: list[InstanceRecord],
-        *,
-        settled: float = ADOPT_AFTER,
-    ) -> list[InstanceRecord]:
-        """Record the session's files that are not in ``recorded``; returns them.
-
-        A file gets its final name only once it is complete and flushed, so a file
-        without a row was written by a process that died before recording it (or,
-        after a power cut, whose row was never flushed: see ``record_instance``).
-        Whole either way: kept and recorded, as XNAT keeps whatever is in the folder.
-        Files younger than ``settled`` seconds may still be recorded by their writer.
-        A file whose SOP instance is already recorded under another name is an
-        unacknowledged resend: removed.
-        """
-        folder = self.data.session_dir(session.name)
-        known = {(record.scan, record.file_name) for record in recorded}
-        recorded_uids = {record.sop_instance_uid for record in recorded}
-        adopted: list[InstanceRecord] = []
-        newest = time.time() - settled
-        for path in layout.instance_files(folder, leave_out=known):
-            if path.stat().st_mtime > newest:
-                continue
-            try:
-                record = record_of_file(path)
-            except UnparsableDicom as exc:
-                log.warning("unrecorded_file_unreadable", path=str(path), error=str(exc))
-                continue
-            if record.sop_instance_uid in recorded_uids:
-                path.unlink(missing_ok=True)
-                log.warning("unrecorded_duplicate_removed", path=str(path))
-                continue
-            recorded_uids.add(record.sop_instance_uid)
-            adopted.append(record)
-        if adopted:
-            self.index.adopt_instances(session.id, adopted)
-        return adopted
-
-    def replace_file(self, session: PrearchiveSession, record: InstanceRecord, data: bytes) -> None:
-        """Write a new version of one recorded file durably in its place, and record its
-        size (its digest is taken again at the next build)."""
-        write_durably(self.instance_file(session, record), data, self.data.prearchive)
-        records = [
-            replace(r, size=len(data), md5=PENDING_DIGEST)
-            if r.sop_instance_uid == record.sop_instance_uid
-            else r
-            for r in self.index.instances(session.id)
-        ]
-        self.index.replace_instances(session.id, records)
-
-    def instance_file(self, session: PrearchiveSession, record: InstanceRecord) -> Path:
-        """Where one recorded file of a session lies (for a check that reads pixels)."""
-        return self.data.session_dir(session.name) / record.relative_path
-
-    def remove_stray_parts(self, session: PrearchiveSession) -> list[Path]:
-        """The session's abandoned temporary files (a writer killed before its rename):
-        in its folder, and its document's beside the folder."""
-        folder = self.data.session_dir(session.name)
-        return remove_stray_parts(folder) + remove_stray_parts(folder.parent, recursive=False)
-
-    def read_instance_header(
-        self, session: PrearchiveSession, record: InstanceRecord, tags: frozenset[int]
-    ) -> dict[int, str]:
-        """Header of one stored file (UnparsableDicom if it was damaged on disk)."""
-        return read_header(str(self.data.session_dir(session.name) / record.relative_path), tags)
-
-    def move_to_scan(
-        self, session: PrearchiveSession, records: list[InstanceRecord], scan: str
-    ) -> None:
-        """Move files to another scan folder (a duplicate series number got ``N-MR1``)."""
-        target = self.data.scan_dir(session.name, scan)
-        makedirs_durable(target, self.data.prearchive)
-        session_dir = self.data.session_dir(session.name)
-        moved = []
-        for record in records:
-            source = session_dir / record.relative_path
-            if source.exists():
-                os.replace(source, target / record.file_name)
-                moved.append(record.sop_instance_uid)
-        fsync_dir(target)
-        self.index.move_instances_to_scan(session.id, moved, scan)
-
-    def write_documents(self, session: PrearchiveSession, document: SessionDocument) -> None:
-        """Write each scan's catalog, then ``LABEL.xml`` beside the session folder."""
-        for scan in document.scans:
-            path = self.data.session_dir(session.name) / scan.catalog_uri
-            write_durably(path, catalog_xml(scan), self.data.prearchive)
-        write_durably(
-            self.data.session_document(session.name), session_xml(document), self.data.prearchive
-        )
-
-    def finish_build(
-        self,
-        session: PrearchiveSession,
-        *,
-        node: str,
-        status: Status,
-        reason: str | None = None,
-        xsi_type: str | None = None,
-        retry_at: float | None = None,
-    ) -> bool:
-        return self.index.finish_build(
-            session.id,
-            node=node,
-            status=status,
-            reason=reason,
-            xsi_type=xsi_type,
-            retry_at=retry_at,
-        )
-
-    def discard_if_empty(self, session: PrearchiveSession) -> bool:
-        """Drop a session that never kept a file (e.g. its only write failed)."""
-        if not self.index.delete_session_if_empty(session.id):
-            return False
-        folder = self.data.session_dir(session.name)
-        (folder / sidecar.NAME).unlink(missing_ok=True)
-        for scan in sorted(folder.glob("SCANS/*/DICOM")):  # left empty by a roll-back
-            remove_empty_parents(scan, folder)
-        self.data.session_document(session.name).unlink(missing_ok=True)
-        remove_empty_parents(folder, self.data.prearchive)
-        return True
-
-    # -- associations: while one is open, its sessions' idle timers wait ---------
     def association_opened(
         self,
         association_id: str,
@@ -398,6 +222,7 @@ class Prearchive:
         peer: str,
         lease: float,
     ) -> None:
+        """Record an open association: while it lasts, the sessions it delivers to wait."""
         self.index.open_association(
             association_id,
             node=node,
@@ -408,117 +233,17 @@ class Prearchive:
         )
 
     def association_closed(self, association_id: str) -> None:
+        """Drop a closed association's row: its sessions' idle timers run again."""
         self.index.close_association(association_id)
 
     def renew_leases(self, node: str, lease: float) -> None:
+        """Extend this node's associations' hold for ``lease`` more seconds."""
         self.index.renew_leases(node, time.time() + lease)
 
     def forget_node(self, node: str) -> None:
         """At start: this node's associations and builds died with its last process."""
         self.index.drop_node_associations(node)
         self.index.release_claims(node)
-
-    def audit(
-        self, event: str, *, actor: str | None, session: str | None, **details: object
-    ) -> None:
-        self.audit_trail.record(event, actor=actor, session=session, **details)
-
-    # -- operations ----------------------------------------------------------------
-    def relocate(self, session: PrearchiveSession, project: str) -> PrearchiveName:
-        """Move a session's folder and document under another project (status MOVING).
-
-        Raises:
-            OSError: the folders could not be moved; nothing was recorded.
-        """
-        stamp = session.timestamp
-        while self.index.get_session(PrearchiveName(project, stamp, session.label)) is not None:
-            stamp = layout.next_timestamp(stamp)
-        target = PrearchiveName(project, stamp, session.label)
-        source_dir = self.data.session_dir(session.name)
-        target_dir = self.data.session_dir(target)
-        makedirs_durable(target_dir.parent, self.data.prearchive)
-        os.replace(source_dir, target_dir)
-        document = self.data.session_document(session.name)
-        if document.exists():
-            os.replace(document, self.data.session_document(target))
-        fsync_dir(target_dir.parent)
-        self.index.relocate_session(session.id, project=project, timestamp=stamp)
-        values = sidecar.read(target_dir) or _sidecar(session)
-        sidecar.write(target_dir, {**values, "project": project}, self.data.root)
-        remove_empty_parents(source_dir.parent, self.data.prearchive)
-        return target
-
-    def remove(self, session: PrearchiveSession) -> Path:
-        """Delete a session (status DELETING): its files go under ``deleted/``, kept."""
-        source_dir = self.data.session_dir(session.name)
-        target = inside(
-            self.data.root / layout.DELETED,
-            layout.PREARCHIVE,
-            session.project,
-            session.timestamp,
-            session.label,
-        )
-        makedirs_durable(target.parent, self.data.root)
-        if source_dir.exists():
-            os.replace(source_dir, target)
-        document = self.data.session_document(session.name)
-        if document.exists():
-            os.replace(document, target.with_name(session.label + ".xml"))
-        fsync_dir(target.parent)
-        self.index.delete_session(session.id)
-        remove_empty_parents(source_dir.parent, self.data.prearchive)
-        return target
-
-    def rewrite_instances(
-        self,
-        session: PrearchiveSession,
-        transform: Callable[[Payload], Payload | None],
-        *,
-        done_as: str,
-    ) -> tuple[list[InstanceRecord], int]:
-        """Rewrite every file through transform (None drops the file), once per ``done_as``.
-
-        Returns the records that remain and how many files were dropped. The sidecar
-        remembers ``done_as``, so a resumed archive never applies a script twice.
-        """
-        folder = self.data.session_dir(session.name)
-        values = sidecar.read(folder) or _sidecar(session)
-        records = self.index.instances(session.id)
-        if values.get("rewritten_by") == done_as:
-            return records, 0
-        kept: list[InstanceRecord] = []
-        dropped = 0
-        for record in records:
-            path = folder / record.relative_path
-            rewritten = transform(file_payload(path))  # a large file is not read whole
-            if rewritten is None:
-                path.unlink(missing_ok=True)
-                dropped += 1
-                continue
-            with readable(rewritten) as source:
-                header = read_header(source, INTAKE_TAGS)
-            # Before the write: a large result reads its pixel data from ``path``,
-            # which the write replaces or the rename below removes.
-            md5, size = payload_md5(rewritten), len(rewritten)
-            file_name = layout.instance_file_name(header)
-            target = self.data.instance_path(session.name, record.scan, file_name)
-            write_durably(target, rewritten, self.data.prearchive)
-            if target != path:
-                path.unlink(missing_ok=True)
-            kept.append(
-                replace(
-                    record,
-                    sop_instance_uid=header.get(Tag.SOPInstanceUID, record.sop_instance_uid),
-                    sop_class_uid=header.get(Tag.SOPClassUID, record.sop_class_uid),
-                    series_uid=header.get(Tag.SeriesInstanceUID, record.series_uid),
-                    file_name=file_name,
-                    size=size,
-                    md5=md5,
-                )
-            )
-        self.index.replace_instances(session.id, kept)
-        sidecar.write(folder, {**values, "rewritten_by": done_as}, self.data.root)
-        return kept, dropped
 
     def roll_back(
         self, written: list[tuple[PrearchiveSession, InstanceRecord]], created: set[int]
@@ -538,34 +263,10 @@ class Prearchive:
             folder = self.data.session_dir(session.name)
             for record in records:
                 if record.sop_instance_uid in gone:
-                    (folder / record.relative_path).unlink(missing_ok=True)
+                    (folder / session_file(record.scan, record.file_name)).unlink(missing_ok=True)
                     removed += 1
         discarded = []
         for session, _ in by_session.values():
             if session.id in created and self.discard_if_empty(session):
                 discarded.append(str(session.name))
         return removed, discarded
-
-    def discard_session(self, session: PrearchiveSession) -> None:
-        """Forget a session an aborted upload created: never acknowledged, so not kept."""
-        self.index.delete_session(session.id)
-        self.discard_folder(session)
-
-    def discard_folder(self, session: PrearchiveSession) -> None:
-        """After archiving: remove what is left of the prearchive session's folder."""
-        folder = self.data.session_dir(session.name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        self.data.session_document(session.name).unlink(missing_ok=True)
-        remove_empty_parents(folder.parent, self.data.prearchive)
-
-
-def _sidecar(session: PrearchiveSession) -> dict[str, object]:
-    return {
-        "project": session.project,
-        "subject": session.subject,
-        "study_uid": session.study_uid,
-        "auto_archive": session.auto_archive,
-        "source": session.source,
-        "created": session.created,
-    }

@@ -9,8 +9,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from xnatd.rows import iso
 from xnatd.store.index.base import Index
+from xnatd.units import iso
 
 REJECTIONS = ("reject",)  # intake's rejections and the site script's reject[]
 UNKNOWN_SENDER = ""  # instances imported or uploaded, not sent over DICOM

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from xnatd.dicom import Tag, UnparsableDicom, read_header
 from xnatd.store import Store, sidecar
-from xnatd.store.archive import ARC
-from xnatd.store.index.base import (
+from xnatd.store.archive_tree import ARC
+from xnatd.store.index.records import (
     ArchivedSession,
     ArchiveStatus,
     InstanceRecord,
@@ -25,8 +25,8 @@ from xnatd.store.index.base import (
     ScanRow,
     Status,
 )
-from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE, instance_files
-from xnatd.store.prearchive import record_of_file
+from xnatd.store.layout import ARCHIVE, DELETED, PREARCHIVE, instance_files, session_file
+from xnatd.store.session_files import record_of_file
 from xnatd.store.xml import SESSION_ELEMENTS, XNAT, xs_date
 
 _ID = re.compile(r"_([SE])(\d+)$")
@@ -35,6 +35,8 @@ _TYPE_OF_ELEMENT = {element: data_type for data_type, element in SESSION_ELEMENT
 
 @dataclass
 class ReindexReport:
+    """What a reindex restored, and the folders it skipped (with why)."""
+
     archived: int = 0
     prearchive: int = 0
     instances: int = 0
@@ -143,7 +145,10 @@ def reindex(store: Store) -> ReindexReport:
         values = sidecar.read(folder) or {}
         document = folder.with_name(f"{label}.xml")
         built = document.exists() and document.stat().st_mtime >= max(i.received for i in instances)
-        first = read_header(str(folder / instances[0].relative_path), {Tag.StudyInstanceUID})
+        first = read_header(
+            str(folder / session_file(instances[0].scan, instances[0].file_name)),
+            {Tag.StudyInstanceUID},
+        )
         created = values.get("created", min(i.received for i in instances))
         index.restore_prearchive(
             PrearchiveSession(

@@ -17,10 +17,12 @@ NAME = ".xnatd.json"
 
 
 def write(folder: Path, values: dict[str, Any], root: Path) -> None:
+    """Write ``.xnatd.json`` in folder, durably."""
     write_durably(folder / NAME, json.dumps(values, indent=1, sort_keys=True).encode(), root)
 
 
 def read(folder: Path) -> dict[str, Any] | None:
+    """A folder's ``.xnatd.json``, or None when it is missing or unreadable."""
     try:
         return json.loads((folder / NAME).read_text())
     except (OSError, ValueError):

@@ -1,6 +1,6 @@
 """Session documents (``xnat:*Session``) and scan catalogs (``cat:DCMCatalog``).
 
-The models are plain values the assembler fills in; rendering follows the XNAT
+The models are plain values ``documents.py`` fills in; rendering follows the XNAT
 schemas' element order (see shared/reference/schemas/README.md). DICOM values are
 converted to XSD types here, and a value that does not convert is left out rather
 than written invalid.
@@ -83,6 +83,7 @@ def xs_time(value: str | None) -> str | None:
 
 
 def xs_float(value: str | None) -> str | None:
+    """The first value of a DICOM decimal string as ``xs:double``; None when not a number."""
     try:
         number = float(str(value).split("\\")[0])
     except (TypeError, ValueError):
@@ -91,12 +92,15 @@ def xs_float(value: str | None) -> str | None:
 
 
 def xs_integer(value: str | None) -> str | None:
+    """The first value of a DICOM number rounded to ``xs:integer``; None when not a number."""
     number = xs_float(value)
     return str(round(float(number))) if number is not None else None
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
+    """One file in a scan catalog (``cat:entry``)."""
+
     file_name: str
     sop_instance_uid: str
     instance_number: str | None
@@ -106,6 +110,8 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Scanner:
+    """The scanner (``xnat:scanner``): its name, manufacturer and model."""
+
     name: str | None = None
     manufacturer: str | None = None
     model: str | None = None
@@ -113,6 +119,8 @@ class Scanner:
 
 @dataclass(frozen=True)
 class MrParameters:
+    """MR acquisition parameters (``xnat:parameters`` of an ``xnat:mrScanData``)."""
+
     voxel_res: tuple[str, str, str] | None = None
     tr: str | None = None
     te: str | None = None
@@ -128,6 +136,8 @@ class MrParameters:
 
 @dataclass(frozen=True)
 class ScanDocument:
+    """One scan of a session document (``xnat:scan``), with its catalog's entries."""
+
     id: str
     xsi_type: str  # e.g. "mrScanData"
     uid: str
@@ -142,11 +152,14 @@ class ScanDocument:
 
     @property
     def catalog_uri(self) -> str:
+        """The scan catalog's path relative to the session folder."""
         return f"SCANS/{self.id}/DICOM/scan_{self.id}_catalog.xml"
 
 
 @dataclass(frozen=True)
 class SessionDocument:
+    """A session document (``xnat:*Session``): its IDs, study values and scans."""
+
     xsi_type: str  # e.g. "mrSessionData"
     id: str
     project: str
@@ -171,6 +184,7 @@ class SessionDocument:
 
     @property
     def element(self) -> str:
+        """The root element name for the session's data type (``OtherDicomSession`` if unknown)."""
         return SESSION_ELEMENTS.get(self.xsi_type, "OtherDicomSession")
 
 

@@ -21,6 +21,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/ui/signin", response_class=HTMLResponse)
 def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
+    """The sign-in form."""
     return templates.TemplateResponse(
         request, "signin.html", {"user": None, "next": _safe_next(next), "problem": None}
     )
@@ -40,7 +41,7 @@ async def signin(request: Request) -> HTMLResponse | RedirectResponse:
             {
                 "user": None,
                 "next": target,
-                "problem": "the user name and API token were not accepted",
+                "problem": NOT_ACCEPTED,
             },
             status_code=401,
         )
@@ -59,6 +60,7 @@ async def signin(request: Request) -> HTMLResponse | RedirectResponse:
 
 @router.post("/ui/signout")
 async def signout(request: Request) -> RedirectResponse:
+    """End the browser session (the cookie goes) and show the sign-in form."""
     await checked_form(request)
     response = RedirectResponse("/ui/signin", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
@@ -68,4 +70,5 @@ async def signout(request: Request) -> RedirectResponse:
 @router.get("/ui", include_in_schema=False)
 @router.get("/ui/", include_in_schema=False)
 def home() -> RedirectResponse:
+    """``/ui``: the prearchive page."""
     return RedirectResponse("/ui/prearchive", status_code=303)

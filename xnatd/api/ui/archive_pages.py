@@ -12,13 +12,13 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from xnatd.api import experiments
-from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import NOT_FOUND, Services, Svc, require
 from xnatd.api.ui import pictures
 from xnatd.api.ui.prearchive_pages import STRIP, scans_of
 from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.operations import Refused
-from xnatd.store.index.base import ArchivedSession, ArchiveStatus, SessionFilter
+from xnatd.store.index.records import ArchivedSession, ArchiveStatus, SessionFilter
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,6 +61,7 @@ def experiment_page(
     principal: Principal = Viewer,
     svc: Services = Svc,
 ) -> HTMLResponse:
+    """An archived session's page: its scans, and pictures of the chosen one."""
     session = _experiment(svc, principal, session_id)
     descriptions = {
         s.scan: s.series_description or "" for s in svc.store.index.archived_scans(session.id)
@@ -93,6 +94,7 @@ def experiment_picture(
     principal: Principal = Viewer,
     svc: Services = Svc,
 ) -> Response:
+    """A picture of an archived file (``size=thumb`` for a thumbnail)."""
     session = _experiment(svc, principal, session_id)
     key = ("archive", id(svc.store.index), session.id, session.files, session.modified)
     record = file_row(key, lambda: svc.store.index.archived_instances(session.id), scan, file)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ def _to_8bit(image: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 
 
 def frame_count(ds: pydicom.Dataset) -> int:
+    """The data set's Number of Frames, 1 when absent or not a number."""
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):
@@ -108,7 +109,7 @@ def render(
     return out.getvalue()
 
 
-def cached(cache_path: Path, make: callable) -> bytes:  # type: ignore[valid-type]
+def cached(cache_path: Path, make: Callable[[], bytes]) -> bytes:
     """The cached picture, or ``make()`` written to the cache (atomically) first."""
     try:
         return cache_path.read_bytes()

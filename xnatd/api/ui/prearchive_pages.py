@@ -13,16 +13,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import NOT_FOUND, Services, Svc, require
 from xnatd.api.auth import Principal, Right
-from xnatd.api.prearchive import archive_uri
+from xnatd.api.deps import NOT_FOUND, Services, Svc, require
+from xnatd.api.prearchive_api import archive_uri
 from xnatd.api.ui import pictures
-from xnatd.api.ui.headers import header_rows
+from xnatd.api.ui.header_table import header_rows
 from xnatd.api.ui.web import Viewer, checked_form, file_row, page, picture
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
 from xnatd.phi.clean import Region
-from xnatd.store.index.base import Finding, InstanceRecord, PrearchiveSession, Status
+from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, Status
 from xnatd.store.layout import PrearchiveName
 
 router = APIRouter(include_in_schema=False)
@@ -31,6 +31,8 @@ STRIP = 50  # images per page of a scan's strip
 
 @dataclass(frozen=True)
 class ScanView:
+    """One scan of a session page: its description, modality and files."""
+
     scan: str
     description: str
     modality: str
@@ -38,6 +40,7 @@ class ScanView:
 
     @property
     def middle(self) -> InstanceRecord:
+        """The scan's middle file, whose picture stands for the scan."""
         return self.files[(len(self.files) - 1) // 2]
 
 

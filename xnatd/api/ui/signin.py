@@ -41,6 +41,9 @@ class Signer:
         return self.cookie_for(users[name], time.time() + LIFETIME)
 
     def cookie_for(self, user: User, expires: float) -> str:
+        """The signed cookie value naming user until ``expires``; changing their token
+        invalidates it.
+        """
         encoded = base64.urlsafe_b64encode(user.name.encode("utf-8")).decode()
         stamp = str(int(expires))
         return f"{encoded}.{stamp}.{self._mac(user.name, stamp, user.token_sha256)}"
@@ -67,4 +70,5 @@ class Signer:
         return self._mac("csrf", cookie)
 
     def csrf_ok(self, cookie: str | None, token: str | None) -> bool:
+        """Whether token is the CSRF token of the browser session ``cookie``."""
         return bool(cookie and token) and hmac.compare_digest(self.csrf(cookie or ""), token or "")

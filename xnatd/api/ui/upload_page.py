@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from xnatd.api.app import Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Services, Svc, require
 from xnatd.api.ui.web import Viewer, check_csrf_header, checked_form, page
 from xnatd.intake.importer import STAGING, ImportFailed, ImportRequest
 from xnatd.store.layout import UnsafePath, inside
@@ -59,6 +59,7 @@ def sweep_abandoned(svc: Services, now: float | None = None) -> list[Path]:
 
 @router.get("/ui/upload", response_class=HTMLResponse)
 def upload_page(request: Request, principal: Principal = Viewer, svc: Services = Svc):
+    """The upload page, for the projects the viewer may upload to."""
     sweep_abandoned(svc)
     return page(request, "upload.html", principal, projects=_uploader(principal, svc))
 

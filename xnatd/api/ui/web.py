@@ -19,12 +19,12 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from xnatd.api.app import NOT_FOUND, Services
 from xnatd.api.auth import Principal
+from xnatd.api.deps import NOT_FOUND, Services
 from xnatd.api.ui import pictures
 from xnatd.api.ui.signin import COOKIE, Signer
 from xnatd.phi.clean import Region
-from xnatd.store.index.base import InstanceRecord
+from xnatd.store.index.records import InstanceRecord
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -52,6 +52,7 @@ def signer(request: Request) -> Signer:
 
 
 def users_now(request: Request):
+    """The users as the users file holds them now (``UsersNow``)."""
     return request.app.state.users.of(request.app.state.services.config())
 
 

@@ -16,8 +16,11 @@ BACKENDS = {
 }
 
 
-def open_index(spec: str, data_dir: Path) -> Index:
+def open_index(spec: str, sqlite_file: Path) -> Index:
     """Open the index named by the configuration (``sqlite`` or a PostgreSQL URL).
+
+    ``sqlite_file`` is where the SQLite index keeps its database (the data directory's
+    ``index.sqlite``, from ``DataDir.index_file``); PostgreSQL ignores it.
 
     Raises:
         ValueError: no backend of that name is built.
@@ -28,4 +31,4 @@ def open_index(spec: str, data_dir: Path) -> Index:
         raise ValueError(f"index {name!r} is not supported (have: {', '.join(BACKENDS)})")
     module_name, _, attribute = target.partition(":")
     backend = getattr(importlib.import_module(module_name), attribute)
-    return backend.open(spec, data_dir)
+    return backend.open(spec, sqlite_file)

@@ -1,205 +1,41 @@
-"""The index interface: one set of calls that SQLite (and later PostgreSQL) satisfy.
+"""The index interface: one set of calls that SQLite and PostgreSQL satisfy.
 
 Every status change is a compare-and-set: it happens, or it is refused because the
 session is no longer in a state that allows it. That is what lets the daemon, the
-command line and another node act on one store.
+command line and another node act on one store. The values it takes and returns
+are in ``records.py``.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from xnatd.store.layout import PrearchiveName
-
-SCHEMA_VERSION = 6
-
-
-class Status(StrEnum):
-    RECEIVING = "RECEIVING"
-    BUILDING = "BUILDING"
-    READY = "READY"
-    HELD = "HELD"  # built, with possible patient information found (SPEC 10.2)
-    ARCHIVING = "ARCHIVING"
-    MOVING = "MOVING"
-    DELETING = "DELETING"
-    CONFLICT = "CONFLICT"
-    ERROR = "ERROR"
-
-
-# The MD5 of a received file is taken when its session is built, not on the receiving
-# thread: at four associations hashing was a sixth of the receiver's CPU (issue 5).
-PENDING_DIGEST = ""
-
-# New files join a session in these states (reopening it); in any other state
-# (ARCHIVING, MOVING, DELETING) they start a new prearchive session.
-ACCEPTS_FILES = frozenset(
-    {Status.RECEIVING, Status.BUILDING, Status.READY, Status.HELD, Status.CONFLICT, Status.ERROR}
+from xnatd.store.index.records import (
+    ArchivedSession,
+    ArchiveStatus,
+    AuditEvent,
+    Finding,
+    InstanceRecord,
+    PendingCommitment,
+    PrearchiveSession,
+    RecordResult,
+    ScanRow,
+    SessionFilter,
+    SessionKey,
+    Status,
 )
-
-
-class ArchiveStatus(StrEnum):
-    ACTIVE = "active"
-    QUARANTINE = "quarantine"
-    DELETED = "deleted"
-
-
-@dataclass(frozen=True)
-class PendingCommitment:
-    """A Storage Commitment request (SPEC 10.4) whose N-EVENT-REPORT is still owed."""
-
-    transaction_uid: str
-    calling_ae: str  # the requester, who gets the report
-    called_ae: str  # the receiver it asked, which sends it
-    mode: str  # durable | archived
-    instances: tuple[tuple[str, str], ...]  # (SOP Class UID, SOP Instance UID)
-    requested: float
-    attempts: int = 0
-
-
-class SessionClosed(Exception):
-    """The session stopped accepting files between lookup and record; open another."""
-
-
-@dataclass(frozen=True)
-class SessionKey:
-    """Files are grouped by (project, Study Instance UID, session label)."""
-
-    project: str
-    study_uid: str
-    label: str
-
-
-@dataclass(frozen=True)
-class PrearchiveSession:
-    id: int
-    project: str
-    timestamp: str
-    label: str
-    subject: str
-    study_uid: str
-    status: Status
-    reason: str | None
-    auto_archive: bool | None
-    source: str | None
-    scans: int
-    files: int
-    bytes: int
-    created: float
-    last_modified: float
-    xsi_type: str | None = None
-    build_attempts: int = 0  # failed builds in a row that may succeed when retried
-    retry_at: float | None = None  # when the next of them is due (an ERROR session)
-
-    @property
-    def name(self) -> PrearchiveName:
-        return PrearchiveName(self.project, self.timestamp, self.label)
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """One stored file of a prearchive session."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_uid: str
-    series_number: str
-    instance_number: str
-    modality: str
-    scan: str
-    file_name: str
-    size: int
-    md5: str  # PENDING_DIGEST until the session is built (``Prearchive.instances``)
-    received: float
-    calling_ae: str | None = None
-
-    @property
-    def relative_path(self) -> str:
-        return f"SCANS/{self.scan}/DICOM/{self.file_name}"
-
-
-@dataclass(frozen=True)
-class ScanRow:
-    """One archived scan, for search by type and series description."""
-
-    scan: str
-    series_uid: str
-    type: str | None
-    series_description: str | None
-    modality: str | None
-    files: int
-
-
-@dataclass(frozen=True)
-class ArchivedSession:
-    id: str  # SITE_E00001
-    project: str
-    subject_id: str  # SITE_S00001
-    subject: str  # the subject's label
-    label: str
-    study_uid: str
-    xsi_type: str
-    modality: str | None
-    date: str | None  # YYYY-MM-DD
-    status: ArchiveStatus
-    path: str  # relative to the data directory
-    archived: float
-    modified: float
-    scans: int = 0
-    files: int = 0
-    bytes: int = 0
-    autorun: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class SessionFilter:
-    project: str | None = None
-    subject: str | None = None  # label or accession ID
-    label: str | None = None
-    modality: str | None = None
-    since: str | None = None  # YYYY-MM-DD, on the session date
-    until: str | None = None
-    study_uid: str | None = None
-    scan_type: str | None = None  # matches scan type or series description, any case
-    statuses: tuple[ArchiveStatus, ...] = (ArchiveStatus.ACTIVE, ArchiveStatus.QUARANTINE)
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """What recording an instance changed."""
-
-    new_instance: bool
-    replaced_path: str | None  # an earlier file of the same SOP instance, now unused
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Possible patient information in one file (SPEC 10.2); never the value itself."""
-
-    kind: str  # "header" or "pixels"
-    scan: str
-    file: str  # the file's name in its scan folder
-    where: str  # a tag path "(0040,A730)[0]/(0040,A160)", or a pixel region and frame
-    what: str  # what kind of value: "patient name", "birth date", ...
-    sop_instance_uid: str = ""
-    stage: str = "receive"  # where the check ran: receive (site script), archive, build
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    id: int
-    time: float
-    event: str
-    actor: str | None
-    session: str | None
-    details: dict[str, Any]
+from xnatd.store.layout import PrearchiveName
 
 
 class Index(abc.ABC):
-    """The calls every index backend implements."""
+    """The calls every index backend implements.
+
+    A refused compare-and-set is a return value (False, None or the current status),
+    never an exception; a failing database raises the backend's own error
+    (``sqlite3.Error``, ``psycopg.Error``).
+    """
 
     # -- prearchive sessions -------------------------------------------------
     @abc.abstractmethod
@@ -310,15 +146,20 @@ class Index(abc.ABC):
         """Record that these instances now live under another scan folder."""
 
     @abc.abstractmethod
-    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None: ...
+    def get_session(self, name: PrearchiveName) -> PrearchiveSession | None:
+        """The prearchive session PROJECT/TIMESTAMP/LABEL, or None when there is none."""
 
     @abc.abstractmethod
     def list_sessions(
         self, *, project: str | None = None, status: str | None = None
-    ) -> list[PrearchiveSession]: ...
+    ) -> list[PrearchiveSession]:
+        """Prearchive sessions, of one project and one status (any case) when given,
+        ordered by project, timestamp and label.
+        """
 
     @abc.abstractmethod
-    def count_by_status(self) -> dict[str, int]: ...
+    def count_by_status(self) -> dict[str, int]:
+        """The number of prearchive sessions in each status that has any."""
 
     # -- associations (the idle timer waits while one is open) ---------------
     @abc.abstractmethod
@@ -331,13 +172,18 @@ class Index(abc.ABC):
         calling_ae: str,
         peer: str,
         lease_until: float,
-    ) -> None: ...
+    ) -> None:
+        """Record an open association on node (the same ID again renews it): sessions it
+        delivers to wait for it to close or for ``lease_until`` to pass before they build.
+        """
 
     @abc.abstractmethod
-    def close_association(self, association_id: str) -> None: ...
+    def close_association(self, association_id: str) -> None:
+        """Forget a closed association; the idle timers of the sessions it held run again."""
 
     @abc.abstractmethod
-    def renew_leases(self, node: str, lease_until: float) -> None: ...
+    def renew_leases(self, node: str, lease_until: float) -> None:
+        """Extend the lease of every association open on node (the node is still alive)."""
 
     @abc.abstractmethod
     def drop_node_associations(self, node: str) -> int:
@@ -369,7 +215,8 @@ class Index(abc.ABC):
         """ARCHIVING sessions whose claim expired (their process died), now claimed by node."""
 
     @abc.abstractmethod
-    def archive_mode(self, session_id: int) -> str | None: ...
+    def archive_mode(self, session_id: int) -> str | None:
+        """The overwrite mode the session's ARCHIVING claim was made with (None: no claim)."""
 
     @abc.abstractmethod
     def set_status(
@@ -387,7 +234,8 @@ class Index(abc.ABC):
 
     # -- the archive ---------------------------------------------------------------
     @abc.abstractmethod
-    def subject_id(self, project: str, label: str) -> str | None: ...
+    def subject_id(self, project: str, label: str) -> str | None:
+        """The accession ID of the subject project/label, or None when it has none yet."""
 
     @abc.abstractmethod
     def create_subject(
@@ -404,16 +252,20 @@ class Index(abc.ABC):
         """The session holding project/label (deleted ones included, newest first)."""
 
     @abc.abstractmethod
-    def get_archived(self, session_id: str) -> ArchivedSession | None: ...
+    def get_archived(self, session_id: str) -> ArchivedSession | None:
+        """The archived session with this accession ID (deleted ones included), or None."""
 
     @abc.abstractmethod
-    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]: ...
+    def list_archived(self, query: SessionFilter) -> list[ArchivedSession]:
+        """Archived sessions matching every criterion the filter sets, ordered by ID."""
 
     @abc.abstractmethod
-    def archived_instances(self, session_id: str) -> list[InstanceRecord]: ...
+    def archived_instances(self, session_id: str) -> list[InstanceRecord]:
+        """The files of an archived session, in the order they were received."""
 
     @abc.abstractmethod
-    def archived_scans(self, session_id: str) -> list[ScanRow]: ...
+    def archived_scans(self, session_id: str) -> list[ScanRow]:
+        """The scans of an archived session (empty for an unknown ID)."""
 
     @abc.abstractmethod
     def commit_archive(
@@ -441,7 +293,8 @@ class Index(abc.ABC):
         status when refused, or None when there is no such session."""
 
     @abc.abstractmethod
-    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None: ...
+    def set_autorun(self, session_id: str, results: list[dict[str, Any]]) -> None:
+        """Record the results of the project's autorun steps for an archived session."""
 
     # -- reindex ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -451,15 +304,16 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def restore_prearchive(
         self, session: PrearchiveSession, instances: list[InstanceRecord]
-    ) -> None: ...
+    ) -> None:
+        """Add a prearchive session and its files as found on disk (reindex); a new row ID."""
 
     @abc.abstractmethod
-    def restore_subject(
-        self, subject_id: str, project: str, label: str, created: float
-    ) -> None: ...
+    def restore_subject(self, subject_id: str, project: str, label: str, created: float) -> None:
+        """Add a subject with its accession ID as found on disk (kept if already there)."""
 
     @abc.abstractmethod
-    def restore_audit(self, events: list[AuditEvent]) -> None: ...
+    def restore_audit(self, events: list[AuditEvent]) -> None:
+        """Append events read back from the audit log (reindex), in their order."""
 
     @abc.abstractmethod
     def raise_id_floor(self, kind: str, number: int) -> None:
@@ -479,7 +333,8 @@ class Index(abc.ABC):
         """Append an event; the trail is never edited."""
 
     @abc.abstractmethod
-    def audit_events(self, session: str | None = None) -> list[AuditEvent]: ...
+    def audit_events(self, session: str | None = None) -> list[AuditEvent]:
+        """The audit trail, of one session when given (ID or prearchive name), oldest first."""
 
     # -- storage commitment ------------------------------------------------------
     @abc.abstractmethod
@@ -525,7 +380,9 @@ class Index(abc.ABC):
         advisory lock), so a killed daemon never leaves it behind."""
 
     @abc.abstractmethod
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version the index's tables are at (see ``schema.py``)."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Let go of the hold and every connection; the index is unusable afterwards."""

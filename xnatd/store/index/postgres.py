@@ -46,6 +46,8 @@ class _Connection:
 
 
 class PostgresIndex(SqlIndex):
+    """A psycopg connection pool; an advisory lock on a held connection is the hold."""
+
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     LIKE = "ILIKE"
@@ -61,7 +63,8 @@ class PostgresIndex(SqlIndex):
         self._migrate()
 
     @classmethod
-    def open(cls, spec: str, data_dir: Path) -> PostgresIndex:
+    def open(cls, spec: str, sqlite_file: Path) -> PostgresIndex:
+        """Open the index at a PostgreSQL URL (``sqlite_file`` is not used)."""
         return cls(spec)
 
     @contextmanager

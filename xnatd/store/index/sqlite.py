@@ -1,4 +1,5 @@
-"""The embedded SQLite index (sqlite-utils over one WAL-mode connection); SQL in sql.py.
+"""The embedded SQLite index (sqlite-utils over one WAL-mode connection); SQL in sql.py
+and the table modules it composes.
 
 Writes run inside ``BEGIN IMMEDIATE`` so a compare-and-set is atomic across threads,
 the command line and other processes. ``synchronous=FULL``: a committed row survives
@@ -21,7 +22,6 @@ from typing import Any
 import sqlite_utils
 
 from xnatd.store.index.sql import SqlIndex
-from xnatd.store.layout import INDEX_FILE
 
 
 class SqliteIndex(SqlIndex):
@@ -56,8 +56,9 @@ class SqliteIndex(SqlIndex):
         return str(self.path)
 
     @classmethod
-    def open(cls, spec: str, data_dir: Path) -> SqliteIndex:
-        return cls(data_dir / INDEX_FILE)
+    def open(cls, spec: str, sqlite_file: Path) -> SqliteIndex:
+        """Open the index in ``sqlite_file`` (``spec`` is just the name "sqlite")."""
+        return cls(sqlite_file)
 
     # -- plumbing ----------------------------------------------------------------
     @contextmanager

@@ -12,22 +12,27 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from xnatd.api.app import Caller, Services, Svc, require
 from xnatd.api.auth import Principal, Right
+from xnatd.api.deps import Caller, Services, Svc, require
 from xnatd.archive.policy import OVERWRITE_MODES
 from xnatd.operations import Refused
-from xnatd.rows import finding_row, iso, prearchive_row
-from xnatd.store.index.base import PrearchiveSession
+from xnatd.rows import finding_row, prearchive_row
+from xnatd.store.index.records import PrearchiveSession
 from xnatd.store.layout import PrearchiveName
+from xnatd.units import iso
 
 router = APIRouter(tags=["prearchive"])
 
 
 def prearchive_uri(name: PrearchiveName | str) -> str:
+    """XNAT's URI of a prearchive session: ``/prearchive/projects/P/TS/LABEL``."""
     return f"/prearchive/projects/{name}"
 
 
 def archive_uri(svc: Services, session_id: str | None) -> str:
+    """XNAT's URI of an archived session (empty when there is none):
+    ``/archive/projects/P/subjects/S/experiments/LABEL``.
+    """
     archived = svc.store.index.get_archived(session_id) if session_id else None
     if archived is None:
         return ""
@@ -79,6 +84,7 @@ def list_all(principal: Principal = Caller, svc: Services = Svc) -> JSONResponse
 
 @router.get("/data/prearchive/projects/{project}")
 def list_project(project: str, principal: Principal = Caller, svc: Services = Svc) -> JSONResponse:
+    """The prearchive sessions of one project."""
     require(principal, project, Right.READ_ALL, to_see=Right.READ_ALL)
     return _result_set([xnat_row(s) for s in svc.store.index.list_sessions(project=project)])
 
@@ -87,6 +93,7 @@ def list_project(project: str, principal: Principal = Caller, svc: Services = Sv
 def show(
     project: str, timestamp: str, label: str, principal: Principal = Caller, svc: Services = Svc
 ) -> JSONResponse:
+    """One prearchive session, with the PHI check's findings."""
     name = PrearchiveName(project, timestamp, label)
     session = _session(svc, principal, name, Right.READ_ALL)
     findings = [finding_row(f) for f in svc.store.prearchive.findings(session)]
@@ -130,6 +137,7 @@ def act(
 def delete(
     project: str, timestamp: str, label: str, principal: Principal = Caller, svc: Services = Svc
 ) -> PlainTextResponse:
+    """Delete a prearchive session (its files kept under ``deleted/``); 409 when refused."""
     name = PrearchiveName(project, timestamp, label)
     _session(svc, principal, name, Right.MANAGE)
     try:

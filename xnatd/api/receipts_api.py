@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
-from xnatd.api.app import Caller, Services, Svc
 from xnatd.api.auth import Principal
+from xnatd.api.deps import Caller, Services, Svc
 from xnatd.store.receipts import parse_since, receipts, with_iso_times
 
 router = APIRouter(tags=["receipts"])

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from pynetdicom.transport import AssociationSocket
 
 from xnatd.scp.transport import QuickAckSocket
 from xnatd.tls import peer_subject
@@ -40,6 +39,7 @@ class TLSQuickAckSocket(QuickAckSocket):
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
         super().__init__(sock)
+        self._tls = sock
         self._held = b""  # read by ``peek``, given back by the next read
 
     def peek(self) -> int | None:
@@ -49,15 +49,17 @@ class TLSQuickAckSocket(QuickAckSocket):
         return self._held[0] if self._held else None
 
     def pending(self) -> int:
-        return len(self._held) + self._sock.pending()
+        return len(self._held) + self._tls.pending()
 
     def recv(self, size: int, *flags: int) -> bytes:
+        """Read, the byte ``peek`` held back first."""
         if self._held:
             data, self._held = self._held[:size], self._held[size:]
             return data
         return super().recv(size)
 
     def recv_into(self, buffer: Any, size: int = 0, *flags: int) -> int:
+        """Read into buffer, the byte ``peek`` held back first."""
         size = size or len(buffer)
         if self._held:
             count = min(size, len(self._held))
@@ -77,7 +79,7 @@ def _handshake(
     try:
         secured = context.wrap_socket(raw, server_side=True)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
         log.warning("tls_refused", peer=_peer(address), reason=str(reason))
         with contextlib.suppress(OSError):
             raw.close()
@@ -129,20 +131,3 @@ def port_context(receivers: Mapping[str, Any]) -> ssl.SSLContext | None:
         if receiver.tls is not None:
             return receiver.tls.context
     return None
-
-
-def see_bytes_held_by_tls() -> None:
-    """pynetdicom's readiness check sees decrypted bytes waiting in a
-    TLSQuickAckSocket (it only knows to ask a bare SSLSocket). Idempotent."""
-    if getattr(AssociationSocket, "_xnatd_tls_ready", False):
-        return
-    ready = AssociationSocket.ready
-
-    def ready_or_held(self: AssociationSocket) -> bool:
-        sock = self.socket
-        if isinstance(sock, TLSQuickAckSocket) and self._is_connected and sock.pending():
-            return True
-        return bool(ready.fget(self))  # type: ignore[attr-defined]
-
-    AssociationSocket.ready = property(ready_or_held)  # type: ignore[method-assign]
-    AssociationSocket._xnatd_tls_ready = True  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ MAX_VALUE = 200  # characters of a value shown; longer ones are cut
 
 @dataclass(frozen=True)
 class HeaderRow:
+    """One element of the header table; ``depth`` is its sequence nesting."""
+
     path: str  # "(0040,A730)[0]/(0040,A160)", as findings name it
     depth: int
     tag: str

@@ -13,35 +13,18 @@ from dataclasses import dataclass
 
 import structlog
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from xnatd.config import Receiver
 from xnatd.scp.commitment import STORAGE_COMMITMENT
-from xnatd.scp.dataphase import read_data_phase_natively
 from xnatd.scp.guard import ConnectionGuard
 from xnatd.scp.handoff import Load
-from xnatd.scp.negotiation import accept_storage_by_rule
-from xnatd.scp.tls import handshake_before_serving, port_context, see_bytes_held_by_tls
-from xnatd.scp.transport import (
-    QuickAckSocket,
-    quick_ack_requests,
-    wake_association_on_message,
-    wake_dul_on_io,
-)
+from xnatd.scp.tls_handshake import handshake_before_serving, port_context
+from xnatd.scp.transport import QuickAckSocket, quick_ack_requests
 
 log = structlog.get_logger(__name__)
-
-# Accept every storage SOP class, private ones included, in the transfer syntax the
-# sender proposes first: files are kept as sent, never transcoded (scp/negotiation.py).
-accept_storage_by_rule()
-# pynetdicom logs every C-STORE at INFO with its identifiers; our own events say enough.
-_config.LOG_REQUEST_IDENTIFIERS = False
-wake_dul_on_io()
-wake_association_on_message()
-read_data_phase_natively()
-see_bytes_held_by_tls()
 
 MAX_ASSOCIATIONS = 64
 NETWORK_TIMEOUT = 60.0
@@ -61,6 +44,7 @@ class HandoffServer(ListeningServer):
     (an unused loopback port, as socketserver wants a socket)."""
 
     def server_bind(self) -> None:
+        """Bind an unused loopback port, keeping the configured address as the one reported."""
         configured = self.server_address
         self.server_address = ("127.0.0.1", 0)
         super().server_bind()
@@ -69,6 +53,8 @@ class HandoffServer(ListeningServer):
 
 @dataclass(frozen=True)
 class Endpoint:
+    """The address and port a receiver listens on; receivers that share one share a server."""
+
     host: str
     port: int
 
@@ -190,7 +176,8 @@ class Listeners:
             address = client.getpeername()
         except OSError:  # the caller already hung up
             return False
-        server.process_request(QuickAckSocket(client), address)
+        # socketserver hands the request object to the handler as it is.
+        server.process_request(QuickAckSocket(client), address)  # type: ignore[arg-type]
         return True
 
     def _stop(self, endpoint: Endpoint) -> None:

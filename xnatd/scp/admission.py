@@ -63,6 +63,7 @@ class AllowEntry:
             return cls(check_ae_title(text), None)
 
     def admits(self, calling_ae: str, address: str) -> bool:
+        """Whether a caller with this AE title from this address matches the item."""
         if self.ae_title is not None and self.ae_title != calling_ae.strip():
             return False
         if self.network is not None:

@@ -13,14 +13,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xnatd.anon import alter_pixels
+from xnatd.anon.context import Context
 from xnatd.anon.dates import shift_date, shift_datetime
-
-if TYPE_CHECKING:
-    from xnatd.anon.engine import Context
-    from xnatd.anon.script import Call, Value
+from xnatd.anon.language import Call, ListValue, ScriptError, ScriptFailed, Value, Variable
+from xnatd.anon.tagpath import TagPath
 
 DOB_LIMIT_DAYS = round(365.24 * 89)  # XNAT's 89 years
 PATIENT_AGE, PATIENT_BIRTH_DATE, STUDY_DATE = 0x00101010, 0x00100030, 0x00080020
@@ -246,7 +245,6 @@ def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str] | 
 
 
 def _names_paths(ctx: Context, node: Value) -> bool:
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     if isinstance(node, Variable):
@@ -308,7 +306,6 @@ def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
 def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
     """The values of every element each tag path names (at any item, through wildcards),
     paths given directly, in lists (nested ones too) or in variables holding lists."""
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     values: list[str] = []
@@ -336,7 +333,6 @@ def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
 def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
     """Blank every element holding one of the values: given as values, or as tag paths
     (each element a path names gives its value)."""
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     known: set[str] = set()
@@ -368,7 +364,6 @@ def f_blank_known_phi(ctx: Context, args: tuple[Value, ...]) -> None:
 
 def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
     """Blank a rectangle of every frame (left/top inclusive, right/bottom exclusive)."""
-    from xnatd.anon.engine import ScriptFailed
 
     try:
         box = alter_pixels.parse_rectangle(_text(ctx, args, 0), _text(ctx, args, 1))
@@ -426,15 +421,12 @@ def check_call(call: Call) -> None:
     Raises:
         ScriptError: naming the line.
     """
-    from xnatd.anon.script import ScriptError
 
     entry = FUNCTIONS.get(call.name)
     if entry is None:
         raise ScriptError(f"unknown function {call.name}[]", call.line, 1)
     _, low, high = entry
     if call.name == "retainPrivateTags":
-        from xnatd.anon.tagpath import TagPath
-
         for arg in call.args:
             if isinstance(arg, TagPath) and arg.steps[-1].creator is None:
                 raise ScriptError(

@@ -11,8 +11,9 @@ level or more) or ``.`` (exactly one level), as in ``*/(0010,0010)`` or
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -101,7 +102,7 @@ class TagPath:
     text: str = ""
 
     @classmethod
-    def from_parts(cls, parts: list) -> TagPath:
+    def from_parts(cls, parts: Sequence[Any]) -> TagPath:
         """From the grammar: level wildcard tokens and (TAG text, item) steps, in order.
 
         Raises:
@@ -124,21 +125,6 @@ class TagPath:
             raise ValueError("a tag path needs at least one tag")
         text = "/".join(part if isinstance(part, str) else part.text for part in built)
         return cls(tuple(built), text)
-
-    @classmethod
-    def parse(cls, text: str) -> TagPath:
-        """A tag path given as a string argument (``delete["(0010,0010)"]``); a private
-        element may be named by its number here, as DicomEdit's string paths allow.
-
-        Raises:
-            ValueError: not a tag path.
-        """
-        from xnatd.anon.script import ScriptError, parse_tagpath
-
-        try:
-            return parse_tagpath(text.strip())
-        except ScriptError as error:
-            raise ValueError(f"{text!r} is not a tag path") from error
 
     # -- what the path says ----------------------------------------------------------
     @property

@@ -82,6 +82,8 @@ class Rejected(Exception):
 
 @dataclass
 class Result:
+    """What a run of a script did to its file: rejected, and the values it echoed."""
+
     rejected: bool = False
     echoes: list[str] = field(default_factory=list)
 
@@ -128,6 +130,7 @@ class Context:
 
     # -- values ------------------------------------------------------------------------
     def value(self, node: Any) -> Any:
+        """A term's value: text, a number, an element's value, a variable's or a call's."""
         if isinstance(node, str | int | float):
             return node
         if isinstance(node, TagPath):
@@ -146,6 +149,7 @@ class Context:
         raise ScriptFailed(f"cannot evaluate {node!r}")
 
     def text(self, node: Any) -> str | None:
+        """A term's value as text (None for a missing element)."""
         return _as_text(self.value(node))
 
     def paths(self, node: Any) -> list[TagPath]:
@@ -181,9 +185,11 @@ class Context:
         return self.dataset
 
     def find(self, path: TagPath) -> list[tuple[Dataset, int]]:
+        """Every (dataset, tag) the path names that exists, nested items included."""
         return path.find(self.root(path))
 
     def get(self, path: TagPath) -> str | None:
+        """The value of the first element the path names, as text; None if none."""
         found = self.find(path)
         if not found:
             return None
@@ -197,6 +203,7 @@ class Context:
         return "" if element.VR == "SQ" else _as_text(element.value) or ""
 
     def get_tag(self, tag: int) -> str | None:
+        """The value of a top-level element, as text; None if absent."""
         element = self.dataset.get(tag)
         return None if element is None else _as_text(element.value)
 
@@ -208,6 +215,7 @@ class Context:
 
     # -- changes ----------------------------------------------------------------------
     def write(self, dataset: Dataset, tag: int, value: Any) -> None:
+        """Set one element's value, converted to its VR (created if absent)."""
         element = dataset.get(tag)
         vr = element.VR if element is not None else _vr_for(tag)
         converted = _convert(value, vr, tag)
@@ -327,11 +335,13 @@ class Context:
         walk(self.dataset)
 
     def reject(self) -> None:
+        """The script rejects the file: it is not kept (``reject[]``)."""
         self.result.rejected = True
         raise Rejected
 
     # -- statements --------------------------------------------------------------------
     def call(self, call: Call) -> Any:
+        """Run a function of the language; its failures name the line."""
         function, _, _ = self.functions[call.name]
         try:
             return function(self, call.args)
@@ -341,6 +351,7 @@ class Context:
             raise ScriptFailed(f"line {call.line}: {call.name}[]: {exc}") from exc
 
     def test(self, condition: Compare | Predicate) -> bool:
+        """Whether a condition holds for this file."""
         if isinstance(condition, Predicate):
             result = self.call(condition.call)
             return result is True or _as_text(result) == "true"
@@ -361,10 +372,12 @@ class Context:
         return matched if condition.operator == "~" else not matched
 
     def run(self, statements: tuple[Statement, ...]) -> None:
+        """Execute statements in order."""
         for statement in statements:
             self.execute(statement)
 
     def execute(self, statement: Statement) -> None:
+        """Execute one statement."""
         if isinstance(statement, Assign):
             self.assign(
                 statement.target,

@@ -34,6 +34,7 @@ def hash_uid(value: str) -> str:
 
 
 def new_uid() -> str:
+    """A new random UID under 2.25 (XNAT's newUID[])."""
     return "2.25." + str(uuid.uuid4().int)
 
 
@@ -77,14 +78,17 @@ def _int(ctx: Context, args: tuple[Value, ...], index: int) -> int:
 
 # -- the functions ----------------------------------------------------------------------
 def f_concatenate(ctx: Context, args: tuple[Value, ...]) -> str:
+    """concatenate[a, b, ...]: the texts joined."""
     return "".join(_text(ctx, args, i) for i in range(len(args)))
 
 
 def f_format(ctx: Context, args: tuple[Value, ...]) -> str:
+    """format[pattern, args...]: Java's MessageFormat-style ``{0}`` substitution."""
     return _java_format(_text(ctx, args, 0), [_text(ctx, args, i) for i in range(1, len(args))])
 
 
 def f_substring(ctx: Context, args: tuple[Value, ...]) -> str:
+    """substring[text, begin(, end)]: characters begin to end (exclusive)."""
     text = _text(ctx, args, 0)
     begin = _int(ctx, args, 1)
     end = _int(ctx, args, 2) if len(args) > 2 else len(text)
@@ -94,6 +98,7 @@ def f_substring(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_replace(ctx: Context, args: tuple[Value, ...]) -> str:
+    """replace[text, old, new]: every occurrence of old replaced."""
     return _text(ctx, args, 0).replace(_text(ctx, args, 1), _text(ctx, args, 2))
 
 
@@ -118,10 +123,12 @@ def _case(change: Callable[[str], str], name: str) -> Callable[[Context, tuple[V
 
 
 def f_ismatch(ctx: Context, args: tuple[Value, ...]) -> bool:
+    """ismatch[text, regex]: whether the whole text matches."""
     return re.fullmatch(_text(ctx, args, 1), _text(ctx, args, 0)) is not None
 
 
 def f_hash_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    """hashUID[uid]: XNAT's SHA-1 based replacement UID under 2.25."""
     value = ctx.text(args[0])
     return hash_uid(value) if value else value
 
@@ -172,12 +179,14 @@ def f_lookup(ctx: Context, args: tuple[Value, ...]) -> str | None:
 
 
 def f_get_url(ctx: Context, args: tuple[Value, ...]) -> str:
+    """getURL[url]: the body of a GET, stripped (10 s timeout)."""
     url = _text(ctx, args, 0)
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode("utf-8", "replace").strip()
 
 
 def f_url_encode(ctx: Context, args: tuple[Value, ...]) -> str:
+    """urlEncode[text]: the text form-encoded."""
     return urllib.parse.quote_plus(_text(ctx, args, 0))
 
 
@@ -202,15 +211,18 @@ def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_remove_tags(ctx: Context, args: tuple[Value, ...]) -> None:
+    """removeTags[paths...]: delete every element the paths name."""
     for path in (p for arg in args for p in ctx.paths(arg)):
         ctx.delete(path)
 
 
 def f_delete(ctx: Context, args: tuple[Value, ...]) -> None:
+    """delete[path]: delete the elements a path given as a value names."""
     ctx.delete(ctx.path(args[0]))
 
 
 def f_set(ctx: Context, args: tuple[Value, ...]) -> None:
+    """set[path, value]: assign through a path given as a value."""
     ctx.assign(ctx.path(args[0]), ctx.value(args[1]))
 
 
@@ -220,10 +232,12 @@ def f_is_present(ctx: Context, args: tuple[Value, ...]) -> bool:
 
 
 def f_shift_date(ctx: Context, args: tuple[Value, ...]) -> str:
+    """shiftDateByIncrement[date, days]: a DA value moved by days."""
     return shift_date(_text(ctx, args, 0), _int(ctx, args, 1))
 
 
 def f_shift_datetime(ctx: Context, args: tuple[Value, ...]) -> str:
+    """shiftDateTimeByIncrement[dt, n(, units)]: a DT value moved."""
     units = _text(ctx, args, 2) if len(args) > 2 else "seconds"
     return shift_datetime(_text(ctx, args, 0), _int(ctx, args, 1), units)
 
@@ -255,6 +269,8 @@ def _names_paths(ctx: Context, node: Value) -> bool:
 
 
 def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
+    """shiftDateTimeSequenceByIncrement[seconds, paths...]: every DT value the paths
+    name moved, in place."""
     seconds = _int(ctx, args, 0)
     for path in (p for arg in args[1:] for p in ctx.paths(arg)):
         for dataset, tag in ctx.find(path):
@@ -264,6 +280,7 @@ def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_normalize_string(ctx: Context, args: tuple[Value, ...]) -> str:
+    """normalizeString[text(, replacement)]: non-ASCII characters replaced."""
     replacement = _text(ctx, args, 1) if len(args) > 1 else "_"
     return re.sub(r"[^\x00-\x7f]", lambda _: replacement, _text(ctx, args, 0))
 
@@ -374,6 +391,7 @@ def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_reject(ctx: Context, args: tuple[Value, ...]) -> None:
+    """reject[]: the file is not kept."""
     ctx.reject()
 
 

@@ -25,6 +25,8 @@ class ScriptError(ValueError):
 # -- the statements and values the engine walks --------------------------------------
 @dataclass(frozen=True)
 class Call:
+    """A function call, ``name[args]``, with the line it is on."""
+
     name: str
     args: tuple[Value, ...]
     line: int
@@ -32,11 +34,15 @@ class Call:
 
 @dataclass(frozen=True)
 class Variable:
+    """A variable's value, by name."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class ListValue:
+    """A list literal, ``[a, b]``; its tag paths stay paths until used as values."""
+
     items: tuple[Value, ...]
 
 
@@ -45,6 +51,8 @@ Value = Union[str, int, float, TagPath, Call, Variable, ListValue]  # noqa: UP00
 
 @dataclass(frozen=True)
 class Compare:
+    """``left = right``, ``!=``, ``~`` (matches a regex) or ``!~``."""
+
     left: Value
     operator: str
     right: Value
@@ -52,6 +60,8 @@ class Compare:
 
 @dataclass(frozen=True)
 class Predicate:
+    """A call used as a condition (``isPresent[...]``)."""
+
     call: Call
 
 
@@ -60,6 +70,8 @@ Condition = Compare | Predicate
 
 @dataclass(frozen=True)
 class Assign:
+    """``path := value`` (or ``path ?= value``: only if the element is present)."""
+
     target: TagPath
     value: Value
     only_if_present: bool = False
@@ -68,22 +80,30 @@ class Assign:
 
 @dataclass(frozen=True)
 class Initialize:
+    """``name := value``: a variable's value."""
+
     name: str
     value: Value
 
 
 @dataclass(frozen=True)
 class Delete:
+    """``- path``: delete what the path names."""
+
     target: TagPath
 
 
 @dataclass(frozen=True)
 class Echo:
+    """``echo value``: a value for the log."""
+
     value: Value | None
 
 
 @dataclass(frozen=True)
 class Conditional:
+    """``condition ? then : otherwise``."""
+
     condition: Condition
     then: Statement
     otherwise: Statement | None
@@ -91,29 +111,39 @@ class Conditional:
 
 @dataclass(frozen=True)
 class IfChain:
+    """``if (c) { ... } elseif (c) { ... } else { ... }``."""
+
     branches: tuple[tuple[Condition, tuple[Statement, ...]], ...]
     otherwise: tuple[Statement, ...] | None
 
 
 @dataclass(frozen=True)
 class Describe:
+    """``describe name "label"``: a variable's label for people."""
+
     name: str
     label: str
 
 
 @dataclass(frozen=True)
 class Export:
+    """``export name "path"``: a variable exported to a field of the session."""
+
     name: str
     path: str
 
 
 @dataclass(frozen=True)
 class RemoveAllPrivate:
+    """``removeAllPrivateTags``."""
+
     pass
 
 
 @dataclass(frozen=True)
 class Version:
+    """``version "6.x"``."""
+
     text: str
 
 
@@ -134,6 +164,8 @@ Statement = Union[  # noqa: UP007
 
 @dataclass(frozen=True)
 class Script:
+    """A parsed script: its statements, its version and the functions it calls."""
+
     statements: tuple[Statement, ...]
     version: str | None
     source: str  # file name or "<text>", for messages
@@ -141,6 +173,7 @@ class Script:
     lookup: Mapping[str, str] | None = None  # the table lookup[] reads, when one is given
 
     def with_lookup(self, table: Mapping[str, str]) -> Script:
+        """The same script reading ``lookup[]`` values from ``table``."""
         return replace(self, lookup=table)
 
 

@@ -39,6 +39,8 @@ def _hex_matches(pattern: str, value: int) -> bool:
 
 @dataclass(frozen=True)
 class Step:
+    """One tag of a path: group and element (wildcards allowed), private creator, item."""
+
     group: str  # four hex digits, wildcards allowed
     element: str  # four hex digits, or two after a private creator
     creator: str | None = None
@@ -46,10 +48,12 @@ class Step:
 
     @property
     def concrete(self) -> bool:
+        """Whether the step names one tag (no wildcard digits)."""
         return not re.search(r"[Xx#@]", self.group + self.element)
 
     @property
     def text(self) -> str:
+        """The step as written: ``(0010,0010)``, ``(0019,{Creator}10)[0]``."""
         creator = "{" + self.creator + "}" if self.creator is not None else ""
         item = f"[{self.item}]" if self.item is not None else ""
         return f"({self.group},{creator}{self.element}){item}"
@@ -83,6 +87,7 @@ class Step:
                     yield tag.element, tag.group
 
     def items_of(self, dataset: Dataset, tag: int) -> list[Dataset]:
+        """The sequence items of ``tag`` this step's item selector names."""
         element = dataset[tag]
         if element.VR != "SQ" or not element.value:
             return []
@@ -98,6 +103,8 @@ Part = Step | str  # a step, or a level wildcard "*", "+" or "."
 
 @dataclass(frozen=True)
 class TagPath:
+    """A DicomEdit tag path: steps through nested sequences, with level wildcards."""
+
     parts: tuple[Part, ...]
     text: str = ""
 
@@ -129,6 +136,7 @@ class TagPath:
     # -- what the path says ----------------------------------------------------------
     @property
     def steps(self) -> tuple[Step, ...]:
+        """The path's steps, without its level wildcards."""
         return tuple(part for part in self.parts if isinstance(part, Step))
 
     @property

@@ -28,6 +28,8 @@ class PixelEditError(ValueError):
 
 @dataclass(frozen=True)
 class Rectangle:
+    """A rectangle in pixels: left and top inclusive, right and bottom exclusive."""
+
     left: int
     top: int
     right: int
@@ -43,6 +45,7 @@ def _params(text: str, what: str) -> dict[str, str]:
 
 
 def parse_rectangle(shape: str, params: str) -> Rectangle:
+    """alterPixels' shape and its ``l=, t=, r=, b=`` parameters as a Rectangle."""
     if shape.strip().lower() != "rectangle":
         raise PixelEditError(f"alterPixels: shape {shape!r} is not supported (only rectangle)")
     values = _params(params, "shape parameters")
@@ -55,6 +58,7 @@ def parse_rectangle(shape: str, params: str) -> Rectangle:
 
 
 def parse_fill(fill: str, params: str) -> int:
+    """alterPixels' fill (only ``solid``) and its ``v=`` parameter as the pixel value."""
     if fill.strip().lower() != "solid":
         raise PixelEditError(f"alterPixels: fill {fill!r} is not supported (only solid)")
     value = _params(params, "fill parameters").get("v")

@@ -13,14 +13,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xnatd.anon import alter_pixels
+from xnatd.anon.context import Context
 from xnatd.anon.dates import shift_date, shift_datetime
-
-if TYPE_CHECKING:
-    from xnatd.anon.engine import Context
-    from xnatd.anon.script import Call, Value
+from xnatd.anon.language import Call, ListValue, ScriptError, ScriptFailed, Value, Variable
+from xnatd.anon.tagpath import TagPath
 
 DOB_LIMIT_DAYS = round(365.24 * 89)  # XNAT's 89 years
 PATIENT_AGE, PATIENT_BIRTH_DATE, STUDY_DATE = 0x00101010, 0x00100030, 0x00080020
@@ -35,6 +34,7 @@ def hash_uid(value: str) -> str:
 
 
 def new_uid() -> str:
+    """A new random UID under 2.25 (XNAT's newUID[])."""
     return "2.25." + str(uuid.uuid4().int)
 
 
@@ -78,14 +78,17 @@ def _int(ctx: Context, args: tuple[Value, ...], index: int) -> int:
 
 # -- the functions ----------------------------------------------------------------------
 def f_concatenate(ctx: Context, args: tuple[Value, ...]) -> str:
+    """concatenate[a, b, ...]: the texts joined."""
     return "".join(_text(ctx, args, i) for i in range(len(args)))
 
 
 def f_format(ctx: Context, args: tuple[Value, ...]) -> str:
+    """format[pattern, args...]: Java's MessageFormat-style ``{0}`` substitution."""
     return _java_format(_text(ctx, args, 0), [_text(ctx, args, i) for i in range(1, len(args))])
 
 
 def f_substring(ctx: Context, args: tuple[Value, ...]) -> str:
+    """substring[text, begin(, end)]: characters begin to end (exclusive)."""
     text = _text(ctx, args, 0)
     begin = _int(ctx, args, 1)
     end = _int(ctx, args, 2) if len(args) > 2 else len(text)
@@ -95,6 +98,7 @@ def f_substring(ctx: Context, args: tuple[Value, ...]) -> str:
 
 
 def f_replace(ctx: Context, args: tuple[Value, ...]) -> str:
+    """replace[text, old, new]: every occurrence of old replaced."""
     return _text(ctx, args, 0).replace(_text(ctx, args, 1), _text(ctx, args, 2))
 
 
@@ -119,10 +123,12 @@ def _case(change: Callable[[str], str], name: str) -> Callable[[Context, tuple[V
 
 
 def f_ismatch(ctx: Context, args: tuple[Value, ...]) -> bool:
+    """ismatch[text, regex]: whether the whole text matches."""
     return re.fullmatch(_text(ctx, args, 1), _text(ctx, args, 0)) is not None
 
 
 def f_hash_uid(ctx: Context, args: tuple[Value, ...]) -> str | None:
+    """hashUID[uid]: XNAT's SHA-1 based replacement UID under 2.25."""
     value = ctx.text(args[0])
     return hash_uid(value) if value else value
 
@@ -173,12 +179,14 @@ def f_lookup(ctx: Context, args: tuple[Value, ...]) -> str | None:
 
 
 def f_get_url(ctx: Context, args: tuple[Value, ...]) -> str:
+    """getURL[url]: the body of a GET, stripped (10 s timeout)."""
     url = _text(ctx, args, 0)
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode("utf-8", "replace").strip()
 
 
 def f_url_encode(ctx: Context, args: tuple[Value, ...]) -> str:
+    """urlEncode[text]: the text form-encoded."""
     return urllib.parse.quote_plus(_text(ctx, args, 0))
 
 
@@ -203,15 +211,18 @@ def f_retain_private_tags(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_remove_tags(ctx: Context, args: tuple[Value, ...]) -> None:
+    """removeTags[paths...]: delete every element the paths name."""
     for path in (p for arg in args for p in ctx.paths(arg)):
         ctx.delete(path)
 
 
 def f_delete(ctx: Context, args: tuple[Value, ...]) -> None:
+    """delete[path]: delete the elements a path given as a value names."""
     ctx.delete(ctx.path(args[0]))
 
 
 def f_set(ctx: Context, args: tuple[Value, ...]) -> None:
+    """set[path, value]: assign through a path given as a value."""
     ctx.assign(ctx.path(args[0]), ctx.value(args[1]))
 
 
@@ -221,10 +232,12 @@ def f_is_present(ctx: Context, args: tuple[Value, ...]) -> bool:
 
 
 def f_shift_date(ctx: Context, args: tuple[Value, ...]) -> str:
+    """shiftDateByIncrement[date, days]: a DA value moved by days."""
     return shift_date(_text(ctx, args, 0), _int(ctx, args, 1))
 
 
 def f_shift_datetime(ctx: Context, args: tuple[Value, ...]) -> str:
+    """shiftDateTimeByIncrement[dt, n(, units)]: a DT value moved."""
     units = _text(ctx, args, 2) if len(args) > 2 else "seconds"
     return shift_datetime(_text(ctx, args, 0), _int(ctx, args, 1), units)
 
@@ -246,7 +259,6 @@ def f_shift_datetime_list(ctx: Context, args: tuple[Value, ...]) -> list[str] | 
 
 
 def _names_paths(ctx: Context, node: Value) -> bool:
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     if isinstance(node, Variable):
@@ -257,6 +269,8 @@ def _names_paths(ctx: Context, node: Value) -> bool:
 
 
 def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
+    """shiftDateTimeSequenceByIncrement[seconds, paths...]: every DT value the paths
+    name moved, in place."""
     seconds = _int(ctx, args, 0)
     for path in (p for arg in args[1:] for p in ctx.paths(arg)):
         for dataset, tag in ctx.find(path):
@@ -266,6 +280,7 @@ def f_shift_datetime_sequence(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_normalize_string(ctx: Context, args: tuple[Value, ...]) -> str:
+    """normalizeString[text(, replacement)]: non-ASCII characters replaced."""
     replacement = _text(ctx, args, 1) if len(args) > 1 else "_"
     return re.sub(r"[^\x00-\x7f]", lambda _: replacement, _text(ctx, args, 0))
 
@@ -308,7 +323,6 @@ def f_scale_age_and_dob(ctx: Context, args: tuple[Value, ...]) -> None:
 def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
     """The values of every element each tag path names (at any item, through wildcards),
     paths given directly, in lists (nested ones too) or in variables holding lists."""
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     values: list[str] = []
@@ -336,7 +350,6 @@ def f_collect_values(ctx: Context, args: tuple[Value, ...]) -> list[str]:
 def f_blank_values(ctx: Context, args: tuple[Value, ...]) -> None:
     """Blank every element holding one of the values: given as values, or as tag paths
     (each element a path names gives its value)."""
-    from xnatd.anon.script import ListValue, Variable
     from xnatd.anon.tagpath import TagPath
 
     known: set[str] = set()
@@ -368,7 +381,6 @@ def f_blank_known_phi(ctx: Context, args: tuple[Value, ...]) -> None:
 
 def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
     """Blank a rectangle of every frame (left/top inclusive, right/bottom exclusive)."""
-    from xnatd.anon.engine import ScriptFailed
 
     try:
         box = alter_pixels.parse_rectangle(_text(ctx, args, 0), _text(ctx, args, 1))
@@ -379,6 +391,7 @@ def f_alter_pixels(ctx: Context, args: tuple[Value, ...]) -> None:
 
 
 def f_reject(ctx: Context, args: tuple[Value, ...]) -> None:
+    """reject[]: the file is not kept."""
     ctx.reject()
 
 
@@ -426,15 +439,12 @@ def check_call(call: Call) -> None:
     Raises:
         ScriptError: naming the line.
     """
-    from xnatd.anon.script import ScriptError
 
     entry = FUNCTIONS.get(call.name)
     if entry is None:
         raise ScriptError(f"unknown function {call.name}[]", call.line, 1)
     _, low, high = entry
     if call.name == "retainPrivateTags":
-        from xnatd.anon.tagpath import TagPath
-
         for arg in call.args:
             if isinstance(arg, TagPath) and arg.steps[-1].creator is None:
                 raise ScriptError(

@@ -225,8 +225,8 @@ class _Run:
 
     def walk(self, dataset: Dataset) -> None:
         private_kept = "retain-safe-private" in self.profile.options
-        for tag in list(dataset.keys()):
-            tag = int(tag)
+        for key in list(dataset.keys()):
+            tag = int(key)
             if tag >> 16 & 1:  # private
                 if not (private_kept and self._safe_private(dataset, tag)):
                     del dataset[tag]

@@ -8,16 +8,16 @@ line, the column and what was expected.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 from lark import (
     Lark,
     Token,
     Transformer,
+    Tree,
     UnexpectedCharacters,
     UnexpectedInput,
     UnexpectedToken,
@@ -25,140 +25,29 @@ from lark import (
 )
 from lark.exceptions import VisitError
 
+from xnatd.anon.functions import check_call
+from xnatd.anon.language import (
+    Assign,
+    Call,
+    Compare,
+    Conditional,
+    Delete,
+    Describe,
+    Echo,
+    Export,
+    IfChain,
+    Initialize,
+    ListValue,
+    Predicate,
+    RemoveAllPrivate,
+    Script,
+    ScriptError,
+    Variable,
+    Version,
+)
 from xnatd.anon.tagpath import TagPath
 
 GRAMMAR = Path(__file__).with_name("de6.lark")
-
-
-class ScriptError(ValueError):
-    """A script that does not parse or refers to something that does not exist."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        self.line, self.column = line, column
-        where = f"line {line}, column {column}: " if line is not None else ""
-        super().__init__(where + message)
-
-
-# -- the statements and values the engine walks --------------------------------------
-@dataclass(frozen=True)
-class Call:
-    name: str
-    args: tuple[Value, ...]
-    line: int
-
-
-@dataclass(frozen=True)
-class Variable:
-    name: str
-
-
-@dataclass(frozen=True)
-class ListValue:
-    items: tuple[Value, ...]
-
-
-Value = Union[str, int, float, TagPath, Call, Variable, ListValue]  # noqa: UP007
-
-
-@dataclass(frozen=True)
-class Compare:
-    left: Value
-    operator: str
-    right: Value
-
-
-@dataclass(frozen=True)
-class Predicate:
-    call: Call
-
-
-Condition = Compare | Predicate
-
-
-@dataclass(frozen=True)
-class Assign:
-    target: TagPath
-    value: Value
-    only_if_present: bool = False
-    line: int = field(default=0, compare=False)  # for messages at load
-
-
-@dataclass(frozen=True)
-class Initialize:
-    name: str
-    value: Value
-
-
-@dataclass(frozen=True)
-class Delete:
-    target: TagPath
-
-
-@dataclass(frozen=True)
-class Echo:
-    value: Value | None
-
-
-@dataclass(frozen=True)
-class Conditional:
-    condition: Condition
-    then: Statement
-    otherwise: Statement | None
-
-
-@dataclass(frozen=True)
-class IfChain:
-    branches: tuple[tuple[Condition, tuple[Statement, ...]], ...]
-    otherwise: tuple[Statement, ...] | None
-
-
-@dataclass(frozen=True)
-class Describe:
-    name: str
-    label: str
-
-
-@dataclass(frozen=True)
-class Export:
-    name: str
-    path: str
-
-
-@dataclass(frozen=True)
-class RemoveAllPrivate:
-    pass
-
-
-@dataclass(frozen=True)
-class Version:
-    text: str
-
-
-Statement = Union[  # noqa: UP007
-    Assign,
-    Initialize,
-    Delete,
-    Echo,
-    Call,
-    Conditional,
-    IfChain,
-    Describe,
-    Export,
-    RemoveAllPrivate,
-    Version,
-]
-
-
-@dataclass(frozen=True)
-class Script:
-    statements: tuple[Statement, ...]
-    version: str | None
-    source: str  # file name or "<text>", for messages
-    functions: frozenset[str] = frozenset()  # every function the script calls
-    lookup: Mapping[str, str] | None = None  # the table lookup[] reads, when one is given
-
-    def with_lookup(self, table: Mapping[str, str]) -> Script:
-        return replace(self, lookup=table)
 
 
 # -- strings ------------------------------------------------------------------------------
@@ -186,24 +75,24 @@ class _ToStatements(Transformer):
         # argument may also name a private element by number, delete["(0009,1010)"].
         self.strict = strict
 
-    def start(self, items: list) -> tuple:
+    def start(self, items: Sequence[Any]) -> tuple:
         return tuple(items)
 
-    def string(self, items: list[Token]) -> str:
+    def string(self, items: Sequence[Token]) -> str:
         return unquote(items[0])
 
-    def number(self, items: list[Token]) -> int | float:
+    def number(self, items: Sequence[Token]) -> int | float:
         text = str(items[0])
         return float(text) if "." in text else int(text)
 
-    def variable(self, items: list[Token]) -> Variable:
+    def variable(self, items: Sequence[Token]) -> Variable:
         return Variable(str(items[0]))
 
-    def list(self, items: list) -> ListValue:
+    def list(self, items: Sequence[Any]) -> ListValue:
         return ListValue(tuple(item for item in items if item is not None))
 
     @v_args(meta=True)
-    def tagpath(self, meta: object, items: list) -> TagPath:
+    def tagpath(self, meta: object, items: Sequence[Any]) -> TagPath:
         line = getattr(meta, "line", None)
         try:
             path = TagPath.from_parts(items)
@@ -219,63 +108,63 @@ class _ToStatements(Transformer):
             )
         return path
 
-    def step(self, items: list) -> tuple[str, str | None]:
+    def step(self, items: Sequence[Any]) -> tuple[str, str | None]:
         return (str(items[0]), items[1])
 
-    def item(self, items: list[Token]) -> str:
+    def item(self, items: Sequence[Token]) -> str:
         return str(items[0])
 
-    def call(self, items: list) -> Call:
+    def call(self, items: Sequence[Any]) -> Call:
         name: Token = items[0]
         args = tuple(item for item in items[1:] if item is not None)
         return Call(str(name), args, name.line or 0)
 
-    def compare(self, items: list) -> Compare:
+    def compare(self, items: Sequence[Any]) -> Compare:
         return Compare(items[0], str(items[1]), items[2])
 
-    def predicate(self, items: list) -> Predicate:
+    def predicate(self, items: Sequence[Any]) -> Predicate:
         return Predicate(items[0])
 
     @v_args(meta=True)
-    def assign(self, meta: object, items: list) -> Assign:
+    def assign(self, meta: object, items: Sequence[Any]) -> Assign:
         return Assign(items[0], items[1], line=getattr(meta, "line", 0))
 
     @v_args(meta=True)
-    def assign_if_exists(self, meta: object, items: list) -> Assign:
+    def assign_if_exists(self, meta: object, items: Sequence[Any]) -> Assign:
         return Assign(items[0], items[1], only_if_present=True, line=getattr(meta, "line", 0))
 
-    def initialize(self, items: list) -> Initialize:
+    def initialize(self, items: Sequence[Any]) -> Initialize:
         return Initialize(str(items[0]), items[1])
 
-    def delete(self, items: list) -> Delete:
+    def delete(self, items: Sequence[Any]) -> Delete:
         return Delete(items[0])
 
-    def echo(self, items: list) -> Echo:
+    def echo(self, items: Sequence[Any]) -> Echo:
         return Echo(items[0] if items else None)
 
-    def conditional(self, items: list) -> Conditional:
+    def conditional(self, items: Sequence[Any]) -> Conditional:
         return Conditional(items[0], items[1], items[2] if len(items) > 2 else None)
 
-    def block(self, items: list) -> tuple:
+    def block(self, items: Sequence[Any]) -> tuple:
         return tuple(items)
 
-    def if_chain(self, items: list) -> IfChain:
+    def if_chain(self, items: Sequence[Any]) -> IfChain:
         # condition, block, [condition, block]..., else-block (None when absent)
         *pairs, otherwise = items
         branches = tuple((pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2))
         return IfChain(branches, otherwise)
 
-    def describe(self, items: list[Token]) -> Describe:
+    def describe(self, items: Sequence[Token]) -> Describe:
         label = str(items[1])
         return Describe(str(items[0]), unquote(label) if label.startswith('"') else label)
 
-    def export(self, items: list[Token]) -> Export:
+    def export(self, items: Sequence[Token]) -> Export:
         return Export(str(items[0]), unquote(items[1]))
 
-    def remove_all_private(self, items: list) -> RemoveAllPrivate:
+    def remove_all_private(self, items: Sequence[Any]) -> RemoveAllPrivate:
         return RemoveAllPrivate()
 
-    def version(self, items: list[Token]) -> Version:
+    def version(self, items: Sequence[Token]) -> Version:
         return Version(unquote(items[0]))
 
 
@@ -323,7 +212,7 @@ def _expected(error: UnexpectedInput) -> str:
 _JOIN_LINES = re.compile(r"\\\r?\n")
 
 
-def _tree(text: str) -> object:
+def _tree(text: str) -> Tree:
     """The parse tree of a script, or of one tag path given as text.
 
     Raises:
@@ -356,7 +245,7 @@ def _tree(text: str) -> object:
         raise ScriptError(str(error).splitlines()[0], error.line, error.column) from None
 
 
-def _transform(tree: object, *, strict: bool = True) -> tuple:
+def _transform(tree: Tree, *, strict: bool = True) -> tuple:
     try:
         return _ToStatements(strict=strict).transform(tree)
     except VisitError as error:
@@ -377,14 +266,25 @@ def parse_tagpath(text: str) -> TagPath:
     return statements[0].target
 
 
+def parse_path_argument(text: str) -> TagPath:
+    """A tag path given as a string argument (``delete["(0010,0010)"]``); a private
+    element may be named by its number here, as DicomEdit's string paths allow.
+
+    Raises:
+        ValueError: not a tag path.
+    """
+    try:
+        return parse_tagpath(text.strip())
+    except ScriptError as error:
+        raise ValueError(f"{text!r} is not a tag path") from error
+
+
 def parse(text: str, source: str = "<text>") -> Script:
     """Parse a script, refusing what DicomEdit refuses when it loads one.
 
     Raises:
         ScriptError: with line, column and what was expected there.
     """
-    from xnatd.anon.functions import check_call  # the table of known functions
-
     statements = _transform(_tree(text))
     version = next((s.text for s in statements if isinstance(s, Version)), None)
     if version is not None and not _SUPPORTED_VERSION.fullmatch(version):

@@ -11,8 +11,9 @@ level or more) or ``.`` (exactly one level), as in ``*/(0010,0010)`` or
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -38,6 +39,8 @@ def _hex_matches(pattern: str, value: int) -> bool:
 
 @dataclass(frozen=True)
 class Step:
+    """One tag of a path: group and element (wildcards allowed), private creator, item."""
+
     group: str  # four hex digits, wildcards allowed
     element: str  # four hex digits, or two after a private creator
     creator: str | None = None
@@ -45,10 +48,12 @@ class Step:
 
     @property
     def concrete(self) -> bool:
+        """Whether the step names one tag (no wildcard digits)."""
         return not re.search(r"[Xx#@]", self.group + self.element)
 
     @property
     def text(self) -> str:
+        """The step as written: ``(0010,0010)``, ``(0019,{Creator}10)[0]``."""
         creator = "{" + self.creator + "}" if self.creator is not None else ""
         item = f"[{self.item}]" if self.item is not None else ""
         return f"({self.group},{creator}{self.element}){item}"
@@ -82,6 +87,7 @@ class Step:
                     yield tag.element, tag.group
 
     def items_of(self, dataset: Dataset, tag: int) -> list[Dataset]:
+        """The sequence items of ``tag`` this step's item selector names."""
         element = dataset[tag]
         if element.VR != "SQ" or not element.value:
             return []
@@ -97,11 +103,13 @@ Part = Step | str  # a step, or a level wildcard "*", "+" or "."
 
 @dataclass(frozen=True)
 class TagPath:
+    """A DicomEdit tag path: steps through nested sequences, with level wildcards."""
+
     parts: tuple[Part, ...]
     text: str = ""
 
     @classmethod
-    def from_parts(cls, parts: list) -> TagPath:
+    def from_parts(cls, parts: Sequence[Any]) -> TagPath:
         """From the grammar: level wildcard tokens and (TAG text, item) steps, in order.
 
         Raises:
@@ -125,24 +133,10 @@ class TagPath:
         text = "/".join(part if isinstance(part, str) else part.text for part in built)
         return cls(tuple(built), text)
 
-    @classmethod
-    def parse(cls, text: str) -> TagPath:
-        """A tag path given as a string argument (``delete["(0010,0010)"]``); a private
-        element may be named by its number here, as DicomEdit's string paths allow.
-
-        Raises:
-            ValueError: not a tag path.
-        """
-        from xnatd.anon.script import ScriptError, parse_tagpath
-
-        try:
-            return parse_tagpath(text.strip())
-        except ScriptError as error:
-            raise ValueError(f"{text!r} is not a tag path") from error
-
     # -- what the path says ----------------------------------------------------------
     @property
     def steps(self) -> tuple[Step, ...]:
+        """The path's steps, without its level wildcards."""
         return tuple(part for part in self.parts if isinstance(part, Step))
 
     @property

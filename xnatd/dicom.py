@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from xnatd.anon.encode import meta_group
 from xnatd.headerscan import NotScanned, render_header, scan_header
 
 Header = Mapping[int, str]
@@ -201,7 +201,7 @@ def _raw_header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
         element = dataset.get_item(tag)
         if element is None:
             continue
-        if element.is_raw:
+        if isinstance(element, RawDataElement):
             if not element.is_little_endian:
                 raise NotScanned("big endian")
             found[tag] = (element.VR, element.value or b"")
@@ -217,39 +217,6 @@ def _raw_header_of(dataset: Dataset, tags: Iterable[int]) -> dict[int, str]:
     header = render_header(found, tags)
     header.update(decoded)
     return header
-
-
-def part10_prefix(file_meta: FileMetaDataset) -> bytes:
-    """Preamble, ``DICM`` and the file meta group for a dataset received over the network.
-
-    The group as pydicom's ``write_file_meta_info`` writes it (required elements checked,
-    version and implementation added if missing), its elements as read copied raw.
-
-    Raises:
-        AttributeError: a required element is missing or empty (pydicom's error).
-        ValueError: an element is not of group 2.
-    """
-    meta = file_meta
-    if not _complete_meta(file_meta):  # completed on a copy, as pydicom would
-        meta = FileMetaDataset(file_meta)
-        meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
-        validate_file_meta(meta, enforce_standard=True)
-    return b"\x00" * 128 + b"DICM" + meta_group(meta)
-
-
-# What validate_file_meta requires with a value, or adds when missing.
-_META_WITH_VALUE = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
-_META_PRESENT = 0x00020013
-
-
-def _complete_meta(file_meta: Dataset) -> bool:
-    """Whether validate_file_meta would neither change nor refuse ``file_meta``."""
-    for tag in _META_WITH_VALUE:
-        element = file_meta.get_item(tag)
-        if element is None or (not element.value if element.is_raw else element.is_empty):
-            return False
-    tags = file_meta.keys()  # not the Dataset itself: iterating it decodes every element
-    return _META_PRESENT in tags and all(tag >> 16 == 0x0002 for tag in tags)
 
 
 IMPLEMENTATION_VERSION = "XNATD_010"

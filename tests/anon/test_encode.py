@@ -17,10 +17,9 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from xnatd.anon.apply import Parsed, anonymize, parse_file
 from xnatd.anon.chain import Chain
-from xnatd.anon.encode import element_chunks
+from xnatd.anon.encode import element_chunks, part10_prefix
 from xnatd.anon.profile import Profile, _Run
 from xnatd.anon.script import parse
-from xnatd.dicom import part10_prefix
 
 DATA = Path(pydicom.__file__).parent / "data"
 SCRIPT = parse(

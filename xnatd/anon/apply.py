@@ -21,10 +21,9 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
 from xnatd.anon.chain import Chain
-from xnatd.anon.encode import element_chunks
+from xnatd.anon.encode import element_chunks, part10_prefix
 from xnatd.anon.engine import ScriptFailed, run
 from xnatd.anon.script import Script
-from xnatd.dicom import part10_prefix
 from xnatd.payload import Payload, SpooledFile
 
 Anonymizer = Script | Chain  # a site's or project's anonymization: one script, or a chain

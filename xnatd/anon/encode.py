@@ -16,11 +16,12 @@ from __future__ import annotations
 import struct
 
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import tag_in_exception
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, PersonName
 
 PIXEL_DATA = 0x7FE00010
@@ -236,7 +237,7 @@ def _pydicom_body(dataset: Dataset, implicit: bool, little: bool) -> bytes:
 def meta_group(file_meta: Dataset) -> bytes:
     """The file meta elements (explicit VR little endian), its group length first.
 
-    ``file_meta`` must already hold what PS3.10 requires (see ``dicom.part10_prefix``).
+    ``file_meta`` must already hold what PS3.10 requires (see :func:`part10_prefix`).
     """
     chunks: list[bytes] = []
     for tag in sorted(file_meta.keys()):
@@ -255,3 +256,36 @@ def meta_group(file_meta: Dataset) -> bytes:
         chunks.extend(raw)
     body = b"".join(chunks)
     return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
+
+
+def part10_prefix(file_meta: FileMetaDataset) -> bytes:
+    """Preamble, ``DICM`` and the file meta group for a dataset received over the network.
+
+    The group as pydicom's ``write_file_meta_info`` writes it (required elements checked,
+    version and implementation added if missing), its elements as read copied raw.
+
+    Raises:
+        AttributeError: a required element is missing or empty (pydicom's error).
+        ValueError: an element is not of group 2.
+    """
+    meta = file_meta
+    if not _complete_meta(file_meta):  # completed on a copy, as pydicom would
+        meta = FileMetaDataset(file_meta)
+        meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
+        validate_file_meta(meta, enforce_standard=True)
+    return b"\x00" * 128 + b"DICM" + meta_group(meta)
+
+
+# What validate_file_meta requires with a value, or adds when missing.
+_META_WITH_VALUE = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+_META_PRESENT = 0x00020013
+
+
+def _complete_meta(file_meta: Dataset) -> bool:
+    """Whether validate_file_meta would neither change nor refuse ``file_meta``."""
+    for tag in _META_WITH_VALUE:
+        element = file_meta.get_item(tag)
+        if element is None or (not element.value if element.is_raw else element.is_empty):
+            return False
+    tags = file_meta.keys()  # not the Dataset itself: iterating it decodes every element
+    return _META_PRESENT in tags and all(tag >> 16 == 0x0002 for tag in tags)

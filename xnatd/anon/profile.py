@@ -303,6 +303,7 @@ class _Run:
         if not raw.is_raw or not raw.VR or raw.VR in ("UN", "SQ"):
             return False
         vr = str(raw.VR)
+        value: object
         if action == "Z":
             value = b"" if vr in _EMPTY_BYTES else None
         else:

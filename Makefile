@@ -9,8 +9,11 @@ run:            ## run the daemon on the embedded default (SQLite, var/, AE XNAT
 test:           ## every test: unit tests and real DCMTK / pynetdicom peers
 	python3 -m pytest
 
-lint:
-	ruff check xnatd tests bench && ruff format --check xnatd tests bench
+lint:           ## ruff, ruff format --check, mypy on xnatd/, a docstring on every public name
+	ruff check xnatd tests bench tools
+	ruff format --check xnatd tests bench tools
+	mypy
+	python3 tools/check_docstrings.py
 
 bench:          ## last file to READY, and archive time, for 1,000-instance sessions
 	python3 bench/last_file_to_ready.py

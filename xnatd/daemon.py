@@ -25,8 +25,8 @@ from xnatd.api.server import ApiServer
 from xnatd.archive.archiver import Archiver
 from xnatd.assembler.sweeper import Sweeper
 from xnatd.config import Config, ConfigError, Receiver
-from xnatd.intake.associations import Associations
 from xnatd.intake.inbox import Inbox
+from xnatd.intake.open_associations import Associations
 from xnatd.metrics import Metrics
 from xnatd.pipeline import Pipeline, open_store
 from xnatd.scp import hooks

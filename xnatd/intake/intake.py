@@ -32,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 
 class Result(StrEnum):
+    """What became of one received file (each door maps it to its own answer)."""
+
     STORED = "stored"
     DROPPED = "dropped"  # reject[] in the site script: counted and audited, never stored
     REJECTED = "rejected"  # the file is at fault: do not retry it as is
@@ -42,6 +44,8 @@ class Result(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """One file's result, why, and the session it went to."""
+
     result: Result
     reason: str | None = None
     session: str | None = None  # PROJECT/TIMESTAMP/LABEL when stored

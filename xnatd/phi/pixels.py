@@ -62,6 +62,7 @@ class PixelLeak:
 
     @property
     def where(self) -> str:
+        """The region as findings name it: ``frame F: x,y,w,h``."""
         return f"frame {self.frame}: {self.x},{self.y},{self.width},{self.height}"
 
 

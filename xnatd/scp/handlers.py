@@ -19,8 +19,8 @@ from structlog.contextvars import bound_contextvars
 
 from xnatd.config import Receiver
 from xnatd.intake.acceptance import identity_problem
-from xnatd.intake.associations import Associations, AssociationState
 from xnatd.intake.intake import Intake, Received, Result
+from xnatd.intake.open_associations import Associations, AssociationState
 from xnatd.metrics import Metrics
 from xnatd.scp.admission import REJECT_CALLED_AE, REJECT_CALLING_AE, is_allowed
 from xnatd.scp.dataphase import RequestEvent, StoreRequest

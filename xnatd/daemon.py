@@ -29,6 +29,7 @@ from xnatd.intake.inbox import Inbox
 from xnatd.intake.open_associations import Associations
 from xnatd.metrics import Metrics
 from xnatd.pipeline import Pipeline, open_store
+from xnatd.process import die_with_parent
 from xnatd.scp import hooks
 from xnatd.scp.commitment import CommitmentService, Committer
 from xnatd.scp.dataphase import spill_large_data_sets
@@ -37,7 +38,7 @@ from xnatd.scp.handlers import event_handlers
 from xnatd.scp.handoff import Dispatcher, HandoffReceiver, Load
 from xnatd.scp.listeners import Listeners
 from xnatd.store.commitments import Commitments
-from xnatd.workers import Workers, die_with_parent, shared_metrics_dir
+from xnatd.workers import Workers, shared_metrics_dir
 
 log = structlog.get_logger(__name__)
 

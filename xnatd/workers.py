@@ -11,7 +11,6 @@ with the main process (parent death signal) and is restarted if it dies alone.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -27,7 +26,6 @@ from xnatd.scp.handoff import HANDOFF_ENV, Dispatcher
 log = structlog.get_logger(__name__)
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 40.0  # a worker drains its associations (30 s) before it exits
 FIRST_BACKOFF = 1.0  # a worker that died is restarted after this, doubled each time...
 MAX_BACKOFF = 30.0
@@ -80,19 +78,6 @@ def shared_metrics_dir() -> Path | None:
 
     values.ValueClass = values.get_value_class()
     return Path(folder)
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this worker when the main process dies: a daemon killed with
-    kill -9 goes away whole, as a single process would (a SIGTERM to the main process
-    still lets every worker drain its associations first)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        log.warning("parent_death_signal_unavailable")
-    if os.getppid() == 1:  # the parent is already gone
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Workers:

@@ -12,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
-from helpers import Xnatd, storescu_send
+from helpers import Xnatd, storescu_send, wait_for
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -144,3 +144,50 @@ def test_ct_session_without_candidates_is_not_decoded(
         "spawn_main" not in Path(f"/proc/{pid}/cmdline").read_text()
         for pid in children.read_text().split()
     )
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_pixel_check_workers_die_with_a_killed_daemon(
+    make_xnatd, storescu: str, dcm_dir: Path
+) -> None:
+    """kill -9 of the daemon leaves no idle OCR worker behind (they asked Linux to kill
+    them with their parent)."""
+    ct = write_study(
+        StudySpec("killed", study_description="DEMO", series=[SeriesSpec(1, modality="CT")]),
+        dcm_dir,
+    )
+    us_path = dcm_dir / "us.dcm"
+    annotated_ultrasound(ct[0], us_path, ExplicitVRLittleEndian)
+    xnatd: Xnatd = make_xnatd(hook=holding_pixels)
+    daemon = xnatd.process.pid
+    assert storescu_send(storescu, xnatd.port, [*ct, us_path]).returncode == 0
+    xnatd.wait_status("HELD", timeout=120)  # the pool ran: its workers exist now
+    workers = {
+        pid
+        for pid in children(daemon)
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    }
+    assert workers, "no pixel check worker was started"
+    xnatd.kill()
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10)

@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 
 from xnatd.phi.pixels import PixelLeak
+from xnatd.process import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -27,9 +28,12 @@ NICENESS = 10
 TIMEOUT = 300.0  # seconds one image may take before it is reported unchecked
 
 
-def _lower_priority() -> None:
+def _start_worker() -> None:
+    """In each worker: a lower priority (Tesseract inherits it), and death with the
+    daemon (a daemon killed with kill -9 leaves no idle worker behind)."""
     with contextlib.suppress(OSError):  # not allowed here: run at the same priority
         os.nice(NICENESS)
+    die_with_parent()
 
 
 def _check(path: str, reason: str) -> list[PixelLeak]:
@@ -52,7 +56,7 @@ class PixelChecker:
                 self._pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority,
+                    initializer=_start_worker,
                 )
             return self._pool
 

@@ -28,7 +28,9 @@ def builds(xnatd: Xnatd) -> list[dict]:
 
 
 def test_pause_shorter_than_timeout_gives_one_build(make_xnatd, dcm_dir: Path) -> None:
-    xnatd = make_xnatd(session_idle_timeout="3s")
+    # The pause is a second plus a `prearchive list` (a Python start: seconds on a busy
+    # machine); the timeout leaves room for both.
+    xnatd = make_xnatd(session_idle_timeout="8s")
     study = StudySpec(
         "short-pause", study_description="DEMO", series=[SeriesSpec(1), SeriesSpec(2)]
     )
@@ -61,8 +63,10 @@ def test_open_association_holds_the_idle_timer(make_xnatd, dcm_dir: Path) -> Non
     """No build while the association that delivered the files is open, however long."""
     xnatd = make_xnatd(session_idle_timeout="1s")
     paths = write_study(StudySpec("held", study_description="DEMO"), dcm_dir)
+    # Held open well past the check below, which starts a Python process (seconds on a
+    # busy machine) after three times the idle timeout.
     sender = threading.Thread(
-        target=pynetdicom_send, args=(xnatd.port, paths), kwargs={"hold_open": 4}
+        target=pynetdicom_send, args=(xnatd.port, paths), kwargs={"hold_open": 9}
     )
     sender.start()
     time.sleep(3.0)

@@ -43,9 +43,8 @@ SECONDARY_CAPTURE_CLASSES = frozenset(
 )
 CANDIDATE_MODALITIES = frozenset({"US", "OT", "DOC", "SC", "XC", "SM", "ES"})
 CANDIDATE_IMAGE_TYPES = ("SECONDARY", "SCREEN SHOT")
-MIN_CONFIDENCE = 60.0  # Tesseract's per-word confidence below which a word is noise
+MIN_CONFIDENCE = 50.0  # Tesseract's word confidence below which a word is noise
 MIN_CHARACTERS = 3  # letters and digits in a word, below which it is noise
-UPSCALE = 3  # small burned-in fonts (12 px) read far better enlarged
 
 
 @dataclass(frozen=True)
@@ -125,55 +124,59 @@ def to_8bit(dataset: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     return image
 
 
-TEXT_LEVEL = 160  # of 255: burned-in text is drawn near white (near black on a light page)
+READ_HEIGHTS = (18, 26)  # px: character heights a line is read at, until one reads
 
 
-def _strokes(image: np.ndarray) -> Image.Image | None:
-    """The near-white pixels (near-black on a light page) as black on white, enlarged
-    for Tesseract; None when there are none. The anatomy's greys and ultrasound's
-    speckle mostly fall below the level and do not become words.
+def read_line(page: Image.Image) -> list[tuple[str, float]]:
+    """The words Tesseract reads in one line image (psm 7), with their confidences."""
+    import pytesseract
 
-    (A top-hat that kept only thin local contrast lost faint text on bright tissue:
-    bench/pixel_phi.py measured it worse than this level.)
-    """
-    import numpy as np
-    from PIL import Image
+    words = pytesseract.image_to_data(page, output_type=pytesseract.Output.DICT, config="--psm 7")
+    return [
+        (text, float(confidence))
+        for text, confidence in zip(words["text"], words["conf"], strict=True)
+        if (text or "").strip() and float(confidence) >= 0
+    ]
 
-    strokes = (255 - image) if image.mean() > 128 else image
-    mask = strokes >= TEXT_LEVEL
-    if not mask.any():
-        return None
-    page = Image.fromarray(np.where(mask, 0, 255).astype(np.uint8))
-    return page.resize((page.width * UPSCALE, page.height * UPSCALE), Image.Resampling.LANCZOS)
+
+def _characters(text: str) -> int:
+    return len(re.sub(r"[^A-Za-z0-9]", "", text))
+
+
+def reads_as_text(words: list[tuple[str, float]]) -> bool:
+    """Whether what Tesseract read is text, not the shapes of noise or anatomy: a word
+    of at least ``MIN_CHARACTERS`` letters and digits read with ``MIN_CONFIDENCE``, or
+    as many in the line read with that confidence on average."""
+    if any(_characters(text) >= MIN_CHARACTERS and conf >= MIN_CONFIDENCE for text, conf in words):
+        return True
+    weight = sum(_characters(text) for text, _ in words)
+    mean = sum(_characters(text) * conf for text, conf in words) / weight if weight else 0.0
+    return weight >= MIN_CHARACTERS and mean >= MIN_CONFIDENCE
 
 
 def text_regions(image: np.ndarray) -> list[tuple[int, int, int, int, str]]:
-    """Words Tesseract reads in an 8-bit image: (x, y, w, h, what it looks like).
+    """Lines of text read in an 8-bit image: (x, y, w, h, what it looks like).
 
-    Burned-in text is drawn in near-white (or, on a light page, near-black) strokes:
-    those pixels alone, black on white and enlarged, are what Tesseract is given, so
-    the anatomy's greys and the noise of ultrasound do not become words.
+    ``xnatd.phi.textfind`` finds rows of character-sized strokes, bright or dark on
+    their background, and gives each as a page of its own strokes only; each is read
+    at a few sizes until Tesseract reads it as text (``reads_as_text``), so the edges
+    of anatomy and the speckle of ultrasound, which rarely read as words, do not count.
+    The text is only classified (``looks_like``), never kept.
     """
-    import pytesseract
+    from PIL import Image
 
-    page = _strokes(image)
-    if page is None:
-        return []
-    words = pytesseract.image_to_data(page, output_type=pytesseract.Output.DICT, config="--psm 11")
+    from xnatd.phi.textfind import text_lines
+
     found = []
-    for index, text in enumerate(words["text"]):
-        characters = re.sub(r"[^A-Za-z0-9]", "", text or "")
-        if len(characters) < MIN_CHARACTERS or float(words["conf"][index]) < MIN_CONFIDENCE:
-            continue
-        found.append(
-            (
-                words["left"][index] // UPSCALE,
-                words["top"][index] // UPSCALE,
-                max(1, -(-words["width"][index] // UPSCALE)),
-                max(1, -(-words["height"][index] // UPSCALE)),
-                looks_like(text),
-            )
-        )
+    for line, page in text_lines(image):
+        for height in READ_HEIGHTS:
+            scale = min(8.0, max(1.0, height / line.mark_height))
+            size = (round(page.width * scale), round(page.height * scale))
+            words = read_line(page.resize(size, Image.Resampling.LANCZOS))
+            if reads_as_text(words):
+                text = " ".join(word for word, _ in words)
+                found.append((line.x, line.y, line.width, line.height, looks_like(text)))
+                break
     return found
 
 

@@ -58,7 +58,7 @@ def test_speckle_and_anatomy_without_text_give_no_regions() -> None:
 
 def test_reads_as_text_needs_letters_and_confidence() -> None:
     assert reads_as_text([("GARCIA", 91.0)])
-    assert reads_as_text([("MRN", 55.0), ("1234", 52.0)])
-    assert not reads_as_text([("a.", 96.0), ("-", 90.0)])  # too few letters and digits
-    assert not reads_as_text([("wrn", 12.0), ("ae", 30.0)])  # read without confidence
+    assert reads_as_text([("MRN", 35.0), ("1979-11-23", 52.0)])
+    assert not reads_as_text([("MRN", 96.0), ("-", 90.0)])  # too few letters and digits
+    assert not reads_as_text([("Saver", 42.0), ("ae", 30.0)])  # read without confidence
     assert not reads_as_text([])

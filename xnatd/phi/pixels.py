@@ -10,10 +10,10 @@ pixelcheck``), never on a receiving thread:
   middle and the last (burned-in banners sit on every frame of a cine loop);
 - ``check_file``: decode the frames (any transfer syntax pydicom decodes with the
   pylibjpeg, openjpeg, RLE and JPEG-LS plugins), map them to 8 bits with the header's
-  window, keep the bright (or, on a light background, dark) strokes text is drawn in,
-  and run Tesseract on them. Each word found becomes a region with its frame; the text
-  itself is never returned, only its length and what it looks like (a date, an ID, a
-  name, other text).
+  window, find rows of character-sized strokes, bright or dark on their background
+  (``xnatd.phi.textfind``), and read them with Tesseract. Each line read as text becomes
+  a region with its frame; the text itself is never returned, only what it looks like
+  (a date, an ID, a name, other text).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def character_like(part: Component) -> bool:
 
 def _neighbours(a: Component, b: Component) -> bool:
     """Two marks that could be letters of one line: similar height, overlapping rows,
-    a gap between them under about a letter's width."""
+    a gap between them under about a letter and a half (a caret or a space)."""
     small, large = sorted((a.height, b.height))
     if large > 2.2 * small:
         return False
@@ -254,7 +254,7 @@ def _neighbours(a: Component, b: Component) -> bool:
     if overlap < 0.45 * small:
         return False
     gap = max(a.x, b.x) - min(a.x + a.width, b.x + b.width)
-    return gap <= 1.1 * large
+    return gap <= 1.6 * large
 
 
 def _root(parent: list[int], k: int) -> int:
@@ -268,7 +268,7 @@ def group_lines(marks: list[Component]) -> list[Line]:
     """Chains of neighbouring marks, kept where they look like a line of text."""
     order = sorted(range(len(marks)), key=lambda k: marks[k].x)
     parent = list(range(len(marks)))
-    reach = 1.1 * CHAR_HEIGHT[1]  # no mark's neighbour lies further right than this
+    reach = 1.6 * CHAR_HEIGHT[1]  # no mark's neighbour lies further right than this
     for position, k in enumerate(order):
         a = marks[k]
         for j in order[position + 1 :]:

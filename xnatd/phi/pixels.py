@@ -10,14 +10,15 @@ pixelcheck``), never on a receiving thread:
   middle and the last (burned-in banners sit on every frame of a cine loop);
 - ``check_file``: decode the frames (any transfer syntax pydicom decodes with the
   pylibjpeg, openjpeg, RLE and JPEG-LS plugins), map them to 8 bits with the header's
-  window, keep the bright (or, on a light background, dark) strokes text is drawn in,
-  and run Tesseract on them. Each word found becomes a region with its frame; the text
-  itself is never returned, only its length and what it looks like (a date, an ID, a
-  name, other text).
+  window, find rows of character-sized strokes, bright or dark on their background
+  (``xnatd.phi.textfind``), and read them with Tesseract. Each line read as text becomes
+  a region with its frame; the text itself is never returned, only what it looks like
+  (a date, an ID, a name, other text).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,8 @@ SECONDARY_CAPTURE_CLASSES = frozenset(
 )
 CANDIDATE_MODALITIES = frozenset({"US", "OT", "DOC", "SC", "XC", "SM", "ES"})
 CANDIDATE_IMAGE_TYPES = ("SECONDARY", "SCREEN SHOT")
-MIN_CONFIDENCE = 60.0  # Tesseract's per-word confidence below which a word is noise
-MIN_CHARACTERS = 3  # letters and digits in a word, below which it is noise
-UPSCALE = 3  # small burned-in fonts (12 px) read far better enlarged
+MIN_CONFIDENCE = 50.0  # Tesseract's word confidence below which a word is noise
+MIN_CHARACTERS = 4  # letters and digits in a word, below which it is noise
 
 
 @dataclass(frozen=True)
@@ -126,55 +126,110 @@ def to_8bit(dataset: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     return image
 
 
-TEXT_LEVEL = 160  # of 255: burned-in text is drawn near white (near black on a light page)
+READ_HEIGHTS = (18, 26)  # px: character heights lines are read at, until one reads
+GAP = 24  # px of white between the lines stacked on one page
 
 
-def _strokes(image: np.ndarray) -> Image.Image | None:
-    """The near-white pixels (near-black on a light page) as black on white, enlarged
-    for Tesseract; None when there are none. The anatomy's greys and ultrasound's
-    speckle mostly fall below the level and do not become words.
+def read_lines(pages: list[Image.Image]) -> list[list[tuple[str, float]]]:
+    """The words Tesseract reads in each line image, with their confidences.
 
-    (A top-hat that kept only thin local contrast lost faint text on bright tissue:
-    bench/pixel_phi.py measured it worse than this level.)
+    The lines are stacked on one page and read in one run (psm 6, a block of lines):
+    starting Tesseract costs more than reading a line, and each word is given back to
+    the line whose band holds its middle.
     """
-    import numpy as np
+    import os
+
+    import pytesseract
     from PIL import Image
 
-    strokes = (255 - image) if image.mean() > 128 else image
-    mask = strokes >= TEXT_LEVEL
-    if not mask.any():
-        return None
-    page = Image.fromarray(np.where(mask, 0, 255).astype(np.uint8))
-    return page.resize((page.width * UPSCALE, page.height * UPSCALE), Image.Resampling.LANCZOS)
+    if not pages:
+        return []
+    # one thread: the worker runs at low priority beside others; Tesseract's OpenMP
+    # threads only contend there, and are slower than one thread on small pages
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    width = max(page.width for page in pages) + 2 * GAP
+    tops = []
+    height = GAP
+    for page in pages:
+        tops.append(height)
+        height += page.height + GAP
+    sheet = Image.new("L", (width, height), 255)
+    for top, page in zip(tops, pages, strict=True):
+        sheet.paste(page, (GAP, top))
+    data = pytesseract.image_to_data(sheet, output_type=pytesseract.Output.DICT, config="--psm 6")
+    found: list[list[tuple[str, float]]] = [[] for _ in pages]
+    for index, text in enumerate(data["text"]):
+        confidence = float(data["conf"][index])
+        if not (text or "").strip() or confidence < 0:
+            continue
+        middle = data["top"][index] + data["height"][index] / 2
+        line = bisect.bisect_right(tops, middle) - 1
+        if 0 <= line < len(pages) and middle <= tops[line] + pages[line].height:
+            found[line].append((text, confidence))
+    return found
+
+
+def read_line(page: Image.Image) -> list[tuple[str, float]]:
+    """The words Tesseract reads in one line image alone (psm 7), with confidences."""
+    import pytesseract
+
+    data = pytesseract.image_to_data(page, output_type=pytesseract.Output.DICT, config="--psm 7")
+    return [
+        (text, float(confidence))
+        for text, confidence in zip(data["text"], data["conf"], strict=True)
+        if (text or "").strip() and float(confidence) >= 0
+    ]
+
+
+def _characters(text: str) -> int:
+    return len(re.sub(r"[^A-Za-z0-9]", "", text))
+
+
+def reads_as_text(words: list[tuple[str, float]]) -> bool:
+    """Whether what Tesseract read is text, not the shapes of noise or anatomy: one word
+    of at least ``MIN_CHARACTERS`` letters and digits read with ``MIN_CONFIDENCE``.
+    (Ultrasound speckle reads as short words, or as longer ones with low confidence:
+    bench/pixel_phi.py measured three letters, or a line's mean, letting it through.)"""
+    return any(
+        _characters(text) >= MIN_CHARACTERS and confidence >= MIN_CONFIDENCE
+        for text, confidence in words
+    )
 
 
 def text_regions(image: np.ndarray) -> list[tuple[int, int, int, int, str]]:
-    """Words Tesseract reads in an 8-bit image: (x, y, w, h, what it looks like).
+    """Lines of text read in an 8-bit image: (x, y, w, h, what it looks like).
 
-    Burned-in text is drawn in near-white (or, on a light page, near-black) strokes:
-    those pixels alone, black on white and enlarged, are what Tesseract is given, so
-    the anatomy's greys and the noise of ultrasound do not become words.
+    ``xnatd.phi.textfind`` finds rows of character-sized strokes, bright or dark on
+    their background, and gives each as a page of its own strokes only; the lines are
+    read together (``read_lines``) at a few sizes, each until Tesseract reads it as
+    text (``reads_as_text``), then confirmed read alone (``read_line``), so the edges
+    of anatomy and the speckle of ultrasound, which rarely read as words, do not count.
+    The text is only classified (``looks_like``), never kept.
     """
-    import pytesseract
+    from PIL import Image
 
-    page = _strokes(image)
-    if page is None:
-        return []
-    words = pytesseract.image_to_data(page, output_type=pytesseract.Output.DICT, config="--psm 11")
+    from xnatd.phi.textfind import text_lines
+
     found = []
-    for index, text in enumerate(words["text"]):
-        characters = re.sub(r"[^A-Za-z0-9]", "", text or "")
-        if len(characters) < MIN_CHARACTERS or float(words["conf"][index]) < MIN_CONFIDENCE:
-            continue
-        found.append(
-            (
-                words["left"][index] // UPSCALE,
-                words["top"][index] // UPSCALE,
-                max(1, -(-words["width"][index] // UPSCALE)),
-                max(1, -(-words["height"][index] // UPSCALE)),
-                looks_like(text),
-            )
-        )
+    waiting = text_lines(image)
+    for height in READ_HEIGHTS:
+        pages = []
+        for line, page in waiting:
+            scale = min(8.0, max(1.0, height / line.mark_height))
+            size = (round(page.width * scale), round(page.height * scale))
+            pages.append(page.resize(size, Image.Resampling.LANCZOS))
+        unread = []
+        for (line, page), sized, words in zip(waiting, pages, read_lines(pages), strict=True):
+            # confirmed alone: speckle that reads as a word among other lines rarely
+            # reads as one twice (bench/pixel_phi.py's first 160 images, seeds 1 and 2:
+            # 9 of 80 text-free ultrasound frames with a region unconfirmed, 1
+            # confirmed, for about 2 % of recall)
+            if reads_as_text(words) and reads_as_text(words := read_line(sized)):
+                text = " ".join(word for word, _ in words)
+                found.append((line.x, line.y, line.width, line.height, looks_like(text)))
+            else:
+                unread.append((line, page))
+        waiting = unread
     return found
 
 

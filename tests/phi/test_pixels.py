@@ -1,0 +1,64 @@
+"""The pixel check's reading of text (issue 20): lines found and read as text are
+reported with what they look like; noise and anatomy are not (Tesseract runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from xnatd.phi.pixels import reads_as_text, text_regions
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def with_text(ground: np.ndarray, lines: list[tuple[str, tuple[int, int], int]]) -> np.ndarray:
+    image = Image.fromarray(ground)
+    pen = ImageDraw.Draw(image)
+    for text, at, fill in lines:
+        pen.text(at, text, fill=fill, font=ImageFont.truetype(FONT, 16))
+    return np.asarray(image)
+
+
+def speckle(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.gamma(2.0, 18.0, (240, 320)).clip(0, 255).astype(np.uint8)
+
+
+def head(seed: int) -> np.ndarray:
+    """An MR-like head: smooth tissue with noise, a hard edge to the air round it."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    inside = ((xx - 128) / 100) ** 2 + ((yy - 128) / 110) ** 2 < 1
+    tissue = np.where(inside, 120 + 80 * np.sin(xx / 12.0) * np.cos(yy / 17.0), 0)
+    noise = np.abs(np.random.default_rng(seed).normal(0, 8, inside.shape))
+    return (tissue + noise).clip(0, 255).astype(np.uint8)
+
+
+def test_burned_in_lines_are_found_where_drawn_and_classified() -> None:
+    image = with_text(speckle(1), [("GARCIA^MARIA", (12, 10), 255), ("1979-11-23", (12, 200), 230)])
+    regions = text_regions(image)
+    kinds = {what for x, y, w, h, what in regions}
+    assert "date" in kinds
+    assert all(y < 30 or y > 190 for x, y, w, h, what in regions)  # nowhere else
+    assert any(y < 30 for x, y, w, h, what in regions)
+
+
+def test_dark_text_on_tissue_is_found() -> None:
+    image = with_text(head(2), [("MRN 88412007", (80, 120), 0)])
+    regions = text_regions(image)
+    assert [what for *_, what in regions] == ["id"]
+    x, y, w, _, _ = regions[0]
+    assert 70 <= x <= 90 and 115 <= y <= 130 and w >= 80
+
+
+def test_speckle_and_anatomy_without_text_give_no_regions() -> None:
+    for seed in (3, 4, 5):
+        assert text_regions(speckle(seed)) == []
+        assert text_regions(head(seed)) == []
+
+
+def test_reads_as_text_needs_letters_and_confidence() -> None:
+    assert reads_as_text([("GARCIA", 91.0)])
+    assert reads_as_text([("MRN", 35.0), ("1979-11-23", 52.0)])
+    assert not reads_as_text([("MRN", 96.0), ("-", 90.0)])  # too few letters and digits
+    assert not reads_as_text([("Saver", 42.0), ("ae", 30.0)])  # read without confidence
+    assert not reads_as_text([])

@@ -133,3 +133,20 @@ def test_the_daemon_refuses_an_untested_pynetdicom_in_one_line(tmp_path: Path) -
     assert errors and "pynetdicom 3.1.0 is installed" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert pynetdicom.__version__ != "3.1.0"  # the real one, in this process
+
+
+def test_an_install_without_sources_is_judged_by_its_signatures(monkeypatch) -> None:
+    """pynetdicom installed as bytecode only: the source markers cannot be read, so the
+    daemon must not refuse to start for that; a changed signature is still caught."""
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(hooks.inspect, "getsource", no_source)
+    assert hooks.shape_problems() == []
+
+    def read_pdu_data(self, extra) -> None:
+        pass
+
+    monkeypatch.setattr(DULServiceProvider, "_read_pdu_data", read_pdu_data)
+    assert any("_read_pdu_data" in p for p in hooks.shape_problems())

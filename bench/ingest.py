@@ -6,6 +6,11 @@ Data (deterministic, generated once into a temporary folder):
   small   500 objects of about 12 kB
   big     one 10,000-instance session (xnatd: last file to READY, peak RSS)
   huge    one 2 GB object (peak RSS while it is received; xnatd also with a site script)
+  steady  the mixed sessions as a PACS pushes them (issue 23): at 1 and 4 lanes, each lane
+          sends its sessions one after another, one association per session; xnatd's
+          idle timeout is short (--steady-idle), so earlier sessions are built while later
+          ones arrive. Rates are from the first file sent to the last acknowledged and,
+          for xnatd, to the last session READY; CPU is counted until then too.
 Each receiver gets a fresh data directory, kept until the end of the suite (about 30 GB
 at most): on an ext4 without a journal (these machines), every file created within five
 minutes of thousands being deleted nearby costs the kernel a scan past the recently
@@ -16,7 +21,7 @@ the first run of every case and receiver of a set, then the second, and so on. P
 RSS is the sum over the receiver's processes, sampled every 0.1 s. Prints a table;
 writes JSON.
 
-    python3 bench/ingest.py [--runs 3] [--sets mixed,small,big,huge] [--quick]
+    python3 bench/ingest.py [--runs 3] [--sets mixed,small,big,huge,steady] [--quick]
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from common import ROOT, cpu_seconds, process_tree, rss_bytes
 from dicomgen import SeriesSpec, StudySpec, instance, write_study
 from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 from pydicom.filewriter import dcmwrite
+
+from xnatd.config import load as load_config
 
 RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
 SITE_SCRIPT = 'version "6.3"\n(0010,0010) := "ANON"\n-(0010,0030)\n'
@@ -192,7 +199,7 @@ def start(kind: str, work: Path, idle: str) -> Peer:
     log.close()
     wait_for(lambda: port_accepts(port), timeout=60)
     if kind.startswith("xnatd"):  # workers: auto; associations go only to workers that serve
-        workers = (os.cpu_count() or 1) - 1
+        workers = load_config(work / "xnatd.yaml").workers - 1
         wait_for(lambda: (work / "log").read_text().count('"worker_ready"') >= workers, 60)
     return Peer(port, aec, process, work)
 
@@ -240,6 +247,32 @@ def send(peer: Peer, folders: list[Path], associations: int, nodelay: bool) -> f
     return time.perf_counter() - started
 
 
+def send_sessions(peer: Peer, folders: list[Path], lanes: int, nodelay: bool) -> float:
+    """Seconds until every lane has sent its sessions, one storescu (one association)
+    per session, each lane's sessions one after another."""
+    failures: list[str] = []
+
+    def lane(group: list[Path]) -> None:
+        for folder in group:
+            try:
+                send(peer, [folder], 1, nodelay)
+            except RuntimeError as exc:
+                failures.append(str(exc))
+                return
+
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=lane, args=(folders[i::lanes],), daemon=True) for i in range(lanes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(failures[0])
+    return time.perf_counter() - started
+
+
 def ready_count(index: Path) -> int:
     try:
         with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as db:
@@ -258,6 +291,7 @@ def measure(
     nodelay: bool,
     idle: str,
     sessions: int | None = None,
+    per_session: bool = False,
 ) -> dict:
     # Let the previous receiver's write-back finish, so it does not land on whoever is
     # measured next.
@@ -266,15 +300,19 @@ def measure(
     peer = start(kind, work, idle)
     try:
         with sampling(peer):
-            cpu = cpu_seconds(process_tree(peer.process.pid))
-            seconds = send(peer, folders, associations, nodelay)
-            cpu = cpu_seconds(process_tree(peer.process.pid)) - cpu
+            cpu_before = cpu_seconds(process_tree(peer.process.pid))
+            first_file = time.perf_counter()
+            sender = send_sessions if per_session else send
+            seconds = sender(peer, folders, associations, nodelay)
+            cpu = cpu_seconds(process_tree(peer.process.pid)) - cpu_before
             last_file = time.perf_counter()
-            to_ready = None
+            to_ready = first_to_ready = cpu_to_ready = None
             if kind.startswith("xnatd") and sessions:
                 index = work / "data" / "index.sqlite"
                 wait_for(lambda: ready_count(index) >= sessions, timeout=900, interval=0.02)
                 to_ready = time.perf_counter() - last_file
+                first_to_ready = time.perf_counter() - first_file
+                cpu_to_ready = cpu_seconds(process_tree(peer.process.pid)) - cpu_before
     finally:
         stop(peer)
     return {
@@ -282,14 +320,29 @@ def measure(
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peer.rss[0] / 1e6, 1),
         "to_ready": to_ready,
+        "first_to_ready": first_to_ready,
+        "cpu_to_ready": None if cpu_to_ready is None else round(cpu_to_ready, 2),
     }
 
 
 # -- the suite ---------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One set: its folders, the (associations, nodelay) shapes, who receives it, how
+    many sessions xnatd should end with, its idle timeout and how it is sent."""
+
+    folders: list[Path]
+    shapes: list[tuple[int, bool]]
+    receivers: list[str]
+    sessions: int
+    idle: str
+    per_session: bool = False  # one association per session, lanes in parallel
+
+
 def summarize(runs: list[dict], files: int, size: int) -> dict:
     seconds = statistics.median(r["seconds"] for r in runs)
     ready = [r["to_ready"] for r in runs if r["to_ready"] is not None]
-    return {
+    got = {
         "runs": runs,
         "median_seconds": seconds,
         "instances_per_second": round(files / seconds, 2),
@@ -301,6 +354,15 @@ def summarize(runs: list[dict], files: int, size: int) -> dict:
         ),
         "last_file_to_ready_seconds": round(statistics.median(ready), 2) if ready else None,
     }
+    whole = [r for r in runs if r.get("first_to_ready") is not None]
+    if whole:  # first file sent to last session READY, and the CPU until then (builds too)
+        got["instances_per_second_to_ready"] = round(
+            files / statistics.median(r["first_to_ready"] for r in whole), 2
+        )
+        got["cpu_ms_per_instance_to_ready"] = round(
+            statistics.median(r["cpu_to_ready"] for r in whole) / files * 1e3, 2
+        )
+    return got
 
 
 def suite(
@@ -308,28 +370,34 @@ def suite(
 ) -> dict:
     """Generate the sets under ``work`` and measure every receiver on each."""
     data = work / "data"
-    sets: dict[str, tuple[list[Path], list[tuple[int, bool]], list[str], int]] = {}
     wanted = args.sets.split(",")
-    # name: (folders, [(associations, nodelay)], receivers, sessions expected in xnatd)
+    sets: dict[str, Case] = {}
+    mixed = make_mixed(data / "mixed", scale) if {"mixed", "steady"} & set(wanted) else []
     if "mixed" in wanted:
-        sets["mixed"] = (make_mixed(data / "mixed", scale), [(1, True), (4, True)], receivers, 12)
+        sets["mixed"] = Case(mixed, [(1, True), (4, True)], receivers, 12, idle=args.idle)
     if "small" in wanted:
         # 500: peers stalled by Nagle take 20+ s for them already
         folders = make_series(data / "small", "small", round(500 * scale), 76)
-        sets["small"] = (folders, [(1, False), (1, True), (4, False)], receivers, 1)
+        sets["small"] = Case(folders, [(1, False), (1, True), (4, False)], receivers, 1, args.idle)
     if "big" in wanted:
         folders = make_series(data / "big", "big", round(10000 * scale), 64)
-        sets["big"] = (folders, [(1, True)], ["xnatd", "storescp"], 1)
+        sets["big"] = Case(folders, [(1, True)], ["xnatd", "storescp"], 1, idle=args.idle)
     if "huge" in wanted:
-        sets["huge"] = (
-            make_huge(data / "huge", 2.0 * scale),
-            [(1, True)],
-            ["xnatd", "xnatd+script", "storescp"],
-            1,
-        )
+        folders = make_huge(data / "huge", 2.0 * scale)
+        kinds = ["xnatd", "xnatd+script", "storescp"]
+        sets["huge"] = Case(folders, [(1, True)], kinds, 1, idle=args.idle)
+    if "steady" in wanted:
+        shapes = [(1, True), (4, True)]
+        sets["steady"] = Case(mixed, shapes, receivers, 12, args.steady_idle, per_session=True)
 
     results: dict = {"runs": runs, "idle_timeout": args.idle, "sets": {}}
-    for name, (folders, shapes, kinds, sessions) in sets.items():
+    for name, case_of_set in sets.items():
+        folders, shapes, kinds, sessions = (
+            case_of_set.folders,
+            case_of_set.shapes,
+            case_of_set.receivers,
+            case_of_set.sessions,
+        )
         files, size = count_files(folders)
         entry = results["sets"][name] = {
             "files": files,
@@ -347,7 +415,14 @@ def suite(
                     cell_work = work / f"{name}-{kind}-{associations}-{nodelay}-{n}"
                     measured.setdefault((associations, nodelay, kind), []).append(
                         measure(
-                            kind, cell_work, folders, associations, nodelay, args.idle, sessions
+                            kind,
+                            cell_work,
+                            folders,
+                            associations,
+                            nodelay,
+                            case_of_set.idle,
+                            sessions,
+                            case_of_set.per_session,
                         )
                     )
                     if name == "huge":  # a few large files: deleting them frees few inodes
@@ -355,6 +430,8 @@ def suite(
         for associations, nodelay in shapes:
             case = f"{associations} assoc, {'nodelay' if nodelay else 'nagle'}"
             cell = entry["cases"][case] = {}
+            if case_of_set.per_session:
+                cell["idle_timeout"] = case_of_set.idle
             for kind in kinds:
                 got = cell[kind] = summarize(measured[associations, nodelay, kind], files, size)
                 print(
@@ -378,6 +455,9 @@ def main() -> None:
     parser.add_argument("--sets", default="mixed,small,big,huge")
     parser.add_argument("--receivers", default=",".join(RECEIVERS))
     parser.add_argument("--idle", default="2s", help="xnatd's session_idle_timeout")
+    parser.add_argument(
+        "--steady-idle", default="1s", help="xnatd's session_idle_timeout in the steady set"
+    )
     parser.add_argument("--quick", action="store_true", help="a tenth of the data, one run")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
@@ -414,11 +494,75 @@ def report(results: dict) -> None:
                 extra = f"; last file -> READY {ours['last_file_to_ready_seconds']} s"
             if "xnatd+script" in cell:
                 extra += f"; with a site script peak RSS {cell['xnatd+script']['peak_rss_mb']} MB"
+            if ours.get("instances_per_second_to_ready") is not None:
+                extra += (
+                    f"; to the last READY {ours['instances_per_second_to_ready']} inst/s, "
+                    f"CPU {ours['cpu_ms_per_instance_to_ready']} ms/inst"
+                )
             print(
                 f"  {case:18} xnatd {ours.get('instances_per_second')} inst/s, "
                 f"{ours.get('megabytes_per_second')} MB/s, peak RSS {ours.get('peak_rss_mb')} MB; "
                 f"ratio to {ratios}{extra}"
             )
+    for line in goals(results):
+        print(line)
+
+
+def goals(results: dict) -> list[str]:
+    """Issue 23's goals, each with the figure this run measured and whether it is met."""
+    sets = results["sets"]
+    lines: list[str] = []
+
+    def check(what: str, value: float | None, goal: float, at_most: bool = False) -> None:
+        if value is None:
+            return
+        met = value <= goal if at_most else value >= goal
+        sign = "<=" if at_most else ">="
+        verdict = "met" if met else "NOT met"
+        lines.append(f"  {what:58} {value:7.2f} (goal {sign} {goal:g}) {verdict}")
+
+    steady = sets.get("steady", {}).get("cases", {})
+    one, four = steady.get("1 assoc, nodelay", {}), steady.get("4 assoc, nodelay", {})
+    check("steady, 4 lanes: xnatd / Orthanc (to last ack)", four.get("xnatd_over_orthanc"), 1.2)
+    if one.get("xnatd") and four.get("xnatd"):
+        own = one["xnatd"]["median_seconds"] / four["xnatd"]["median_seconds"]
+        check("steady, 4 lanes / xnatd's own 1 lane", own, 1.6)
+    check("steady, 1 lane: xnatd / Orthanc (to last ack)", one.get("xnatd_over_orthanc"), 1.25)
+    if four.get("xnatd") and four.get("orthanc"):
+        ours, theirs = four["xnatd"], four["orthanc"]
+        check(
+            "steady, 4 lanes: CPU per instance, xnatd / Orthanc",
+            ours["cpu_ms_per_instance"] / theirs["cpu_ms_per_instance"],
+            0.8,
+            at_most=True,
+        )
+        if ours.get("cpu_ms_per_instance_to_ready") is not None:
+            check(
+                "  the same, xnatd's CPU counted to the last READY",
+                ours["cpu_ms_per_instance_to_ready"] / theirs["cpu_ms_per_instance"],
+                0.8,
+                at_most=True,
+            )
+    nagle = sets.get("small", {}).get("cases", {}).get("1 assoc, nagle", {})
+    check("small objects, Nagle on: xnatd / storescp", nagle.get("xnatd_over_storescp"), 25)
+    big = sets.get("big", {}).get("cases", {}).get("1 assoc, nodelay", {}).get("xnatd", {})
+    if big.get("last_file_to_ready_seconds") is not None:
+        idle = parse_seconds(results["idle_timeout"])
+        check(
+            "10,000 instances: last file -> READY, s",
+            big["last_file_to_ready_seconds"],
+            idle + 2,
+            at_most=True,
+        )
+    return ["\ngoals (issue 23):", *lines] if lines else []
+
+
+def parse_seconds(text: str) -> float:
+    """'2s', '500ms' or '1m' (the forms --idle takes) in seconds."""
+    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text)
 
 
 if __name__ == "__main__":

@@ -296,11 +296,20 @@ class TestFlushOnCommit:
     def test_a_new_instance_in_a_receiving_session_is_not_flushed(self, flushes) -> None:
         index, wal_fsyncs, levels = flushes
         session = open_session(index)
+        assert len(wal_fsyncs) == 1  # opening a session is flushed
+        wal_fsyncs.clear()
         levels.clear()
         index.record_instance(session.id, record("1.1"), None, 1000.0)
         index.record_instance(session.id, record("1.2"), None, 1001.0)
         assert wal_fsyncs == []
-        assert levels == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+        assert levels == []  # no setting changed per write: the WAL's fsync is ours
+
+    def test_a_write_that_changed_nothing_is_not_flushed(self, flushes) -> None:
+        index, wal_fsyncs, _ = flushes
+        open_session(index)
+        wal_fsyncs.clear()
+        assert index.claim_idle_sessions(now=0.0, idle_timeout=1, node=NODE, lease=60) == []
+        assert wal_fsyncs == []
 
     def test_reopening_a_built_session_is_flushed(self, flushes) -> None:
         index, wal_fsyncs, _ = flushes
@@ -310,6 +319,7 @@ class TestFlushOnCommit:
         assert index.finish_build(
             claimed.id, node=NODE, status=Status.READY, reason=None, xsi_type=None
         )
+        wal_fsyncs.clear()
         index.record_instance(session.id, record("1.2"), None, 2001.0)
         assert len(wal_fsyncs) == 1
         assert index.get_session(session.name).status is Status.RECEIVING
@@ -318,5 +328,6 @@ class TestFlushOnCommit:
         index, wal_fsyncs, _ = flushes
         session = open_session(index)
         index.record_instance(session.id, record("1.1", scan="1"), None, 1000.0)
+        wal_fsyncs.clear()
         index.record_instance(session.id, record("1.1", scan="7"), None, 1001.0)
         assert len(wal_fsyncs) == 1

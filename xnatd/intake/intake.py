@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
@@ -112,6 +113,9 @@ class Intake:
         self._tags: tuple[int, frozenset[int]] | None = None
         self.prearchive = prearchive
         self.metrics = metrics
+        # Each (source, calling AE, result)'s counters, looked up once: prometheus
+        # client's labels() takes a lock and checks the names on every call.
+        self._counted: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def _tags_for(self, config: Config) -> frozenset[int]:
         # Decided once per configuration; a reload swaps the whole config object.
@@ -124,8 +128,14 @@ class Intake:
         started = time.perf_counter()
         outcome = self._receive(item, cache)
         labels = (item.source, item.calling_ae or "", outcome.result.value)
-        self.metrics.instances.labels(*labels).inc()
-        self.metrics.bytes.labels(*labels).inc(len(item.data))
+        counters = self._counted.get(labels)
+        if counters is None:
+            counters = self._counted[labels] = (
+                self.metrics.instances.labels(*labels),
+                self.metrics.bytes.labels(*labels),
+            )
+        counters[0].inc()
+        counters[1].inc(len(item.data))
         if outcome.result is Result.STORED:
             self.metrics.store_latency.labels(item.source).observe(time.perf_counter() - started)
         return outcome

@@ -1,0 +1,109 @@
+"""Where the steady case's time goes (issue 23): py-spy samples every xnatd process
+(main and receiving workers) while the mixed sessions arrive in lanes, one association
+per session, then prints each process's busiest threads and the lines they were on.
+
+    pip install py-spy   # a profiler, not one of xnatd's dependencies
+    python3 bench/profile_ingest.py [--lanes 4] [--idle 1s] [--mode wall|cpu] [--top 12]
+
+``wall`` samples idle threads too (where a receiving thread waits: the fsync, the next
+PDU, a lock); ``cpu`` only threads py-spy sees running. The mixed set is generated into
+a temporary folder, as ``bench/ingest.py`` makes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import process_tree
+from helpers import wait_for
+from ingest import make_mixed, ready_count, send_sessions, start, stop
+
+FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+
+
+def profile(work: Path, folders: list[Path], lanes: int, idle: str, mode: str) -> list[Path]:
+    """Send the sessions with py-spy attached to every xnatd process; its raw outputs."""
+    peer = start("xnatd", work / "receiver", idle)
+    outputs = []
+    spies = []
+    try:
+        for pid in process_tree(peer.process.pid):
+            output = work / f"py-spy-{pid}.txt"
+            extra = ["--idle"] if mode == "wall" else []
+            command = ["py-spy", "record", "-p", str(pid), "-r", "100", "-f", "raw"]
+            spies.append(
+                subprocess.Popen(
+                    [*command, "--threads", "-o", str(output), *extra],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            outputs.append(output)
+        time.sleep(1.0)  # py-spy attaches
+        seconds = send_sessions(peer, folders, lanes, nodelay=True)
+        index = work / "receiver" / "data" / "index.sqlite"
+        wait_for(lambda: ready_count(index) >= len(folders), timeout=900, interval=0.05)
+        print(f"sent in {seconds:.1f} s, every session READY; {lanes} lanes, idle {idle}")
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
+        stop(peer)
+    return [output for output in outputs if output.exists()]
+
+
+def summarize(output: Path, top: int) -> None:
+    """Each thread's samples and the lines it was seen on most (leaf frames)."""
+    threads: collections.Counter[str] = collections.Counter()
+    lines: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for raw in output.read_text().splitlines():
+        stack, _, count = raw.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        # "thread (123): name" with the run's numbers taken out, so that threads of
+        # the same kind (one per association) are counted together
+        thread = re.sub(r"\d{4,}|Thread-\d+", "#", frames[0].split(": ", 1)[-1])
+        threads[thread] += int(count)
+        match = FRAME.match(frames[-1])
+        leaf = frames[-1]
+        if match:
+            leaf = f"{match['function']} ({Path(match['file']).name}:{match['line']})"
+        lines[thread][leaf] += int(count)
+    print(f"\n{output.name}")
+    for thread, samples in threads.most_common(6):
+        print(f"  {thread}: {samples} samples")
+        for leaf, count in lines[thread].most_common(top):
+            print(f"    {count / samples:6.1%}  {leaf}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lanes", type=int, default=4)
+    parser.add_argument("--idle", default="1s")
+    parser.add_argument("--mode", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    if shutil.which("py-spy") is None:
+        sys.exit("py-spy is not installed: pip install py-spy")
+    work = Path(tempfile.mkdtemp(prefix="xnatd-profile-"))
+    try:
+        folders = make_mixed(work / "data", 1.0)
+        for output in profile(work, folders, args.lanes, args.idle, args.mode):
+            summarize(output, args.top)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

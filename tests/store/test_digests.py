@@ -1,6 +1,5 @@
-"""Catalog digests: a received file's MD5 is taken as it is written (beside its fsync);
-a file spilled to disk as it arrived gets its digest when its session is built. Each is
-recorded once, matches the file, and a file that cannot be read is named."""
+"""Catalog digests: a received file's MD5 is taken from the file when its session is
+built (not on the receiving thread), recorded once, and named when it cannot be."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
 from xnatd import payload
-from xnatd.intake.intake import Received
-from xnatd.store import digests, durable
+from xnatd.store import digests
 from xnatd.store.index.records import PENDING_DIGEST, Status
 from xnatd.store.layout import session_file
 
@@ -21,17 +19,13 @@ CAT = {"cat": "http://nrg.wustl.edu/catalog"}
 
 
 def received_session(make_site, folder: Path, instances: int = 5):
-    """A session of small files and files above HASH_BESIDE_FSYNC_FROM (256 x 256 x 2)."""
     site = make_site({"DEMO": {"prearchive": "manual"}})
     study = StudySpec(
         "digests",
         patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[
-            SeriesSpec(1, instances=instances),
-            SeriesSpec(2, instances=instances, rows=256, columns=256),
-        ],
+        series=[SeriesSpec(1, instances=instances)],
     )
-    assert site.receive(write_study(study, folder)) == ["stored"] * 2 * instances
+    assert site.receive(write_study(study, folder)) == ["stored"] * instances
     [session] = site.prearchive()
     return site, session
 
@@ -46,51 +40,19 @@ def md5_of_stored(site, session) -> dict[str, str]:
     }
 
 
-def test_digests_are_recorded_as_files_are_stored(make_site, dcm_dir: Path) -> None:
+def test_digests_wait_for_the_build_then_match_the_files(make_site, dcm_dir: Path) -> None:
     site, session = received_session(make_site, dcm_dir)
-    sizes = {r.size for r in site.store.index.instances(session.id)}
-    assert min(sizes) < durable.HASH_BESIDE_FSYNC_FROM <= max(sizes)  # both ways covered
+    assert {r.md5 for r in site.store.index.instances(session.id)} == {PENDING_DIGEST}
+
+    site.build_all()
+
     expected = md5_of_stored(site, session)
     recorded = {r.sop_instance_uid: r.md5 for r in site.store.index.instances(session.id)}
     assert recorded == expected
-
-    site.build_all()
-
-    recorded = {r.sop_instance_uid: r.md5 for r in site.store.index.instances(session.id)}
-    assert recorded == expected
     folder = site.store.prearchive.session_dir(session.name)
-    catalogs = list(folder.glob("SCANS/*/DICOM/*_catalog.xml"))
-    assert len(catalogs) == 2
-    in_catalogs = {
-        entry.get("UID"): entry.get("digest")
-        for catalog in catalogs
-        for entry in etree.parse(catalog).iterfind(".//cat:entry", CAT)
-    }
-    assert in_catalogs == expected
-
-
-def test_spilled_files_get_their_digests_when_built(
-    make_site, dcm_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 20_000)  # the larger files spill
-    site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "spilled",
-        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[SeriesSpec(1, instances=3), SeriesSpec(2, instances=3, rows=256, columns=256)],
-    )
-    for path in write_study(study, dcm_dir):  # as an import reads them: large ones in place
-        outcome = site.intake.receive(Received(payload.file_payload(path), source="TEST"))
-        assert outcome.result.value == "stored"
-    [session] = site.prearchive()
-    records = site.store.index.instances(session.id)
-    pending = {r.sop_instance_uid for r in records if r.md5 == PENDING_DIGEST}
-    assert pending == {r.sop_instance_uid for r in records if r.size > 20_000} != set()
-
-    site.build_all()
-
-    recorded = {r.sop_instance_uid: r.md5 for r in site.store.index.instances(session.id)}
-    assert recorded == md5_of_stored(site, session)
+    [catalog] = folder.glob("SCANS/*/DICOM/*_catalog.xml")
+    entries = etree.parse(catalog).iterfind(".//cat:entry", CAT)
+    assert {entry.get("UID"): entry.get("digest") for entry in entries} == expected
 
 
 def test_archived_catalog_carries_the_digests(make_site, dcm_dir: Path) -> None:

@@ -89,7 +89,6 @@ class Builder:
                 bound.warning("unrecorded_files_adopted", files=len(adopted))
                 records = self.assembly.instances(session)
             records = self.assembly.take_digests(session, records)
-            self.assembly.require_files(session, records)
             if not records:
                 self.assembly.discard_if_empty(session)
                 bound.info("empty_session_discarded")

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import socket
-import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from xnatd.payload import Payload, chunks_of
-
-# A payload at least this big is hashed on another thread while its fsync waits for the
-# disk (hashlib and fsync both let go of the GIL), so its digest costs the sender no
-# time; below, handing it over costs more than hashing it here.
-HASH_BESIDE_FSYNC_FROM = 64 << 10
-_hashers: ThreadPoolExecutor | None = None
-_hashers_lock = threading.Lock()
 
 
 def fsync_dir(path: Path) -> None:
@@ -120,49 +110,24 @@ def remove_stray_parts(folder: Path, *, recursive: bool = True) -> list[Path]:
     return removed
 
 
-def _md5_hex(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
-def _hash_beside(data: bytes) -> Future[str]:
-    """Start hashing ``data`` on the process's hashing threads (made on first use)."""
-    global _hashers
-    with _hashers_lock:
-        if _hashers is None:
-            _hashers = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="md5")
-        pool = _hashers
-    return pool.submit(_md5_hex, data)
-
-
-def write_durably(path: Path, data: Payload, root: Path, *, digest: bool = False) -> str | None:
+def write_durably(path: Path, data: Payload, root: Path) -> None:
     """Write data at path atomically: temp file, fsync, rename, fsync the folder.
 
     No partial file remains if anything fails. A spooled file is copied in chunks.
-    With ``digest``, returns the MD5 (hex) of what was written, taken while the file's
-    fsync waits; a spooled (large) payload returns None: it is hashed later, when the
-    session is built, rather than holding up the sender's acknowledgement.
     """
     makedirs_durable(path.parent, root)
     temporary = part_name(path)
-    hashing: Future[str] | None = None
-    md5: str | None = None
     try:
         with open(temporary, "wb") as handle:
             for chunk in chunks_of(data):
                 handle.write(chunk)
             handle.flush()
-            if digest and isinstance(data, bytes):
-                if len(data) >= HASH_BESIDE_FSYNC_FROM:
-                    hashing = _hash_beside(data)
-                else:
-                    md5 = _md5_hex(data)
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return hashing.result() if hashing is not None else md5
 
 
 def move_durably(source: Path, target: Path, root: Path) -> None:

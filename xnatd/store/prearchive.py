@@ -135,7 +135,7 @@ class Prearchive(SessionFiles):
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
-                md5 = write_durably(path, item.data, self.data.prearchive, digest=True)
+                write_durably(path, item.data, self.data.prearchive)
             except OSError as exc:
                 raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
             record = InstanceRecord(
@@ -148,8 +148,7 @@ class Prearchive(SessionFiles):
                 scan=scan,
                 file_name=file_name,
                 size=len(item.data),
-                # Taken while the file's fsync waited; a spooled one's when it is built.
-                md5=md5 or PENDING_DIGEST,
+                md5=PENDING_DIGEST,  # taken when the session is built: off this thread
                 received=time.time(),
                 calling_ae=item.calling_ae,
             )

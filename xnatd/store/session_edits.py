@@ -134,12 +134,10 @@ class SessionEdits(SessionFiles):
 
     def replace_file(self, session: PrearchiveSession, record: InstanceRecord, data: bytes) -> None:
         """Write a new version of one recorded file durably in its place, and record its
-        size and digest."""
-        md5 = write_durably(
-            self.instance_file(session, record), data, self.data.prearchive, digest=True
-        )
+        size (its digest is taken again at the next build)."""
+        write_durably(self.instance_file(session, record), data, self.data.prearchive)
         records = [
-            replace(r, size=len(data), md5=md5 or PENDING_DIGEST)
+            replace(r, size=len(data), md5=PENDING_DIGEST)
             if r.sop_instance_uid == record.sop_instance_uid
             else r
             for r in self.index.instances(session.id)

@@ -7,7 +7,6 @@ a session) and ``SessionEdits`` (what operations and the archiver do to one).
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,16 +131,6 @@ class SessionFiles:
             [(r.sop_instance_uid, r.received, taken[r.sop_instance_uid]) for r in pending],
         )
         return [replace(r, md5=taken.get(r.sop_instance_uid, r.md5)) for r in records]
-
-    def require_files(self, session: PrearchiveSession, records: list[InstanceRecord]) -> None:
-        """Check that every recorded file is still there (a build lists each in a catalog).
-
-        Raises:
-            FileNotFoundError: one is gone; the message names it.
-        """
-        folder = str(self.data.session_dir(session.name))
-        for record in records:
-            os.stat(os.path.join(folder, session_file(record.scan, record.file_name)))
 
     def record_findings(
         self, session: PrearchiveSession, stage: str, findings: list[Finding]

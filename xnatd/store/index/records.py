@@ -26,10 +26,8 @@ class Status(StrEnum):
     ERROR = "ERROR"
 
 
-# The MD5 of a received file is taken while its fsync waits for the disk (on another
-# thread: write_durably); a file spilled to disk while it arrived, or adopted by a build,
-# has this instead until its session is built (issue 23: hashing at the build read every
-# file again, and the builds competed with receiving for the CPU).
+# The MD5 of a received file is taken when its session is built, not on the receiving
+# thread: at four associations hashing was a sixth of the receiver's CPU (issue 5).
 PENDING_DIGEST = ""
 
 # New files join a session in these states (reopening it); in any other state
@@ -115,7 +113,7 @@ class InstanceRecord:
     scan: str
     file_name: str
     size: int
-    md5: str  # or PENDING_DIGEST until the session is built (``SessionFiles.take_digests``)
+    md5: str  # PENDING_DIGEST until the session is built (``SessionFiles.take_digests``)
     received: float
     calling_ae: str | None = None
 

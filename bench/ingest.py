@@ -15,13 +15,16 @@ Each receiver gets a fresh data directory, kept until the end of the suite (abou
 at most): on an ext4 without a journal (these machines), every file created within five
 minutes of thousands being deleted nearby costs the kernel a scan past the recently
 freed inodes, which doubled the receiving process's system time (0.46 -> 0.90 ms a
-file, measured) for whoever ran after a deletion. The sender is DCMTK storescu at 1 and 4
+file, measured) for whoever ran after a deletion. What each receiver wrote is dropped from
+the page cache once it stopped (``evict``), so that the kept files do not fill the memory
+for the receivers measured after it. The sender is DCMTK storescu at 1 and 4
 associations, with TCP_NODELAY=1 (Nagle off) and without (stock). Runs are interleaved:
 the first run of every case and receiver of a set, then the second, and so on. Peak
 RSS is the sum over the receiver's processes, sampled every 0.1 s. Prints a table;
 writes JSON.
 
     python3 bench/ingest.py [--runs 3] [--sets mixed,small,big,huge,steady] [--quick]
+        [--receivers xnatd,storescp,orthanc,pynetdicom,xnatd-before --before DIR]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pydicom.filewriter import dcmwrite
 from xnatd.config import load as load_config
 
 RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
+BEFORE = ""  # --before: a checkout of an earlier xnatd, received as "xnatd-before"
 SITE_SCRIPT = 'version "6.3"\n(0010,0010) := "ANON"\n-(0010,0030)\n'
 
 
@@ -152,6 +156,8 @@ def start(kind: str, work: Path, idle: str) -> Peer:
     port = free_port()
     log = open(work / "log", "wb")  # noqa: SIM115 - the child keeps it
     env = {**os.environ, "TCP_NODELAY": "1"}
+    if kind == "xnatd-before":  # another checkout's xnatd (--before), to compare in one run
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [BEFORE, env.get("PYTHONPATH")]))
     if kind.startswith("xnatd"):
         http = free_port()
         script = ""
@@ -315,6 +321,7 @@ def measure(
                 cpu_to_ready = cpu_seconds(process_tree(peer.process.pid)) - cpu_before
     finally:
         stop(peer)
+        evict(work)
     return {
         "seconds": seconds,
         "cpu_seconds": round(cpu, 2),
@@ -323,6 +330,25 @@ def measure(
         "first_to_ready": first_to_ready,
         "cpu_to_ready": None if cpu_to_ready is None else round(cpu_to_ready, 2),
     }
+
+
+def evict(folder: Path) -> None:
+    """Drop what a receiver wrote from the page cache, once it is on disk, keeping the
+    files. Kept cached, a suite's 20-30 GB filled this 24 GB machine: from the second
+    run of a set every receiver's writes went through page reclaim, which doubled
+    storescp's CPU per instance, and the receivers measured later paid most of it."""
+    os.sync()
+    for path in folder.rglob("*"):
+        try:
+            if not path.is_file() or path.is_symlink():
+                continue
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
 
 
 # -- the suite ---------------------------------------------------------------------------
@@ -459,11 +485,22 @@ def main() -> None:
         "--steady-idle", default="1s", help="xnatd's session_idle_timeout in the steady set"
     )
     parser.add_argument("--quick", action="store_true", help="a tenth of the data, one run")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of an earlier xnatd (git worktree add DIR REF): measured too, "
+        "as receiver xnatd-before (name it in --receivers)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     runs = 1 if args.quick else args.runs
     receivers = [r for r in args.receivers.split(",") if r]
+    if "xnatd-before" in receivers:
+        if args.before is None or not (args.before / "xnatd" / "__init__.py").exists():
+            parser.error("receiver xnatd-before needs --before DIR, a checkout of xnatd")
+        global BEFORE
+        BEFORE = str(args.before.resolve())
     if "orthanc" in receivers and not Path("/usr/sbin/Orthanc").exists():
         print("Orthanc not installed (apt-get install orthanc): left out", file=sys.stderr)
         receivers.remove("orthanc")

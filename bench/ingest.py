@@ -529,6 +529,8 @@ def report(results: dict) -> None:
             extra = ""
             if ours.get("last_file_to_ready_seconds") is not None:
                 extra = f"; last file -> READY {ours['last_file_to_ready_seconds']} s"
+            if "idle_timeout" in cell:  # the steady set's own
+                extra += f"; xnatd idle timeout {cell['idle_timeout']}"
             if "xnatd+script" in cell:
                 extra += f"; with a site script peak RSS {cell['xnatd+script']['peak_rss_mb']} MB"
             if ours.get("instances_per_second_to_ready") is not None:

@@ -62,3 +62,17 @@ def test_reads_as_text_needs_letters_and_confidence() -> None:
     assert not reads_as_text([("MRN", 96.0), ("-", 90.0)])  # too few letters and digits
     assert not reads_as_text([("Saver", 42.0), ("ae", 30.0)])  # read without confidence
     assert not reads_as_text([])
+
+
+def test_words_shaped_like_patient_information_count_at_any_confidence() -> None:
+    # the caret of a DICOM name read as a star or a quote, which Tesseract then doubts
+    assert reads_as_text([("GARCIA*JOHN:", 23.0)])
+    assert reads_as_text([("OKONKWO\u201cASTRID", 0.0)])
+    assert reads_as_text([("SMITH*", 31.0), ("ANNA", 31.0)])  # split at the caret
+    # dates and IDs: six digits or more, however thin the strokes read
+    assert reads_as_text([("1962-04-27", 22.0)])
+    assert reads_as_text([("MRN", 92.0), ("7799182", 0.0)])
+    # what speckle reads as: capitals, a few digits, never joined across words
+    assert not reads_as_text([("EAGER", 0.0), ("SESS,", 37.0), ("BERR", 30.0)])
+    assert not reads_as_text([("4537,", 40.0), ("1066", 27.0)])
+    assert not reads_as_text([("795-5", 27.0), ("REES.", 0.0), ("Parry", 45.0)])

@@ -71,3 +71,17 @@ def test_a_line_page_is_dark_text_on_white() -> None:
     pixels = np.asarray(page)
     assert page.mode == "L" and pixels.max() == 255 and pixels.min() < 64
     assert (pixels[:3] == 255).all()  # padded with white
+
+
+def test_a_line_running_from_air_onto_tissue_is_dark_all_along_its_page() -> None:
+    # the digits on tissue stand out far less than the letters on air (90 of 255, not
+    # 240); on the page they are as dark, or they read as noise
+    ground = np.zeros((120, 320))
+    ground[:, 130:] = 150  # tissue from x = 130: the last five digits are on it
+    noise = np.abs(np.random.default_rng(6).normal(0, 6, ground.shape))
+    image = drawn("MRN 17985418", (40, 50), 240, (ground + noise).astype(np.uint8), size=18)
+    [(line, page)] = text_lines(image)
+    assert line.x <= 42 and line.x + line.width >= 170
+    pixels = np.asarray(page)
+    on_air, on_tissue = pixels[:, : pixels.shape[1] // 2], pixels[:, int(0.7 * page.width) :]
+    assert on_air.min() < 64 and on_tissue.min() < 64

@@ -19,6 +19,7 @@ pixelcheck``), never on a receiving thread:
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,13 @@ CANDIDATE_MODALITIES = frozenset({"US", "OT", "DOC", "SC", "XC", "SM", "ES"})
 CANDIDATE_IMAGE_TYPES = ("SECONDARY", "SCREEN SHOT")
 MIN_CONFIDENCE = 50.0  # Tesseract's word confidence below which a word is noise
 MIN_CHARACTERS = 4  # letters and digits in a word, below which it is noise
+# What patient information looks like, read at any confidence: Tesseract reads a caret
+# (DICOM's name separator) as * or a quote and then doubts the whole word, and doubts
+# digits in thin or tilted strokes, where the text is read right. Speckle and anatomy
+# read as words of letters (bench/pixel_phi.py, seeds 1 and 2: of 160 text-free
+# ultrasound frames none gave a word of two runs of capitals joined so, or of 6 digits).
+NAME_SHAPE = re.compile(r"[A-Z]{3,}[\^*\"'`~\u201c\u201d\u2018\u2019\u00b0]{1,2}[A-Z]{2,}")
+MIN_DIGITS = 6  # digits in a word that looks like a date or an ID
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,8 @@ def to_8bit(dataset: pydicom.Dataset, frame: np.ndarray) -> np.ndarray:
     return image
 
 
-READ_HEIGHTS = (18, 26)  # px: character heights lines are read at, until one reads
+READ_HEIGHTS = (18, 26, 34)  # px: character heights lines are read at, until one reads
+# (34: thin tilted digits that Tesseract misreads smaller; bench/pixel_misses.py)
 GAP = 24  # px of white between the lines stacked on one page
 
 
@@ -185,14 +194,29 @@ def _characters(text: str) -> int:
     return len(re.sub(r"[^A-Za-z0-9]", "", text))
 
 
+def looks_like_phi(text: str) -> bool:
+    """Whether a word has the shape of a name in DICOM's form (``SURNAME^GIVEN``, the
+    caret read as anything like it) or of a date or ID (``MIN_DIGITS`` digits)."""
+    return bool(NAME_SHAPE.search(text)) or sum(c.isdigit() for c in text) >= MIN_DIGITS
+
+
 def reads_as_text(words: list[tuple[str, float]]) -> bool:
     """Whether what Tesseract read is text, not the shapes of noise or anatomy: one word
-    of at least ``MIN_CHARACTERS`` letters and digits read with ``MIN_CONFIDENCE``.
+    of at least ``MIN_CHARACTERS`` letters and digits read with ``MIN_CONFIDENCE``, or
+    a word shaped like patient information (``looks_like_phi``) at any confidence, or
+    two words side by side shaped like a name (the caret read as a space and a quote).
     (Ultrasound speckle reads as short words, or as longer ones with low confidence:
     bench/pixel_phi.py measured three letters, or a line's mean, letting it through.)"""
-    return any(
+    confident = any(
         _characters(text) >= MIN_CHARACTERS and confidence >= MIN_CONFIDENCE
         for text, confidence in words
+    )
+    texts = [text for text, _ in words]
+    pairs = [a + b for a, b in itertools.pairwise(texts)]
+    return (
+        confident
+        or any(looks_like_phi(text) for text in texts)
+        or any(NAME_SHAPE.search(pair) for pair in pairs)
     )
 
 

@@ -35,6 +35,7 @@ WEAK_FACTOR = 2.0  # ...if it also beats this many times the noise's 75th percen
 CHAR_HEIGHT = (5, 60)  # px: a character of an 8 to 40 px font, tilted or not
 MIN_MARKS = 3  # characters in a row, below which it is not a line
 PAD = 0.4  # of a line's height: the white round it on its page
+FAINT_MARK = 0.45  # of a line's ink: a letter below it is shown by its own ink
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,9 @@ def line_page(
     strength: np.ndarray, labels: np.ndarray, parts: list[Component], line: Line
 ) -> Image.Image:
     """One candidate line as an OCR engine reads it best: its strokes (its marks, and
-    smaller marks such as hyphens on its axis) dark by their ink on white, nothing
-    else of the image, padded and turned level (at the image's scale)."""
+    smaller marks such as hyphens on its axis) dark by their ink on white (a letter far
+    fainter than the rest by its own ink), nothing else of the image, padded and turned
+    level (at the image's scale)."""
     rows, columns = strength.shape
     pad = max(3, round(PAD * line.height))
     top, left = max(0, line.y - pad), max(0, line.x - pad)
@@ -332,8 +334,19 @@ def line_page(
         if abs(centre_y - on_axis) <= 0.6 * size:
             keep.add(int(label))
     crop = strength[top:bottom, left:right]
-    kept = np.isin(labels[top:bottom, left:right], list(keep))
-    full = max(1.0, float(np.percentile(crop[kept], 90)))
+    marks = labels[top:bottom, left:right]
+    kept = np.isin(marks, list(keep))
+    # a letter much fainter than its line (text that runs from air onto tissue stands
+    # out less there) is dark by its own ink, else it comes out too pale to read
+    # (bench/pixel_misses.py); specks and marks near the line's ink keep the line's scale
+    line_full = max(1.0, float(np.percentile(crop[kept], 90)))
+    full = np.full(crop.shape, line_full, np.float32)
+    for mark in line.marks:
+        inside = marks == mark.label
+        if mark.height >= 0.7 * size and inside.any():
+            own = float(np.percentile(crop[inside], 90))
+            if own < FAINT_MARK * line_full:
+                full[inside] = max(1.0, own)
     darkness = np.where(kept, np.clip(crop / full, 0, 1), 0)
     page = Image.new("L", (crop.shape[1] + 2 * pad, crop.shape[0] + 2 * pad), 255)
     page.paste(Image.fromarray((255 - 255 * darkness).astype(np.uint8)), (pad, pad))

@@ -59,7 +59,15 @@ def profile(work: Path, folders: list[Path], lanes: int, idle: str, mode: str) -
         for spy in spies:
             spy.wait(timeout=60)
         stop(peer)
-    return [output for output in outputs if output.exists()]
+    written = [output for output in outputs if output.exists()]
+    for output in sorted(set(outputs) - set(written)):
+        print(
+            f"py-spy wrote no profile for process {output.stem.removeprefix('py-spy-')}: "
+            "it may not be allowed to attach (run as root, or sysctl "
+            "kernel.yama.ptrace_scope=0)",
+            file=sys.stderr,
+        )
+    return written
 
 
 def summarize(output: Path, top: int) -> None:

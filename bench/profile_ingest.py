@@ -3,10 +3,14 @@
 per session, then prints each process's busiest threads and the lines they were on.
 
     pip install py-spy   # a profiler, not one of xnatd's dependencies
-    python3 bench/profile_ingest.py [--lanes 4] [--idle 1s] [--mode wall|cpu] [--top 12]
+    python3 bench/profile_ingest.py [--lanes 4] [--idle 1s] [--mode wall|cpu|gil]
+        [--top 12] [--inclusive]
 
 ``wall`` samples idle threads too (where a receiving thread waits: the fsync, the next
-PDU, a lock); ``cpu`` only threads py-spy sees running. The mixed set is generated into
+PDU, a lock); ``cpu`` only threads py-spy sees running (a thread in fsync counts as
+running); ``gil`` only the thread holding the GIL: where each process's Python time
+goes. Each thread's busiest lines are listed, then (``--inclusive``) the functions its
+samples were inside, callers included. The mixed set is generated into
 a temporary folder, as ``bench/ingest.py`` makes it.
 """
 
@@ -38,7 +42,7 @@ def profile(work: Path, folders: list[Path], lanes: int, idle: str, mode: str) -
     try:
         for pid in process_tree(peer.process.pid):
             output = work / f"py-spy-{pid}.txt"
-            extra = ["--idle"] if mode == "wall" else []
+            extra = {"wall": ["--idle"], "cpu": [], "gil": ["--gil"]}[mode]
             command = ["py-spy", "record", "-p", str(pid), "-r", "100", "-f", "raw"]
             spies.append(
                 subprocess.Popen(
@@ -70,10 +74,12 @@ def profile(work: Path, folders: list[Path], lanes: int, idle: str, mode: str) -
     return written
 
 
-def summarize(output: Path, top: int) -> None:
-    """Each thread's samples and the lines it was seen on most (leaf frames)."""
+def summarize(output: Path, top: int, inclusive: bool = False) -> None:
+    """Each thread's samples and the lines it was seen on most (leaf frames); with
+    ``inclusive``, the functions its samples were inside (each counted once a sample)."""
     threads: collections.Counter[str] = collections.Counter()
     lines: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    within: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for raw in output.read_text().splitlines():
         stack, _, count = raw.rpartition(" ")
         if not stack or not count.isdigit():
@@ -88,19 +94,30 @@ def summarize(output: Path, top: int) -> None:
         if match:
             leaf = f"{match['function']} ({Path(match['file']).name}:{match['line']})"
         lines[thread][leaf] += int(count)
+        functions = set()
+        for frame in frames[1:]:
+            found = FRAME.match(frame)
+            functions.add(f"{found['function']} ({Path(found['file']).name})" if found else frame)
+        for function in functions:
+            within[thread][function] += int(count)
     print(f"\n{output.name}")
     for thread, samples in threads.most_common(6):
         print(f"  {thread}: {samples} samples")
         for leaf, count in lines[thread].most_common(top):
             print(f"    {count / samples:6.1%}  {leaf}")
+        if inclusive:
+            print("    inside:")
+            for function, count in within[thread].most_common(top):
+                print(f"    {count / samples:6.1%}  {function}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--idle", default="1s")
-    parser.add_argument("--mode", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--mode", choices=("wall", "cpu", "gil"), default="wall")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--inclusive", action="store_true", help="also the functions inside")
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         sys.exit("py-spy is not installed: pip install py-spy")
@@ -108,7 +125,7 @@ def main() -> None:
     try:
         folders = make_mixed(work / "data", 1.0)
         for output in profile(work, folders, args.lanes, args.idle, args.mode):
-            summarize(output, args.top)
+            summarize(output, args.top, args.inclusive)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

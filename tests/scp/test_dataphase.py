@@ -162,6 +162,30 @@ def test_a_store_cut_into_tiny_fragments_over_several_pdus_is_kept_byte_for_byte
     assert stored.read_bytes().endswith(data)
 
 
+def test_a_release_sent_in_the_middle_of_a_message_is_answered_by_pynetdicom(xnatd) -> None:
+    """The data phase reads a message's next PDUs itself only while they are P-DATA:
+    an A-RELEASE-RQ that arrives with them, before the message is complete, goes to
+    pynetdicom's state machine (which releases), not to the P-DATA reader (which would
+    call it a protocol error and abort). The unfinished instance is not kept."""
+    ds = _mr("released-midway")
+    data = _encode(ds, implicit=False)
+    command = command_set(C_STORE_RQ, 1, ds.SOPClassUID, ds.SOPInstanceUID)
+    peer = RawPeer(xnatd.port, {1: MRImageStorage})
+    pdv = struct.pack(">IBB", len(command) + 2, 1, 0x03) + command
+    first = struct.pack(">IBB", 1000 + 2, 1, 0x00) + data[:1000]
+    second = struct.pack(">IBB", 1000 + 2, 1, 0x00) + data[1000:2000]
+    peer.sock.sendall(
+        b"".join(struct.pack(">BxI", 0x04, len(body)) + body for body in (pdv, first, second))
+        + struct.pack(">BxI", 0x05, 4)
+        + b"\x00" * 4
+    )
+    kind, _ = peer.read_pdu()
+    assert kind == 0x06  # A-RELEASE-RP, not an A-ABORT
+    peer.sock.close()
+    assert not xnatd.events("association_aborted")
+    assert dicom_files(xnatd.data_dir) == []
+
+
 def test_echo_unknown_commands_and_wrong_contexts_get_a_status_and_the_association_goes_on(
     xnatd,
 ) -> None:

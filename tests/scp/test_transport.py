@@ -223,3 +223,23 @@ def test_a_message_for_another_waiter_is_not_swallowed_by_the_reactor(monkeypatc
     messages.put((1, "C-STORE-RSP"))
     waiter.join(timeout=30)
     assert got["after"] < 5
+
+
+def test_arrived_tells_the_next_pdu_type_without_waiting_or_reading_it() -> None:
+    import socket
+
+    from xnatd.scp.transport import QuickAckSocket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        theirs = socket.create_connection(server.getsockname())
+        ours, _ = server.accept()
+    with ours, theirs:
+        sock = QuickAckSocket(ours)
+        started = time.monotonic()
+        assert sock.arrived() is None  # nothing yet: no wait
+        assert time.monotonic() - started < 0.5
+        theirs.sendall(b"\x04\x00\x00\x00\x00\x06")
+        wait_for(lambda: sock.arrived() == 0x04, timeout=5, interval=0.01)
+        assert sock.recv(6) == b"\x04\x00\x00\x00\x00\x06"  # left unread by the peek
+        theirs.close()
+        assert sock.arrived() is None  # closed: the reactor finds that out itself

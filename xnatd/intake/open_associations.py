@@ -26,6 +26,7 @@ class AssociationState:
     cache: SessionCache = field(default_factory=SessionCache)
     result: str = "closed"
     registered: bool = False
+    logging_thread: int | None = None  # the thread its AE titles are bound to for logging
 
 
 class Associations:

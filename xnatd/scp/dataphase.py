@@ -54,6 +54,7 @@ P_DATA_TF = 0x04
 VERIFICATION = "1.2.840.10008.1.1"
 N_ACTION_RQ = 0x0130  # Storage Commitment's request (scp/commitment.py answers it)
 CHUNK = 1 << 20  # the most read from the socket at once
+CONTINUE_FOR = 0.25  # longest a message's PDUs are read without a turn of the reactor
 ESTABLISH_WAIT = 30.0  # longest a first request waits for EVT_ACCEPTED's handler to finish
 
 # DIMSE statuses this module answers itself (PS3.7 C.4, C.5)
@@ -196,7 +197,29 @@ class DataPhase:
             length -= len(piece)
 
     def read_pdu(self) -> None:
-        """Read one P-DATA-TF PDU and act on every message it completes."""
+        """Read P-DATA-TF PDUs and act on every message they complete.
+
+        Once a message has begun, its next PDUs are read here while they have already
+        arrived: a trip back through pynetdicom's reactor for each (its queue checks,
+        two selects and a peek) cost more Python time than reading the PDU. The reactor
+        has its turn again once the message is complete, when the next PDU has not
+        arrived or is not P-DATA, and at least every ``CONTINUE_FOR`` seconds (its
+        timers).
+        """
+        deadline = 0.0
+        while True:
+            self._read_one_pdu()
+            if self._message is None:
+                return
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + CONTINUE_FOR
+            elif now > deadline:
+                return
+            if self.sock.arrived() != P_DATA_TF:
+                return
+
+    def _read_one_pdu(self) -> None:
         _, _, remaining = struct.unpack(">BBI", self._exact(6))
         while remaining:
             if remaining < 6:

@@ -48,6 +48,11 @@ class TLSQuickAckSocket(QuickAckSocket):
                 self._held = super().recv(1)
         return self._held[0] if self._held else None
 
+    def arrived(self) -> int | None:
+        # Only what TLS has decrypted already: a record still in the kernel may be
+        # partial, and reading it would wait.
+        return self.peek() if self.pending() else None
+
     def pending(self) -> int:
         return len(self._held) + self._tls.pending()
 

@@ -68,6 +68,15 @@ class QuickAckSocket:
             return peeked[0] if peeked else None
         return None
 
+    def arrived(self) -> int | None:
+        """The type of the next PDU if its first byte is here already, left unread;
+        None if nothing has arrived (never waits) or the connection is gone."""
+        try:
+            peeked = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: not yet; anything else, the reactor sees
+            return None
+        return peeked[0] if peeked else None
+
     def pending(self) -> int:
         """Bytes received but held above the kernel (none here; TLS holds some)."""
         return 0

@@ -76,8 +76,18 @@ def shared_metrics_dir() -> Path | None:
         return None
     from prometheus_client import values
 
-    values.ValueClass = values.get_value_class()
+    # Every increment asks for the process id, to notice a fork: a system call each
+    # time (four an instance). Ours is known, and kept right across a fork.
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
     return Path(folder)
+
+
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _process_id() -> int:
+    return _pid[0]
 
 
 class Workers:

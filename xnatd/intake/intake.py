@@ -116,6 +116,7 @@ class Intake:
         # Each (source, calling AE, result)'s counters, looked up once: prometheus
         # client's labels() takes a lock and checks the names on every call.
         self._counted: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._latency: dict[str, Any] = {}
 
     def _tags_for(self, config: Config) -> frozenset[int]:
         # Decided once per configuration; a reload swaps the whole config object.
@@ -137,7 +138,12 @@ class Intake:
         counters[0].inc()
         counters[1].inc(len(item.data))
         if outcome.result is Result.STORED:
-            self.metrics.store_latency.labels(item.source).observe(time.perf_counter() - started)
+            latency = self._latency.get(item.source)
+            if latency is None:
+                latency = self._latency[item.source] = self.metrics.store_latency.labels(
+                    item.source
+                )
+            latency.observe(time.perf_counter() - started)
         return outcome
 
     def _receive(self, item: Received, cache: SessionCache | None) -> Outcome:

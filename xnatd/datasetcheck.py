@@ -18,6 +18,7 @@ little endian, as every encapsulated syntax is.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 import zlib
@@ -265,6 +266,13 @@ def _meta(data: Buffer) -> tuple[str, int]:
     raise Malformed("the file meta group is cut short")
 
 
+@functools.lru_cache(maxsize=64)
+def transfer_syntax(syntax: str) -> UID:
+    """The transfer syntax UID of that name, made once: a handful of syntaxes name every
+    file, and pydicom validates a UID each time one is made."""
+    return UID(syntax)
+
+
 def check_part10(data: Buffer, wanted: Iterable[int] = ()) -> Checked:
     """Check a whole Part 10 file: meta group, then the data set in its transfer syntax.
 
@@ -272,7 +280,7 @@ def check_part10(data: Buffer, wanted: Iterable[int] = ()) -> Checked:
         Malformed: the first problem found.
     """
     syntax, start = _meta(data)
-    uid = UID(syntax)
+    uid = transfer_syntax(syntax)
     if uid.is_transfer_syntax and uid.is_deflated:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:

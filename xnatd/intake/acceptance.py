@@ -14,9 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 from pydicom._uid_dict import UID_dictionary
-from pydicom.uid import UID
 
-from xnatd.datasetcheck import Buffer, Malformed, check_part10
+from xnatd.datasetcheck import Buffer, Malformed, check_part10, transfer_syntax
 from xnatd.dicom import is_valid_uid, read_header_with_pydicom
 from xnatd.headerscan import NotScanned, render_header
 from xnatd.payload import Payload, SpooledFile, readable
@@ -110,7 +109,7 @@ def checked_header(data: Payload, tags: Iterable[int]) -> dict[int, str]:
             checked = check_part10(buffer, wanted | {_CHARACTER_SET})
         except Malformed as exc:
             raise RejectedFile(f"malformed data set: {exc}") from None
-        syntax = UID(checked.transfer_syntax)
+        syntax = transfer_syntax(checked.transfer_syntax)
         if syntax.is_transfer_syntax and syntax.is_little_endian and not syntax.is_deflated:
             with contextlib.suppress(NotScanned):
                 return render_header(checked.found, wanted)

@@ -124,8 +124,12 @@ class Prearchive(SessionFiles):
         header = item.header
         scan = layout.scan_name(header)
         file_name = layout.instance_file_name(header)
+        # A session the association's cache gave is one it delivered to already: its
+        # hold on the session's idle timer is in the index (one statement less a file).
+        holder = None if session is not None else item.association_id
         for _attempt in range(3):
             if session is None:
+                holder = item.association_id
                 try:
                     session = self.open_session(item)
                 except StoreRefused:
@@ -158,7 +162,7 @@ class Prearchive(SessionFiles):
             )
             try:
                 result = self.index.record_instance(
-                    session.id, record, item.association_id, time.time(), findings
+                    session.id, record, holder, time.time(), findings
                 )
             except SessionClosed:
                 # Archiving or moving began meanwhile: this file starts a new session.

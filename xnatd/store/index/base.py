@@ -67,7 +67,8 @@ class Index(abc.ABC):
         findings: Sequence[Finding] = (),
     ) -> RecordResult:
         """Record a durably written file, with what the PHI check found in it (replacing
-        what it found in an earlier copy of the same instance), in one transaction.
+        what it found in an earlier copy of the same instance), in one transaction;
+        ``association_id``, if given, comes to hold the session's idle timer.
 
         Raises:
             SessionClosed: the session no longer accepts files.

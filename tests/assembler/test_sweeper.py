@@ -6,17 +6,19 @@ and ``on_ready`` set, with a bound, never on a fixed sleep.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dicomgen import SeriesSpec, StudySpec, write_study
-from helpers import Site
+from helpers import Site, wait_for
 
-from xnatd.assembler.sweeper import Sweeper, poll_interval
+from xnatd.assembler.sweeper import Sweeper, early_digest_after, poll_interval
 from xnatd.intake.intake import Received, Result
-from xnatd.store.index.records import PrearchiveSession, Status
+from xnatd.store import session_files
+from xnatd.store.index.records import PENDING_DIGEST, PrearchiveSession, Status
 from xnatd.store.layout import session_file
 
 WAIT = 15.0  # seconds: a bound on a wait that normally ends in milliseconds
@@ -189,6 +191,74 @@ def test_a_crashing_build_does_not_stop_the_next(
     statuses = {s.label: s.status for s in site.prearchive()}
     # The crashed claim stays BUILDING until its lease runs out, then it is retried.
     assert statuses == {"MR1": Status.BUILDING, "MR2": Status.READY}
+
+
+def test_a_quiet_session_is_digested_before_its_build_and_not_hashed_again(
+    make_site, dcm_dir: Path, monkeypatch, sweepers
+) -> None:
+    """Once its senders are quiet, a session's files are hashed while its idle timeout
+    runs; the build then reads no file for a digest, and the catalogs carry them."""
+    site = make_site()
+    watch = Watch(site, monkeypatch)
+    paths = write_study(routed("early", instances=3), dcm_dir)
+    site.receive(paths)
+    [session] = site.prearchive()
+    sweeper = sweeper_for(site, watch, sweepers, idle_timeout=0.4)  # quiet after 0.1 s
+
+    wait_for(lambda: sweeper.digest_quiet_sessions() != [], timeout=WAIT, interval=0.02)
+    index = site.store.index
+    wait_for(
+        lambda: all(r.md5 != PENDING_DIGEST for r in index.instances(session.id)),
+        timeout=WAIT,
+        interval=0.02,
+    )
+    [receiving] = site.prearchive()
+    assert receiving.status is Status.RECEIVING  # hashed, not built: its timeout still runs
+    folder = site.store.prearchive.session_dir(session.name)
+    expected = {
+        r.sop_instance_uid: hashlib.md5(
+            (folder / session_file(r.scan, r.file_name)).read_bytes()
+        ).hexdigest()
+        for r in index.instances(session.id)
+    }
+    assert {r.sop_instance_uid: r.md5 for r in index.instances(session.id)} == expected
+    assert sweeper.digest_quiet_sessions() == []  # nothing new since: not queued again
+
+    hashed: list[int] = []
+    real = session_files.files_md5
+    monkeypatch.setattr(
+        session_files, "files_md5", lambda p, s: hashed.append(len(p)) or real(p, s)
+    )
+    wait_for(lambda: sweeper.sweep_once() != [], timeout=WAIT, interval=0.02)
+    assert watch.ready_called.wait(WAIT)
+    assert hashed == []  # the build took the digests the sweeper had taken
+    [built] = site.prearchive()
+    assert built.status is Status.READY
+
+
+def test_a_session_held_by_an_open_association_is_not_digested_early(
+    make_site, dcm_dir: Path, monkeypatch, sweepers
+) -> None:
+    site = make_site()
+    watch = Watch(site, monkeypatch)
+    prearchive = site.store.prearchive
+    prearchive.association_opened(
+        "assoc-1", node="test-node", called_ae="XNAT", calling_ae="SENDER",
+        peer="127.0.0.1", lease=60,
+    )  # fmt: skip
+    for path in write_study(routed("held"), dcm_dir):
+        item = Received(path.read_bytes(), source="XNAT", association_id="assoc-1")
+        assert site.intake.receive(item).result is Result.STORED
+    sweeper = sweeper_for(site, watch, sweepers, idle_timeout=-1)  # quiet at once
+
+    assert sweeper.digest_quiet_sessions() == []
+    prearchive.association_closed("assoc-1")
+    assert [s.label for s in sweeper.digest_quiet_sessions()] == ["MR1"]
+
+
+def test_early_digests_wait_for_a_quarter_of_the_idle_timeout_at_most_a_second() -> None:
+    assert early_digest_after(2.0) == 0.5
+    assert early_digest_after(60) == 1.0
 
 
 def test_poll_interval_is_a_tenth_of_the_timeout_within_bounds() -> None:

@@ -20,6 +20,7 @@ from xnatd.store.durable import (
     write_durably,
 )
 from xnatd.store.index.records import (
+    PENDING_DIGEST,
     InstanceRecord,
     PrearchiveSession,
     Status,
@@ -46,6 +47,20 @@ class Assembly(SessionFiles):
         return self.index.claim_idle_sessions(
             now=time.time(), idle_timeout=idle_timeout, node=node, lease=lease
         )
+
+    def quiet_sessions(self, *, quiet: float) -> list[PrearchiveSession]:
+        """Sessions still RECEIVING whose senders have been quiet for ``quiet`` seconds
+        (``Index.quiet_sessions``): their files can be digested before the build."""
+        return self.index.quiet_sessions(now=time.time(), quiet=quiet)
+
+    def digest_early(self, session: PrearchiveSession) -> int:
+        """Take the digests a session's files still lack, before it is built (the build
+        then has only what arrives later to read); returns how many were taken."""
+        records = self.instances(session)
+        pending = sum(1 for record in records if record.md5 == PENDING_DIGEST)
+        if pending:
+            self.take_digests(session, records)
+        return pending
 
     def adopt_unrecorded(
         self,

@@ -94,6 +94,13 @@ class Index(abc.ABC):
         and ERROR sessions whose retry is due."""
 
     @abc.abstractmethod
+    def quiet_sessions(
+        self, *, now: float, quiet: float, limit: int = 16
+    ) -> list[PrearchiveSession]:
+        """RECEIVING sessions no file has reached for ``quiet`` seconds and no open
+        association holds: their senders may be done, their build not due yet."""
+
+    @abc.abstractmethod
     def finish_build(
         self,
         session_id: int,

@@ -134,6 +134,20 @@ class SessionTables(SqlBackend):
             )
             return _sessions(cursor)
 
+    def quiet_sessions(
+        self, *, now: float, quiet: float, limit: int = 16
+    ) -> list[PrearchiveSession]:
+        rows = self._rows(
+            f"SELECT {_SESSION_COLUMNS} FROM prearchive p"
+            " WHERE status = 'RECEIVING' AND last_modified <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM association_sessions s"
+            "   JOIN associations a ON a.id = s.association_id"
+            "   WHERE s.session_id = p.id AND a.lease_until > ?)"
+            " ORDER BY last_modified LIMIT ?",
+            (now - quiet, now, limit),
+        )
+        return [_session(row) for row in rows]
+
     def finish_build(
         self,
         session_id: int,

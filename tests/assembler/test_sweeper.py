@@ -86,6 +86,17 @@ def sweeper_for(site: Site, watch: Watch, made: list[Sweeper], *, idle_timeout: 
     return sweeper
 
 
+def receive_through_open_association(site: Site, paths: list[Path]) -> None:
+    """Store the files as association ``assoc-1`` delivers them; it stays open."""
+    site.store.prearchive.association_opened(
+        "assoc-1", node="test-node", called_ae="XNAT", calling_ae="SENDER",
+        peer="127.0.0.1", lease=60,
+    )  # fmt: skip
+    for path in paths:
+        item = Received(path.read_bytes(), source="XNAT", association_id="assoc-1")
+        assert site.intake.receive(item).result is Result.STORED
+
+
 def test_an_idle_session_is_built_once_and_handed_on(
     make_site, dcm_dir: Path, monkeypatch, sweepers
 ) -> None:
@@ -129,13 +140,7 @@ def test_a_session_whose_association_is_open_waits_for_it(
     site = make_site()
     watch = Watch(site, monkeypatch)
     prearchive = site.store.prearchive
-    prearchive.association_opened(
-        "assoc-1", node="test-node", called_ae="XNAT", calling_ae="SENDER",
-        peer="127.0.0.1", lease=60,
-    )  # fmt: skip
-    for path in write_study(routed("open"), dcm_dir):
-        item = Received(path.read_bytes(), source="XNAT", association_id="assoc-1")
-        assert site.intake.receive(item).result is Result.STORED
+    receive_through_open_association(site, write_study(routed("open"), dcm_dir))
     sweeper = sweeper_for(site, watch, sweepers, idle_timeout=-1)
 
     assert sweeper.sweep_once() == []
@@ -242,13 +247,7 @@ def test_a_session_held_by_an_open_association_is_not_digested_early(
     site = make_site()
     watch = Watch(site, monkeypatch)
     prearchive = site.store.prearchive
-    prearchive.association_opened(
-        "assoc-1", node="test-node", called_ae="XNAT", calling_ae="SENDER",
-        peer="127.0.0.1", lease=60,
-    )  # fmt: skip
-    for path in write_study(routed("held"), dcm_dir):
-        item = Received(path.read_bytes(), source="XNAT", association_id="assoc-1")
-        assert site.intake.receive(item).result is Result.STORED
+    receive_through_open_association(site, write_study(routed("held"), dcm_dir))
     sweeper = sweeper_for(site, watch, sweepers, idle_timeout=-1)  # quiet at once
 
     assert sweeper.digest_quiet_sessions() == []

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from typing import Any
 
 import structlog
@@ -122,7 +123,7 @@ class Sweeper:
         with self._digests_lock:
             early = self._digests.pop(session.id, None)
         if early is not None:
-            wait([early[1]])  # its files may be being hashed now: not twice
+            wait_for_futures([early[1]])  # its files may be being hashed now: not twice
         try:
             if self.builder.build(session) is Status.READY and self.on_ready is not None:
                 self.on_ready(session)

@@ -186,6 +186,25 @@ class TestBuildClaims:
         assert index.release_claims(NODE) == 1
         assert index.get_session(session.name).status is Status.RECEIVING
 
+    def test_quiet_sessions_are_receiving_unheld_and_quiet_and_are_not_claimed(
+        self, index: Index
+    ) -> None:
+        """What the sweeper digests early: a session no open association holds and no
+        file has reached for ``quiet`` seconds; reading them claims nothing."""
+        session = open_session(index)
+        index.open_association(
+            "a1", node=NODE, called_ae="XNAT", calling_ae="CT", peer="x", lease_until=2000.0
+        )
+        index.record_instance(session.id, record("1.1"), "a1", 1000.0)
+        assert index.quiet_sessions(now=1100.0, quiet=1) == []  # its sender is still there
+        index.close_association("a1")
+        assert index.quiet_sessions(now=1000.5, quiet=1) == []  # not quiet long enough
+        [quiet] = index.quiet_sessions(now=1001.0, quiet=1)
+        assert (quiet.id, quiet.status, quiet.files) == (session.id, Status.RECEIVING, 1)
+        claimed = index.claim_idle_sessions(now=1100.0, idle_timeout=5, node=NODE, lease=60)
+        assert [c.id for c in claimed] == [session.id]
+        assert index.quiet_sessions(now=1100.0, quiet=1) == []  # BUILDING: the build's now
+
 
 class TestReopening:
     @pytest.mark.parametrize("status", [Status.READY, Status.CONFLICT, Status.ERROR])

@@ -259,7 +259,9 @@ def pynetdicom_send(
     """Send files as they are (raw, not re-encoded) over one association; returns statuses.
 
     Each file's own transfer syntax is proposed for its SOP class, and the bytes after
-    its file meta group go on the wire untouched.
+    its file meta group go on the wire untouched. Stock pynetdicom's requestor can, rarely,
+    lose a response to its own reactor thread (status -1 after the DIMSE timeout); a test
+    that must reach a given number of acknowledgements sends with storescu instead.
     """
     from pydicom import dcmread
     from pynetdicom import AE, _config

@@ -54,6 +54,7 @@ from xnatd.config import load as load_config
 
 RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
 BEFORE = ""  # --before: a checkout of an earlier xnatd, received as "xnatd-before"
+WORKERS = "auto"  # --workers: xnatd's workers key
 SITE_SCRIPT = 'version "6.3"\n(0010,0010) := "ANON"\n-(0010,0030)\n'
 
 
@@ -168,6 +169,7 @@ def start(kind: str, work: Path, idle: str) -> Peer:
             f"site: {{data_dir: data, min_free_disk: 0, session_idle_timeout: {idle}{script}}}\n"
             f"receivers: [{{ae_title: XNAT, port: {port}, host: 127.0.0.1}}]\n"
             f"projects: {{BENCH: {{}}}}\nhttp: {{listen: '127.0.0.1:{http}'}}\n"
+            f"workers: {WORKERS}\n"
         )
         argv, aec = [sys.executable, "-m", "xnatd", "run", "-c", str(work / "xnatd.yaml")], "XNAT"
     elif kind == "storescp":
@@ -491,8 +493,11 @@ def main() -> None:
         help="a checkout of an earlier xnatd (git worktree add DIR REF): measured too, "
         "as receiver xnatd-before (name it in --receivers)",
     )
+    parser.add_argument("--workers", default="auto", help="xnatd's workers (auto: one per core)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     scale = 0.1 if args.quick else 1.0
     runs = 1 if args.quick else args.runs
     receivers = [r for r in args.receivers.split(",") if r]

@@ -260,7 +260,8 @@ def pynetdicom_send(
 
     Each file's own transfer syntax is proposed for its SOP class, and the bytes after
     its file meta group go on the wire untouched. Stock pynetdicom's requestor can, rarely,
-    lose a response to its own reactor thread (status -1 after the DIMSE timeout); a test
+    lose a response to its own reactor thread (status -1 after the DIMSE timeout; xnatd's
+    own sender is mended in scp/hooks.py, _Checkpoint, but this peer stays stock): a test
     that must reach a given number of acknowledgements sends with storescu instead.
     """
     from pydicom import dcmread

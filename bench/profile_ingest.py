@@ -36,6 +36,8 @@ from helpers import wait_for
 from ingest import make_mixed, ready_count, send_sessions, start, stop
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+# Kernel frames that name the system call a sample is inside (write shows as ksys_write)
+SYSTEM_CALL_ENTRIES = ("__x64_sys_", "__do_sys_", "ksys_")
 
 
 def _samplers(work: Path, pids: list[int], mode: str) -> tuple[list[subprocess.Popen], list[Path]]:
@@ -104,7 +106,7 @@ def summarize_perf(output: Path, top: int) -> None:
         libraries[library] += 1
         symbols[f"{symbol} ({library})"] += 1
         if library == "[kernel.kallsyms]":
-            entries = [name for name, _ in frames if name.startswith(("__x64_sys_", "__do_sys_", "ksys_"))]
+            entries = [name for name, _ in frames if name.startswith(SYSTEM_CALL_ENTRIES)]
             calls[entries[-1].split("sys_", 1)[1] if entries else "(no system call)"] += 1
     total = sum(libraries.values())
     print(f"\n{output.name}: {total} samples")

@@ -374,6 +374,11 @@ def summarize(runs: list[dict], files: int, size: int) -> dict:
         "runs": runs,
         "median_seconds": seconds,
         "instances_per_second": round(files / seconds, 2),
+        # the slowest and fastest single runs: how far one run can be trusted here
+        "instances_per_second_range": [
+            round(files / max(r["seconds"] for r in runs), 1),
+            round(files / min(r["seconds"] for r in runs), 1),
+        ],
         "megabytes_per_second": round(size / 1e6 / seconds, 1),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         # the receiver's processes while the set was sent: what one instance costs it
@@ -462,8 +467,11 @@ def suite(
                 cell["idle_timeout"] = case_of_set.idle
             for kind in kinds:
                 got = cell[kind] = summarize(measured[associations, nodelay, kind], files, size)
+                low, high = got["instances_per_second_range"]
+                spread = f" ({low:.0f}-{high:.0f})" if low != high else ""
                 print(
-                    f"  {name:6} {case:18} {kind:10} {got['instances_per_second']:8.1f} inst/s "
+                    f"  {name:6} {case:18} {kind:10} "
+                    f"{got['instances_per_second']:8.1f} inst/s{spread} "
                     f"{got['megabytes_per_second']:7.1f} MB/s "
                     f"peak RSS {got['peak_rss_mb']:7.1f} MB "
                     f"CPU {got['cpu_ms_per_instance']:5.2f} ms/inst",

@@ -50,6 +50,7 @@ from dicomgen import SeriesSpec, StudySpec, instance, write_study
 from helpers import dcmtk_tool, free_port, port_accepts, wait_for
 from pydicom.filewriter import dcmwrite
 
+from xnatd.config import MAX_WORKERS
 from xnatd.config import load as load_config
 
 RECEIVERS = ("xnatd", "storescp", "orthanc", "pynetdicom")
@@ -485,6 +486,14 @@ def suite(
     return results
 
 
+def workers_value(text: str) -> str:
+    """``--workers``: auto or a count xnatd accepts, refused here rather than by a daemon
+    that then never starts."""
+    if text == "auto" or (text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not auto or a number from 1 to {MAX_WORKERS}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -501,7 +510,9 @@ def main() -> None:
         help="a checkout of an earlier xnatd (git worktree add DIR REF): measured too, "
         "as receiver xnatd-before (name it in --receivers)",
     )
-    parser.add_argument("--workers", default="auto", help="xnatd's workers (auto: one per core)")
+    parser.add_argument(
+        "--workers", default="auto", type=workers_value, help="xnatd's workers (auto: one per core)"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
     global WORKERS

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -240,3 +243,34 @@ def test_a_large_object_is_streamed_to_disk_and_kept_bit_for_bit(
     assert meta.SourceApplicationEntityTitle == "SCANNER"
     spool = xnatd.data_dir / ".spool"
     assert not [p for p in spool.rglob("*") if p.is_file()]  # nothing left behind
+
+
+def _recorded_digests(xnatd: Xnatd) -> dict[str, str]:
+    """file name -> MD5 in the daemon's index (a read-only look, beside the daemon)."""
+    uri = f"file:{xnatd.data_dir / 'index.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+        return dict(connection.execute("SELECT file_name, md5 FROM instances"))
+
+
+def test_digests_are_taken_from_the_bytes_received_not_read_back(make_xnatd, dcm_dir: Path) -> None:
+    """A file's MD5 is taken on its receiving thread once its answer has gone out, and
+    recorded with the association's next file; the last file's at the close. While the
+    association is open nothing else may digest its session (it holds the session), so
+    every file but the newest already has its digest then, and it is the stored file's."""
+    xnatd = make_xnatd(session_idle_timeout="600s")
+    study = StudySpec("digests", study_description="DEMO", series=[SeriesSpec(1, instances=5)])
+    paths = write_study(study, dcm_dir)
+    while_open: list[dict[str, str]] = []
+
+    def look(path: Path, status: int) -> None:
+        if path == paths[-1]:
+            while_open.append(_recorded_digests(xnatd))
+
+    assert pynetdicom_send(xnatd.port, paths, on_status=look) == [0x0000] * len(paths)
+    stored = {
+        path.name: hashlib.md5(path.read_bytes()).hexdigest()
+        for path in dicom_files(xnatd.data_dir)
+    }
+    newest = stored_path(xnatd, paths[-1]).name
+    assert while_open == [{**stored, newest: ""}]
+    assert wait_for(lambda: _recorded_digests(xnatd) == stored, timeout=10)

@@ -20,6 +20,7 @@ from xnatd.store.index.records import (
     SessionClosed,
     SessionKey,
     Status,
+    TakenDigest,
 )
 from xnatd.store.index.schema import SCHEMA_VERSION
 
@@ -239,6 +240,42 @@ def test_digests_fill_pending_rows_but_not_a_replacement(index: Index) -> None:
     assert digests == {"1.1": "a" * 32, "1.2": PENDING_DIGEST}
     index.set_digests(session.id, [("1.1", 1.0, "c" * 32)])  # taken once, never overwritten
     assert index.instances(session.id)[0].md5 == "a" * 32
+
+
+def test_digests_taken_on_receipt_ride_on_the_next_row_or_on_their_own(index: Index) -> None:
+    """A receiving thread's digests are recorded with its next file's row, the last
+    ones at the association's close; each only on the row its file made, never on a
+    later copy of the instance (another ``received``) or a row rewritten since (another
+    size), and never over a digest already taken."""
+    session = open_session(index)
+
+    def receive(uid: str, received: float, digests: list[TakenDigest]) -> None:
+        pending = replace(record(uid, received=received), md5=PENDING_DIGEST)
+        index.record_instance(session.id, pending, "a1", 1000.0 + received, (), digests)
+
+    receive("1.1", 1.0, [])
+    receive("1.2", 2.0, [TakenDigest(session.id, "1.1", 1.0, 100, "a" * 32)])
+    assert {r.sop_instance_uid: r.md5 for r in index.instances(session.id)} == {
+        "1.1": "a" * 32,
+        "1.2": PENDING_DIGEST,
+    }
+    receive("1.3", 3.0, [])
+    index.record_digests(
+        [
+            TakenDigest(session.id, "1.2", 2.0, 100, "b" * 32),
+            TakenDigest(session.id, "1.3", 3.0, 99, "c" * 32),  # not this row's size
+            TakenDigest(session.id, "1.1", 1.0, 100, "d" * 32),  # has one already
+            TakenDigest(session.id + 1, "1.3", 3.0, 100, "e" * 32),  # another session's
+        ]
+    )
+    assert {r.sop_instance_uid: r.md5 for r in index.instances(session.id)} == {
+        "1.1": "a" * 32,
+        "1.2": "b" * 32,
+        "1.3": PENDING_DIGEST,
+    }
+    receive("1.3", 4.0, [TakenDigest(session.id, "1.3", 3.0, 100, "f" * 32)])  # a resend
+    assert index.instances(session.id)[-1].md5 == PENDING_DIGEST
+    index.record_digests([])  # nothing to record: no transaction
 
 
 def _force_status(index: Index, session_id: int, status: str) -> None:

@@ -25,6 +25,7 @@ from xnatd.metrics import Metrics
 from xnatd.payload import Payload
 from xnatd.phi.headers import Needles, find_left, needles
 from xnatd.routing import Explicit, route
+from xnatd.store.digests import AfterReplyDigests
 from xnatd.store.index.records import Finding, InstanceRecord, PrearchiveSession, SessionKey
 from xnatd.store.layout import UnsafePath
 from xnatd.store.prearchive import IncomingInstance, Prearchive, StoreRefused
@@ -45,12 +46,14 @@ class Result(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """One file's result, why, and the session it went to."""
+    """One file's result, why, the session it went to, and what is left to do once
+    the sender has its answer (the receiver calls ``afterwards`` then, if set)."""
 
     result: Result
     reason: str | None = None
     session: str | None = None  # PROJECT/TIMESTAMP/LABEL when stored
     study_uid: str | None = None
+    afterwards: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class SessionCache:
     # An upload that may have to be rolled back lists what it wrote (None: not kept;
     # an association's list would only grow).
     written: list[tuple[PrearchiveSession, InstanceRecord]] | None = None
+    # An association's files are hashed after their answers (``Outcome.afterwards``);
+    # an import's, which has no answer to wait for, when their sessions are built.
+    digests: AfterReplyDigests | None = None
 
 
 def _mismatch(
@@ -221,7 +227,9 @@ class Intake:
         )
         try:
             stored = self.prearchive.store(
-                incoming, session=cache.sessions.get(key) if cache else None
+                incoming,
+                session=cache.sessions.get(key) if cache else None,
+                digests=cache.digests if cache else None,
             )
         except StoreRefused as exc:
             log.error("store_refused", reason=str(exc), study_uid=study_uid)
@@ -234,7 +242,9 @@ class Intake:
             cache.files_by_session[name] = cache.files_by_session.get(name, 0) + 1
             if cache.written is not None and stored.new_instance and stored.record is not None:
                 cache.written.append((stored.session, stored.record))
-        return Outcome(Result.STORED, session=name, study_uid=study_uid)
+        return Outcome(
+            Result.STORED, session=name, study_uid=study_uid, afterwards=stored.afterwards
+        )
 
     def _check_headers(self, dataset: Dataset, wanted: Needles) -> tuple[Finding, ...]:
         """The PHI check after the site script: what it left of the sender's identifying

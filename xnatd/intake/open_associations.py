@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from xnatd.config import Receiver
 from xnatd.intake.intake import SessionCache
 from xnatd.metrics import Metrics
+from xnatd.store.digests import AfterReplyDigests
 from xnatd.store.prearchive import Prearchive
 
 LEASE_SECONDS = 60.0  # an association's hold on its sessions, renewed while it is open
@@ -23,7 +24,7 @@ class AssociationState:
     receiver: Receiver
     calling_ae: str
     peer: str
-    cache: SessionCache = field(default_factory=SessionCache)
+    cache: SessionCache = field(default_factory=lambda: SessionCache(digests=AfterReplyDigests()))
     result: str = "closed"
     registered: bool = False
     logging_thread: int | None = None  # the thread its AE titles are bound to for logging
@@ -67,7 +68,7 @@ class Associations:
         with self._lock:
             state = self._open.pop(assoc, None)
         if state is not None and state.registered:
-            self.prearchive.association_closed(state.id)
+            self.prearchive.association_closed(state.id, state.cache.digests)
             self.metrics.associations_active.labels(state.receiver.ae_title).dec()
         return state
 

@@ -305,6 +305,7 @@ class DataPhase:
         message, self._message = self._message, None
         assert message is not None and message.command is not None
         command = message.command
+        afterwards = None
         try:
             context = self._context(message.context_id)
             if command.command_field == C_CANCEL_RQ:
@@ -317,9 +318,17 @@ class DataPhase:
                 reply = self._reply(command, context, message)
                 response = encode_response(command, reply.status, reply.comment)
                 pdu = p_data_tf(message.context_id, response)
+                afterwards = reply.afterwards
         finally:
             _discard(message.data)  # written durably by now, if it was kept
         self.transport.send(pdu)
+        if afterwards is not None:
+            # While the sender reads its answer and sends the next request: the next
+            # PDUs wait in the socket's buffer meanwhile.
+            try:
+                afterwards()
+            except Exception:
+                log.exception("after_reply_failed", message_id=command.message_id)
 
     def _action(self, message: _Message, context: PresentationContextTuple) -> bytes:
         """An N-ACTION: the EVT_N_ACTION handler gives every PDU to send back."""

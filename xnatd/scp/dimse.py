@@ -9,6 +9,7 @@ pynetdicom primitive or a pydicom data set per instance.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 C_STORE_RQ = 0x0001
@@ -105,10 +106,12 @@ def _us_element(element: int, value: int) -> bytes:
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to one request: its status and, for a failure, why (Error Comment)."""
+    """The answer to one request: its status and, for a failure, why (Error Comment);
+    ``afterwards`` runs on the same thread once the answer has been sent."""
 
     status: int
     comment: str | None = None
+    afterwards: Callable[[], None] | None = None
 
 
 ERROR_COMMENT_LENGTH = 64  # (0000,0902) is LO: at most 64 characters (PS3.5 6.2)

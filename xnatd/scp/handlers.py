@@ -200,7 +200,7 @@ def handle_store(event: RequestEvent, intake: Intake, associations: Associations
             study_uid=outcome.study_uid,
             sop_instance_uid=request.AffectedSOPInstanceUID,
         )
-    return Reply(STATUS[outcome.result], outcome.reason)
+    return Reply(STATUS[outcome.result], outcome.reason, outcome.afterwards)
 
 
 def event_handlers(

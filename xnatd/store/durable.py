@@ -130,10 +130,12 @@ def remove_stray_parts(folder: Path, *, recursive: bool = True) -> list[Path]:
     return removed
 
 
-def write_durably(path: Path, data: Payload, root: Path) -> None:
+def write_durably(path: Path, data: Payload, root: Path, *, cached: bool = True) -> None:
     """Write data at path atomically: temp file, fsync, rename, fsync the folder.
 
     No partial file remains if anything fails. A spooled file is copied in chunks.
+    ``cached=False``: nothing will read the file soon, so its pages leave the page
+    cache once flushed, to be reused by the next file's write.
     """
     # Plain descriptors and string paths: this runs once per received instance, and
     # a buffered file object's set-up (fstat, ioctl, lseek) and pathlib's joins cost
@@ -153,6 +155,8 @@ def write_durably(path: Path, data: Payload, root: Path) -> None:
                 while view:
                     view = view[os.write(fd, view) :]
             os.fsync(fd)
+            if not cached:
+                _drop_cached_pages(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path)
@@ -165,6 +169,14 @@ def write_durably(path: Path, data: Payload, root: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _drop_cached_pages(fd: int) -> None:
+    """Let the kernel reuse a flushed file's pages at once. In the VMs measured, writing
+    into pages the guest had never touched cost about four times what rewriting freed
+    ones did: 0.2 ms of CPU less per 260 kB instance, at four associations."""
+    with contextlib.suppress(OSError, AttributeError):  # advice only; not on every OS
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def move_durably(source: Path, target: Path, root: Path) -> None:

@@ -5,13 +5,17 @@ folder flushed; only then is it recorded in the index. When this returns, the
 instance survives a crash or power loss: that is when a C-STORE may say success.
 (Its row is committed without waiting for the index's log to reach the disk; should
 a power cut lose it, the session's build records the file again: adopt_unrecorded.)
+A file received over DICOM is hashed after its response, and the digest recorded with
+the association's next file (``AfterReplyDigests``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +25,7 @@ from xnatd.dicom import Header, Tag
 from xnatd.payload import Payload
 from xnatd.store import layout, sidecar
 from xnatd.store.audit import AuditTrail
+from xnatd.store.digests import AfterReplyDigests
 from xnatd.store.durable import (
     remove_empty_parents,
     write_durably,
@@ -85,12 +90,14 @@ class IncomingInstance:
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """One file written and recorded: its session, where it lies, whether it was new."""
+    """One file written and recorded: its session, where it lies, whether it was new,
+    and what is left to do once the sender has its answer (``afterwards``: the MD5)."""
 
     session: PrearchiveSession
     path: Path
     new_instance: bool
     record: InstanceRecord | None = None
+    afterwards: Callable[[], None] | None = None
 
 
 class Prearchive(SessionFiles):
@@ -109,9 +116,17 @@ class Prearchive(SessionFiles):
         return stats.f_bavail * stats.f_frsize
 
     def store(
-        self, item: IncomingInstance, *, session: PrearchiveSession | None = None
+        self,
+        item: IncomingInstance,
+        *,
+        session: PrearchiveSession | None = None,
+        digests: AfterReplyDigests | None = None,
     ) -> StoredInstance:
         """Write one instance durably and record it; ``session`` is a cached guess.
+
+        With ``digests`` (an association's), a file held in memory is hashed by the
+        returned ``afterwards``, to be called once the sender has its answer; the
+        digests taken so far are recorded with this file's row.
 
         Raises:
             StoreRefused: low disk or a failed write; nothing was kept.
@@ -127,6 +142,8 @@ class Prearchive(SessionFiles):
         # A session the association's cache gave is one it delivered to already: its
         # hold on the session's idle timer is in the index (one statement less a file).
         holder = None if session is not None else item.association_id
+        # Hashed from memory after the answer: the file's pages are not read again.
+        hash_after = digests is not None and isinstance(item.data, bytes)
         for _attempt in range(3):
             if session is None:
                 holder = item.association_id
@@ -139,7 +156,7 @@ class Prearchive(SessionFiles):
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
-                write_durably(path, item.data, self.data.prearchive)
+                write_durably(path, item.data, self.data.prearchive, cached=not hash_after)
             except OSError as exc:
                 raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
             record = InstanceRecord(
@@ -152,7 +169,7 @@ class Prearchive(SessionFiles):
                 scan=scan,
                 file_name=file_name,
                 size=len(item.data),
-                md5=PENDING_DIGEST,  # taken when the session is built: off this thread
+                md5=PENDING_DIGEST,  # taken after the answer, or when the session is built
                 received=time.time(),
                 calling_ae=item.calling_ae,
             )
@@ -162,7 +179,12 @@ class Prearchive(SessionFiles):
             )
             try:
                 result = self.index.record_instance(
-                    session.id, record, holder, time.time(), findings
+                    session.id,
+                    record,
+                    holder,
+                    time.time(),
+                    findings,
+                    digests.drain() if digests is not None else (),
                 )
             except SessionClosed:
                 # Archiving or moving began meanwhile: this file starts a new session.
@@ -179,8 +201,15 @@ class Prearchive(SessionFiles):
                 # Same SOP instance sent again with another series/instance number.
                 old = self.data.session_dir(session.name) / session_file(*result.replaced)
                 old.unlink(missing_ok=True)
+            afterwards = None
+            if hash_after and digests is not None and isinstance(item.data, bytes):
+                afterwards = partial(digests.take, session.id, record, item.data)
             return StoredInstance(
-                session=session, path=path, new_instance=result.new_instance, record=record
+                session=session,
+                path=path,
+                new_instance=result.new_instance,
+                record=record,
+                afterwards=afterwards,
             )
         raise StoreRefused("the session kept closing while the file was being stored")
 
@@ -236,8 +265,16 @@ class Prearchive(SessionFiles):
             lease_until=time.time() + lease,
         )
 
-    def association_closed(self, association_id: str) -> None:
-        """Drop a closed association's row: its sessions' idle timers run again."""
+    def association_closed(
+        self, association_id: str, digests: AfterReplyDigests | None = None
+    ) -> None:
+        """Record the digests of its last files, then drop a closed association's row:
+        its sessions' idle timers run again."""
+        if digests is not None:
+            try:
+                self.index.record_digests(digests.drain())
+            except Exception as exc:  # taken again when the session is built
+                log.warning("digests_not_recorded", association=association_id, error=str(exc))
         self.index.close_association(association_id)
 
     def renew_leases(self, node: str, lease: float) -> None:

@@ -25,6 +25,7 @@ from xnatd.store.index.records import (
     SessionFilter,
     SessionKey,
     Status,
+    TakenDigest,
 )
 from xnatd.store.layout import PrearchiveName
 
@@ -65,10 +66,12 @@ class Index(abc.ABC):
         association_id: str | None,
         now: float,
         findings: Sequence[Finding] = (),
+        digests: Sequence[TakenDigest] = (),
     ) -> RecordResult:
         """Record a durably written file, with what the PHI check found in it (replacing
         what it found in an earlier copy of the same instance), in one transaction;
-        ``association_id``, if given, comes to hold the session's idle timer.
+        ``association_id``, if given, comes to hold the session's idle timer. The same
+        transaction fills in ``digests`` of files recorded before (``record_digests``).
 
         Raises:
             SessionClosed: the session no longer accepts files.
@@ -134,6 +137,12 @@ class Index(abc.ABC):
     def set_digests(self, session_id: int, digests: list[tuple[str, float, str]]) -> None:
         """Record (SOP Instance UID, received, MD5) for rows still without a digest;
         a row replaced since (another ``received``) keeps waiting for its own."""
+
+    @abc.abstractmethod
+    def record_digests(self, digests: Sequence[TakenDigest]) -> None:
+        """Record MD5s taken as files were received, each only on a row that is still
+        the one its file made (same ``received`` and ``size``) and has none yet. Not
+        flushed: a digest a power cut loses is taken again from the file at the build."""
 
     @abc.abstractmethod
     def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:

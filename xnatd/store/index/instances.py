@@ -17,6 +17,7 @@ from xnatd.store.index.records import (
     RecordResult,
     SessionClosed,
     Status,
+    TakenDigest,
 )
 from xnatd.store.index.schema import INSTANCE_COLUMNS, insert_instance, instance_values
 
@@ -49,6 +50,7 @@ class InstanceTables(SqlBackend):
         association_id: str | None,
         now: float,
         findings: Sequence[Finding] = (),
+        digests: Sequence[TakenDigest] = (),
     ) -> RecordResult:
         # The one write per received file, so its commit is not flushed: the file
         # itself already is, and a row a power cut loses is recorded again from the
@@ -81,6 +83,7 @@ class InstanceTables(SqlBackend):
                     (session_id, record.sop_instance_uid),
                 )
             _insert_findings(connection, session_id, findings)
+            _fill_digests(connection, digests)
             added_files = 0 if old else 1
             added_bytes = record.size - (old[2] if old else 0)
             connection.execute(
@@ -148,6 +151,11 @@ class InstanceTables(SqlBackend):
                 ],
             )
 
+    def record_digests(self, digests: Sequence[TakenDigest]) -> None:
+        if digests:
+            with self._write(flush=False) as connection:  # a lost one is taken at the build
+                _fill_digests(connection, digests)
+
     def forget_instances(self, session_id: int, written: list[tuple[str, float]]) -> set[str]:
         gone: set[str] = set()
         size = 0
@@ -201,3 +209,16 @@ class InstanceTables(SqlBackend):
                 "UPDATE instances SET scan = ? WHERE session_id = ? AND sop_instance_uid = ?",
                 [(scan, session_id, uid) for uid in sop_uids],
             )
+
+
+def _fill_digests(connection: Any, digests: Sequence[TakenDigest]) -> None:
+    """Give each row its digest, if the row is still the one that file made."""
+    if digests:
+        connection.executemany(
+            "UPDATE instances SET md5 = ? WHERE session_id = ? AND sop_instance_uid = ?"
+            " AND received = ? AND size = ? AND md5 = ?",
+            [
+                (d.md5, d.session_id, d.sop_instance_uid, d.received, d.size, PENDING_DIGEST)
+                for d in digests
+            ],
+        )

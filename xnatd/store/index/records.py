@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from xnatd.store.layout import PrearchiveName
 
@@ -26,8 +26,8 @@ class Status(StrEnum):
     ERROR = "ERROR"
 
 
-# The MD5 of a received file is taken when its session is built, not on the receiving
-# thread: at four associations hashing was a sixth of the receiver's CPU (issue 5).
+# A row's MD5 until it is taken: a received file's on its receiving thread once the
+# response has gone out (``TakenDigest``), any other file's when its session is built.
 PENDING_DIGEST = ""
 
 # New files join a session in these states (reopening it); in any other state
@@ -113,9 +113,20 @@ class InstanceRecord:
     scan: str
     file_name: str
     size: int
-    md5: str  # PENDING_DIGEST until the session is built (``SessionFiles.take_digests``)
+    md5: str  # PENDING_DIGEST until taken (``TakenDigest``, ``SessionFiles.take_digests``)
     received: float
     calling_ae: str | None = None
+
+
+class TakenDigest(NamedTuple):
+    """A received file's MD5, for its row if the row is still the one that file made
+    (same ``received`` and ``size``) and still without one."""
+
+    session_id: int
+    sop_instance_uid: str
+    received: float
+    size: int
+    md5: str
 
 
 @dataclass(frozen=True)

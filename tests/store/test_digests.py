@@ -1,5 +1,7 @@
-"""Catalog digests: a received file's MD5 is taken from the file when its session is
-built (not on the receiving thread), recorded once, and named when it cannot be."""
+"""Catalog digests: a file received on an association is hashed from the bytes it
+arrived as, once its answer is out, and recorded with the association's next file or
+at its close; any other file's MD5 is taken from the file when its session is built.
+Each is recorded once, only on the row its file made, and named when it cannot be."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from dicomgen import SeriesSpec, StudySpec, write_study
 from lxml import etree
 
 from xnatd import payload
+from xnatd.config import Receiver
+from xnatd.intake.intake import Outcome, Received, SessionCache
+from xnatd.intake.open_associations import Associations, AssociationState
 from xnatd.store import digests
+from xnatd.store.digests import AfterReplyDigests
+from xnatd.store.durable import write_durably
 from xnatd.store.index.records import PENDING_DIGEST, Status
 from xnatd.store.layout import session_file
 
@@ -38,6 +45,124 @@ def md5_of_stored(site, session) -> dict[str, str]:
         ).hexdigest()
         for record in site.store.index.instances(session.id)
     }
+
+
+def on_association(site, cache: SessionCache, path: Path | payload.SpooledFile) -> Outcome:
+    """One file as a C-STORE delivers it: the intake with the association's cache."""
+    data = path if isinstance(path, payload.SpooledFile) else path.read_bytes()
+    outcome = site.intake.receive(Received(data, source="TEST", calling_ae="SENDER"), cache)
+    assert outcome.result.value == "stored", outcome
+    return outcome
+
+
+def recorded(site, session) -> dict[str, str]:
+    return {r.sop_instance_uid: r.md5 for r in site.store.index.instances(session.id)}
+
+
+def test_an_association_s_digests_ride_on_its_next_file_and_the_last_on_its_close(
+    make_site, dcm_dir: Path
+) -> None:
+    site = make_site({"DEMO": {"prearchive": "manual"}})
+    study = StudySpec(
+        "after-reply",
+        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
+        series=[SeriesSpec(1, instances=3)],
+    )
+    cache = SessionCache(digests=AfterReplyDigests())
+    for path in write_study(study, dcm_dir):
+        outcome = on_association(site, cache, path)
+        assert outcome.afterwards is not None
+        outcome.afterwards()  # the receiver, once the answer is sent
+    [session] = site.prearchive()
+    expected = md5_of_stored(site, session)
+    newest = site.store.index.instances(session.id)[-1].sop_instance_uid
+    assert recorded(site, session) == {**expected, newest: PENDING_DIGEST}
+
+    site.store.prearchive.association_closed("assoc-1", cache.digests)
+
+    assert recorded(site, session) == expected
+
+
+def test_the_receiver_s_association_close_records_its_last_digest(make_site, dcm_dir: Path) -> None:
+    """The wiring the daemon uses: the association's state carries its digests, and
+    forgetting the association records those still waiting."""
+    site = make_site({"DEMO": {"prearchive": "manual"}})
+    study = StudySpec(
+        "closing",
+        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
+        series=[SeriesSpec(1, instances=1)],
+    )
+    associations = Associations(site.store.prearchive, site.metrics, "test-node")
+    peer = object()  # what pynetdicom's Association is to the receiver: a key
+    associations.add(peer, AssociationState("assoc-1", Receiver("XNAT", 104, "::"), "SENDER", ""))
+    state = associations.get(peer)
+    assert state is not None
+    [path] = write_study(study, dcm_dir)
+    afterwards = on_association(site, state.cache, path).afterwards
+    assert afterwards is not None
+    afterwards()
+    [session] = site.prearchive()
+    assert set(recorded(site, session).values()) == {PENDING_DIGEST}
+
+    associations.remove(peer)
+
+    assert recorded(site, session) == md5_of_stored(site, session)
+
+
+def test_a_digest_is_dropped_when_its_file_was_replaced_or_rewritten_meanwhile(
+    make_site, dcm_dir: Path
+) -> None:
+    """A copy of the same instance written over the file before its hash was taken
+    (another association's), or a rewrite of the file before the digest reached the
+    index (pixels cleaned while the association stays open): the row ends with the
+    MD5 of what is on disk, never that of the bytes this association sent."""
+    site = make_site({"DEMO": {"prearchive": "manual"}})
+    study = StudySpec(
+        "replaced",
+        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
+        series=[SeriesSpec(1, instances=2)],
+    )
+    first, second = write_study(study, dcm_dir)
+    cache = SessionCache(digests=AfterReplyDigests())
+    replaced = on_association(site, cache, first)
+    [session] = site.prearchive()
+    [record] = site.store.index.instances(session.id)
+    stored = site.store.prearchive.instance_file(session, record)
+    write_durably(stored, stored.read_bytes() + b"\0\0", site.store.data.prearchive)
+    assert replaced.afterwards is not None
+    replaced.afterwards()
+    rewritten = on_association(site, cache, second)
+    assert rewritten.afterwards is not None
+    rewritten.afterwards()
+    record = site.store.index.instances(session.id)[1]
+    cleaned = site.store.prearchive.instance_file(session, record).read_bytes()[:-2] + b"  "
+    site.store.edits.replace_file(session, record, cleaned)
+
+    site.store.prearchive.association_closed("assoc-1", cache.digests)
+
+    assert recorded(site, session) == {
+        site.store.index.instances(session.id)[0].sop_instance_uid: PENDING_DIGEST,
+        record.sop_instance_uid: hashlib.md5(cleaned).hexdigest(),
+    }
+    site.build_all()
+    assert recorded(site, session) == md5_of_stored(site, session)
+
+
+def test_a_spooled_file_is_hashed_at_the_build_not_read_back_on_the_association(
+    make_site, dcm_dir: Path
+) -> None:
+    site = make_site({"DEMO": {"prearchive": "manual"}})
+    study = StudySpec(
+        "spooled",
+        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
+        series=[SeriesSpec(1, instances=1)],
+    )
+    [path] = write_study(study, dcm_dir)
+    cache = SessionCache(digests=AfterReplyDigests())
+    assert on_association(site, cache, payload.SpooledFile(b"", path)).afterwards is None
+    [session] = site.prearchive()
+    site.build_all()
+    assert recorded(site, session) == md5_of_stored(site, session)
 
 
 def test_digests_wait_for_the_build_then_match_the_files(make_site, dcm_dir: Path) -> None:

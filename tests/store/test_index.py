@@ -260,12 +260,15 @@ def test_digests_taken_on_receipt_ride_on_the_next_row_or_on_their_own(index: In
         "1.2": PENDING_DIGEST,
     }
     receive("1.3", 3.0, [])
+    other = open_session(index, SessionKey("OTHER", "4.5", "X"))
+    twin = replace(record("1.3", received=3.0), md5=PENDING_DIGEST)  # same UID, time, size
+    index.record_instance(other.id, twin, None, 1003.0)
     index.record_digests(
         [
             TakenDigest(session.id, "1.2", 2.0, 100, "b" * 32),
             TakenDigest(session.id, "1.3", 3.0, 99, "c" * 32),  # not this row's size
             TakenDigest(session.id, "1.1", 1.0, 100, "d" * 32),  # has one already
-            TakenDigest(session.id + 1, "1.3", 3.0, 100, "e" * 32),  # another session's
+            TakenDigest(other.id, "1.3", 3.0, 100, "e" * 32),  # the other session's
         ]
     )
     assert {r.sop_instance_uid: r.md5 for r in index.instances(session.id)} == {
@@ -273,9 +276,9 @@ def test_digests_taken_on_receipt_ride_on_the_next_row_or_on_their_own(index: In
         "1.2": "b" * 32,
         "1.3": PENDING_DIGEST,
     }
+    assert [r.md5 for r in index.instances(other.id)] == ["e" * 32]
     receive("1.3", 4.0, [TakenDigest(session.id, "1.3", 3.0, 100, "f" * 32)])  # a resend
     assert index.instances(session.id)[-1].md5 == PENDING_DIGEST
-    index.record_digests([])  # nothing to record: no transaction
 
 
 def _force_status(index: Index, session_id: int, status: str) -> None:

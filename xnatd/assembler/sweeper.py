@@ -4,7 +4,9 @@ A session is claimed for building when no file has arrived for the idle timeout 
 no association that delivered files to it is still open; both facts live in the
 index, so timers resume after a restart and another node can take over.
 
-The files' MD5 digests (the catalogs') are most of a build's work. They are taken
+The files' MD5 digests (the catalogs') would be most of a build's work. A file
+received over DICOM gets its digest on its receiving thread (``store/digests.py``);
+those still missing (imported or spooled files, an association killed) are taken
 early, on a thread of their own, once a session's senders have been quiet for a
 quarter of the idle timeout (at most ``EARLY_DIGEST_AFTER``): the rest of the timeout
 is spent hashing instead of waiting, and the build reads only files that came later.

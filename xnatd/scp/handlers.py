@@ -151,7 +151,8 @@ def handle_echo(event: Event) -> int:
 
 
 def handle_store(event: RequestEvent, intake: Intake, associations: Associations) -> Reply:
-    """Durably store one instance, then answer; nothing else happens on this thread.
+    """Durably store one instance, then answer; the reply's ``afterwards`` (the file's
+    MD5) runs on this thread once the answer is sent.
 
     Called by the native data phase (``dataphase.py``) with a complete request: the
     file, framed as Part 10 while its bytes arrived. A failure's answer carries the

@@ -4,14 +4,15 @@ A file received over DICOM is hashed from memory on its receiving thread, after 
 response has gone out (``AfterReplyDigests``), while the sender prepares the next one:
 not before (the hash would lengthen every round trip, a tenth of one association's
 rate), and not from the file when the session is built (which read every file back).
-A file whose digest that missed (imported, spooled to disk, its association killed)
-is read and hashed when its session is built (``files_md5``).
+A file without one (imported, spooled to disk, its association killed, replaced by a
+concurrent copy) is read and hashed when its session is built (``files_md5``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,21 +64,35 @@ class AfterReplyDigests:
     """One association's received files, hashed after their responses went out; each
     digest waits for the association's next index write (``drain``).
 
-    Used by the association's reading thread and, once it has stopped, by whoever
-    closes the association: never by two threads at once.
+    Used only by the association's DUL thread, which reads its requests, answers them,
+    and closes it.
     """
 
     def __init__(self) -> None:
         self._taken: list[TakenDigest] = []
 
-    def take(self, session_id: int, record: InstanceRecord, data: bytes) -> None:
-        """Hash one stored file's bytes (hashlib lets go of the GIL meanwhile)."""
+    def take(
+        self, session_id: int, record: InstanceRecord, data: bytes, path: Path, inode: int
+    ) -> None:
+        """Hash the bytes written as inode ``inode`` at ``path`` (hashlib lets go of the
+        GIL meanwhile). Dropped if the path now holds another file: a copy of the same
+        instance, written at once by another association, whose row may then still carry
+        this file's received time and size."""
         md5 = hashlib.md5(data).hexdigest()
-        self._taken.append(
-            TakenDigest(session_id, record.sop_instance_uid, record.received, record.size, md5)
-        )
+        try:
+            ours = os.stat(path).st_ino == inode
+        except OSError:
+            ours = False
+        if ours:
+            self._taken.append(
+                TakenDigest(session_id, record.sop_instance_uid, record.received, record.size, md5)
+            )
 
     def drain(self) -> list[TakenDigest]:
         """The digests taken since the last drain; they are handed over, not kept."""
         taken, self._taken = self._taken, []
         return taken
+
+    def give_back(self, taken: Sequence[TakenDigest]) -> None:
+        """Keep drained digests whose write failed, for the next one."""
+        self._taken[:0] = taken

@@ -130,12 +130,13 @@ def remove_stray_parts(folder: Path, *, recursive: bool = True) -> list[Path]:
     return removed
 
 
-def write_durably(path: Path, data: Payload, root: Path, *, cached: bool = True) -> None:
-    """Write data at path atomically: temp file, fsync, rename, fsync the folder.
+def write_durably(path: Path, data: Payload, root: Path, *, cached: bool = True) -> int:
+    """Write data at path atomically: temp file, fsync, rename, fsync the folder;
+    returns the file's inode number (which a later write of the same path changes).
 
     No partial file remains if anything fails. A spooled file is copied in chunks.
-    ``cached=False``: nothing will read the file soon, so its pages leave the page
-    cache once flushed, to be reused by the next file's write.
+    ``cached=False``: the file is not expected to be read again soon, so its pages
+    leave the page cache once flushed, to be reused by the next file's write.
     """
     # Plain descriptors and string paths: this runs once per received instance, and
     # a buffered file object's set-up (fstat, ioctl, lseek) and pathlib's joins cost
@@ -157,6 +158,7 @@ def write_durably(path: Path, data: Payload, root: Path, *, cached: bool = True)
             os.fsync(fd)
             if not cached:
                 _drop_cached_pages(fd)
+            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
         os.replace(temporary, path)
@@ -169,6 +171,7 @@ def write_durably(path: Path, data: Payload, root: Path, *, cached: bool = True)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return inode
 
 
 def _drop_cached_pages(fd: int) -> None:

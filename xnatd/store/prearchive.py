@@ -142,8 +142,8 @@ class Prearchive(SessionFiles):
         # A session the association's cache gave is one it delivered to already: its
         # hold on the session's idle timer is in the index (one statement less a file).
         holder = None if session is not None else item.association_id
-        # Hashed from memory after the answer: the file's pages are not read again.
-        hash_after = digests is not None and isinstance(item.data, bytes)
+        # Hashed from memory after the answer: the file's pages are let go once flushed.
+        hashed = item.data if digests is not None and isinstance(item.data, bytes) else None
         for _attempt in range(3):
             if session is None:
                 holder = item.association_id
@@ -156,7 +156,7 @@ class Prearchive(SessionFiles):
             path = self.data.instance_path(session.name, scan, file_name)
             existed = path.exists()
             try:
-                write_durably(path, item.data, self.data.prearchive, cached=not hash_after)
+                inode = write_durably(path, item.data, self.data.prearchive, cached=hashed is None)
             except OSError as exc:
                 raise StoreRefused(f"cannot write {path}: {exc.strerror or exc}") from exc
             record = InstanceRecord(
@@ -177,22 +177,26 @@ class Prearchive(SessionFiles):
                 replace(f, scan=scan, file=file_name, sop_instance_uid=record.sop_instance_uid)
                 for f in item.findings
             )
+            # The association's earlier digests ride on this row's transaction. They
+            # may be another session's rows; on PostgreSQL two associations resending
+            # each other's instances at once could then deadlock, and the one aborted
+            # is refused and sent again.
+            taken = digests.drain() if digests is not None else []
             try:
                 result = self.index.record_instance(
-                    session.id,
-                    record,
-                    holder,
-                    time.time(),
-                    findings,
-                    digests.drain() if digests is not None else (),
+                    session.id, record, holder, time.time(), findings, taken
                 )
             except SessionClosed:
+                if digests is not None:
+                    digests.give_back(taken)
                 # Archiving or moving began meanwhile: this file starts a new session.
                 if not existed:
                     path.unlink(missing_ok=True)
                 session = None
                 continue
             except Exception as exc:
+                if digests is not None:
+                    digests.give_back(taken)
                 # Not recorded means not acknowledged: leave no file the index does not know.
                 if not existed:
                     path.unlink(missing_ok=True)
@@ -202,8 +206,8 @@ class Prearchive(SessionFiles):
                 old = self.data.session_dir(session.name) / session_file(*result.replaced)
                 old.unlink(missing_ok=True)
             afterwards = None
-            if hash_after and digests is not None and isinstance(item.data, bytes):
-                afterwards = partial(digests.take, session.id, record, item.data)
+            if digests is not None and hashed is not None:
+                afterwards = partial(digests.take, session.id, record, hashed, path, inode)
             return StoredInstance(
                 session=session,
                 path=path,

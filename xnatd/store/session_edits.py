@@ -23,7 +23,6 @@ from xnatd.store.durable import (
     write_durably,
 )
 from xnatd.store.index.records import (
-    PENDING_DIGEST,
     InstanceRecord,
     PrearchiveSession,
 )
@@ -134,10 +133,12 @@ class SessionEdits(SessionFiles):
 
     def replace_file(self, session: PrearchiveSession, record: InstanceRecord, data: bytes) -> None:
         """Write a new version of one recorded file durably in its place, and record its
-        size (its digest is taken again at the next build)."""
+        size and digest (taken here: a digest of the old version, still waiting on an
+        open association, must find the row taken)."""
         write_durably(self.instance_file(session, record), data, self.data.prearchive)
+        md5 = payload_md5(data)
         records = [
-            replace(r, size=len(data), md5=PENDING_DIGEST)
+            replace(r, size=len(data), md5=md5)
             if r.sop_instance_uid == record.sop_instance_uid
             else r
             for r in self.index.instances(session.id)

@@ -36,7 +36,10 @@ class AssociationTables(SqlBackend):
         peer: str,
         lease_until: float,
     ) -> None:
-        with self._write() as connection:
+        # Neither this row nor its removal is flushed: after a power cut the node's
+        # start drops its associations (drop_node_associations), and another node
+        # reads a row left behind as held only until its lease ends.
+        with self._write(flush=False) as connection:
             connection.execute(
                 "INSERT INTO associations (id, node, called_ae, calling_ae, peer,"
                 " opened, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -46,7 +49,7 @@ class AssociationTables(SqlBackend):
             )
 
     def close_association(self, association_id: str) -> None:
-        with self._write() as connection:
+        with self._write(flush=False) as connection:  # see open_association
             connection.execute("DELETE FROM associations WHERE id = ?", (association_id,))
 
     def renew_leases(self, node: str, lease_until: float) -> None:

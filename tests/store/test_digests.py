@@ -25,13 +25,18 @@ from xnatd.store.layout import session_file
 CAT = {"cat": "http://nrg.wustl.edu/catalog"}
 
 
-def received_session(make_site, folder: Path, instances: int = 5):
-    site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "digests",
+def one_series(seed: str, instances: int) -> StudySpec:
+    """A study routed to DEMO (kept in the prearchive) with one series."""
+    return StudySpec(
+        seed,
         patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
         series=[SeriesSpec(1, instances=instances)],
     )
+
+
+def received_session(make_site, folder: Path, instances: int = 5):
+    site = make_site({"DEMO": {"prearchive": "manual"}})
+    study = one_series("digests", instances)
     assert site.receive(write_study(study, folder)) == ["stored"] * instances
     [session] = site.prearchive()
     return site, session
@@ -63,11 +68,7 @@ def test_an_association_s_digests_ride_on_its_next_file_and_the_last_on_its_clos
     make_site, dcm_dir: Path
 ) -> None:
     site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "after-reply",
-        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[SeriesSpec(1, instances=3)],
-    )
+    study = one_series("after-reply", 3)
     cache = SessionCache(digests=AfterReplyDigests())
     for path in write_study(study, dcm_dir):
         outcome = on_association(site, cache, path)
@@ -87,11 +88,7 @@ def test_the_receiver_s_association_close_records_its_last_digest(make_site, dcm
     """The wiring the daemon uses: the association's state carries its digests, and
     forgetting the association records those still waiting."""
     site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "closing",
-        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[SeriesSpec(1, instances=1)],
-    )
+    study = one_series("closing", 1)
     associations = Associations(site.store.prearchive, site.metrics, "test-node")
     peer = object()  # what pynetdicom's Association is to the receiver: a key
     associations.add(peer, AssociationState("assoc-1", Receiver("XNAT", 104, "::"), "SENDER", ""))
@@ -117,11 +114,7 @@ def test_a_digest_is_dropped_when_its_file_was_replaced_or_rewritten_meanwhile(
     index (pixels cleaned while the association stays open): the row ends with the
     MD5 of what is on disk, never that of the bytes this association sent."""
     site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "replaced",
-        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[SeriesSpec(1, instances=2)],
-    )
+    study = one_series("replaced", 2)
     first, second = write_study(study, dcm_dir)
     cache = SessionCache(digests=AfterReplyDigests())
     replaced = on_association(site, cache, first)
@@ -152,11 +145,7 @@ def test_a_spooled_file_is_hashed_at_the_build_not_read_back_on_the_association(
     make_site, dcm_dir: Path
 ) -> None:
     site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = StudySpec(
-        "spooled",
-        patient_comments="Project: DEMO Subject: SUBJ01 Session: MR1",
-        series=[SeriesSpec(1, instances=1)],
-    )
+    study = one_series("spooled", 1)
     [path] = write_study(study, dcm_dir)
     cache = SessionCache(digests=AfterReplyDigests())
     assert on_association(site, cache, payload.SpooledFile(b"", path)).afterwards is None

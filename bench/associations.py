@@ -52,15 +52,19 @@ def measure(peer: ingest.Peer, image: Path, associations: int) -> tuple[float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--associations", type=int, default=40)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--receivers", default=",".join(RECEIVERS))
-    parser.add_argument("--before", default="", help="an earlier checkout, as xnatd-before")
+    parser.add_argument("--associations", type=ingest.positive_count, default=40)
+    parser.add_argument("--runs", type=ingest.positive_count, default=3)
+    parser.add_argument("--receivers", type=ingest.receivers_value, default=list(RECEIVERS))
+    parser.add_argument("--before", type=Path, help="an earlier checkout, as xnatd-before")
     args = parser.parse_args()
-    receivers = [name.strip() for name in args.receivers.split(",") if name.strip()]
-    if "xnatd-before" in receivers and not args.before:
-        parser.error("--receivers xnatd-before needs --before DIR")
-    ingest.BEFORE = str(Path(args.before).resolve()) if args.before else ""
+    receivers = list(args.receivers)
+    if "xnatd-before" in receivers:
+        if args.before is None or not (args.before / "xnatd" / "__init__.py").exists():
+            parser.error("receiver xnatd-before needs --before DIR, a checkout of xnatd")
+        ingest.BEFORE = str(args.before.resolve())
+    if "orthanc" in receivers and not Path("/usr/sbin/Orthanc").exists():
+        print("Orthanc not installed (apt-get install orthanc): left out", file=sys.stderr)
+        receivers.remove("orthanc")
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in receivers}
     with tempfile.TemporaryDirectory(prefix="xnatd-assoc-") as temporary:
         work = Path(temporary)

@@ -486,6 +486,23 @@ def suite(
     return results
 
 
+def positive_count(text: str) -> int:
+    """``--runs`` and the like: a whole number of at least 1, refused in one line."""
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+
+
+def receivers_value(text: str) -> list[str]:
+    """``--receivers``: known receivers only (an unknown name would start Orthanc)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in (*RECEIVERS, "xnatd-before")]
+    if unknown or not names:
+        known = ", ".join((*RECEIVERS, "xnatd-before"))
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or text!r}: receivers are {known}")
+    return names
+
+
 def workers_value(text: str) -> str:
     """``--workers``: auto or a count xnatd accepts, refused here rather than by a daemon
     that then never starts."""
@@ -496,9 +513,9 @@ def workers_value(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=positive_count, default=3)
     parser.add_argument("--sets", default="mixed,small,big,huge")
-    parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--receivers", type=receivers_value, default=list(RECEIVERS))
     parser.add_argument("--idle", default="2s", help="xnatd's session_idle_timeout")
     parser.add_argument(
         "--steady-idle", default="1s", help="xnatd's session_idle_timeout in the steady set"
@@ -519,7 +536,7 @@ def main() -> None:
     WORKERS = args.workers
     scale = 0.1 if args.quick else 1.0
     runs = 1 if args.quick else args.runs
-    receivers = [r for r in args.receivers.split(",") if r]
+    receivers = list(args.receivers)
     if "xnatd-before" in receivers:
         if args.before is None or not (args.before / "xnatd" / "__init__.py").exists():
             parser.error("receiver xnatd-before needs --before DIR, a checkout of xnatd")

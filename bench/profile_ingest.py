@@ -33,7 +33,7 @@ from pathlib import Path
 
 from common import process_tree
 from helpers import wait_for
-from ingest import make_mixed, ready_count, send_sessions, start, stop
+from ingest import make_mixed, positive_count, ready_count, send_sessions, start, stop
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 # Kernel frames that name the system call a sample is inside (write shows as ksys_write)
@@ -163,10 +163,10 @@ def summarize(output: Path, top: int, inclusive: bool = False) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lanes", type=int, default=4)
+    parser.add_argument("--lanes", type=positive_count, default=4)
     parser.add_argument("--idle", default="1s")
     parser.add_argument("--mode", choices=("wall", "cpu", "gil", "perf"), default="wall")
-    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--top", type=positive_count, default=12)
     parser.add_argument("--inclusive", action="store_true", help="also the functions inside")
     args = parser.parse_args()
     tool = "perf" if args.mode == "perf" else "py-spy"

@@ -24,6 +24,7 @@ from helpers import Xnatd, associate_result, dicom_files, pynetdicom_send, store
 from pydicom.uid import ExplicitVRBigEndian, JPEGLosslessSV1
 
 from xnatd.dicom import read_header
+from xnatd.store.digests import BATCH_FILES
 from xnatd.store.layout import instance_file_name
 
 SYNTAXES = sorted(UNCOMPRESSED) + sorted(ENCAPSULATED)
@@ -253,12 +254,14 @@ def _recorded_digests(xnatd: Xnatd) -> dict[str, str]:
 
 
 def test_digests_are_taken_from_the_bytes_received_not_read_back(make_xnatd, dcm_dir: Path) -> None:
-    """A file's MD5 is taken on its receiving thread once its answer has gone out, and
-    recorded with the association's next file; the last file's at the close. While the
-    association is open nothing else may digest its session (it holds the session), so
-    every file but the newest already has its digest then, and it is the stored file's."""
+    """Files' MD5s are taken on their receiving thread once their answers have gone out,
+    a batch of BATCH_FILES at a time, and recorded with the association's next file;
+    the rest at the close. While the association is open nothing else may digest its
+    session (it holds the session), so the first batch's files already have their
+    digests when the last file is answered, and they are the stored files'."""
     xnatd = make_xnatd(session_idle_timeout="600s")
-    study = StudySpec("digests", study_description="DEMO", series=[SeriesSpec(1, instances=5)])
+    count = BATCH_FILES + 2
+    study = StudySpec("digests", study_description="DEMO", series=[SeriesSpec(1, instances=count)])
     paths = write_study(study, dcm_dir)
     while_open: list[dict[str, str]] = []
 
@@ -271,6 +274,6 @@ def test_digests_are_taken_from_the_bytes_received_not_read_back(make_xnatd, dcm
         path.name: hashlib.md5(path.read_bytes()).hexdigest()
         for path in dicom_files(xnatd.data_dir)
     }
-    newest = stored_path(xnatd, paths[-1]).name
-    assert while_open == [{**stored, newest: ""}]
+    waiting = {stored_path(xnatd, path).name: "" for path in paths[BATCH_FILES:]}
+    assert while_open == [{**stored, **waiting}]
     assert wait_for(lambda: _recorded_digests(xnatd) == stored, timeout=10)

@@ -6,6 +6,7 @@ Each is recorded once, only on the row its file made, and named when it cannot b
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
@@ -64,11 +65,21 @@ def recorded(site, session) -> dict[str, str]:
     return {r.sop_instance_uid: r.md5 for r in site.store.index.instances(session.id)}
 
 
+@pytest.mark.parametrize(
+    ("batch_files", "batch_bytes", "hashed_while_open"),
+    [(2, 1 << 30, 4), (100, 1, 4), (100, 1 << 30, 0)],
+    ids=["two-files-a-batch", "every-file-fills-the-bytes", "batch-never-full"],
+)
 def test_an_association_s_digests_ride_on_its_next_file_and_the_last_on_its_close(
-    make_site, dcm_dir: Path
+    make_site, dcm_dir: Path, monkeypatch, batch_files, batch_bytes, hashed_while_open
 ) -> None:
+    """A batch is hashed once it holds ``BATCH_FILES`` files or ``BATCH_BYTES`` bytes;
+    its digests reach the index with the association's next file, and whatever is
+    still waiting when the association closes is hashed and recorded then."""
+    monkeypatch.setattr(digests, "BATCH_FILES", batch_files)
+    monkeypatch.setattr(digests, "BATCH_BYTES", batch_bytes)
     site = make_site({"DEMO": {"prearchive": "manual"}})
-    study = one_series("after-reply", 3)
+    study = one_series("after-reply", 5)
     cache = SessionCache(digests=AfterReplyDigests())
     for path in write_study(study, dcm_dir):
         outcome = on_association(site, cache, path)
@@ -76,8 +87,11 @@ def test_an_association_s_digests_ride_on_its_next_file_and_the_last_on_its_clos
         outcome.afterwards()  # the receiver, once the answer is sent
     [session] = site.prearchive()
     expected = md5_of_stored(site, session)
-    newest = site.store.index.instances(session.id)[-1].sop_instance_uid
-    assert recorded(site, session) == {**expected, newest: PENDING_DIGEST}
+    in_order = [record.sop_instance_uid for record in site.store.index.instances(session.id)]
+    assert recorded(site, session) == {
+        uid: expected[uid] if position < hashed_while_open else PENDING_DIGEST
+        for position, uid in enumerate(in_order)
+    }
 
     site.store.prearchive.association_closed("assoc-1", cache.digests)
 
@@ -139,6 +153,35 @@ def test_a_digest_is_dropped_when_its_file_was_replaced_or_rewritten_meanwhile(
     }
     site.build_all()
     assert recorded(site, session) == md5_of_stored(site, session)
+
+
+def test_md5_many_gives_hashlib_s_digests_for_every_length_and_batch() -> None:
+    """Lengths around the 56-byte and 64-byte block edges, batches of one to past the
+    16 lanes, equal and very unequal lengths (some batches take hashlib's way)."""
+    generator = random.Random(23)
+    edges = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 262_147]
+    batches = [edges, [b"x" * 70_000], [bytes(3)] * 40, edges * 3]
+    batches += [
+        [generator.randbytes(generator.randrange(0, 300_000)) for _ in range(count)]
+        for count in (2, 5, 16, 17, 33)
+    ]
+    for batch in batches:
+        buffers = [generator.randbytes(n) if isinstance(n, int) else n for n in batch]
+        assert digests.md5_many(buffers) == [hashlib.md5(b).hexdigest() for b in buffers]
+    assert digests.md5_many([]) == []
+
+
+def test_the_vector_lanes_are_built_and_take_any_contiguous_buffer() -> None:
+    """The C part builds on a machine with a compiler (it is optional only for the
+    install: without it every digest is hashlib's, at a fifth of the rate)."""
+    lanes = digests._lane_digests
+    assert lanes is not None, "xnatd/store/_md5lanes.c was not built: pip install -e ."
+    buffers = [bytearray(b"a" * 100), memoryview(b"b" * 5000), b"c" * 64]
+    assert lanes(buffers) == [hashlib.md5(b).digest() for b in buffers]
+    with pytest.raises(TypeError):
+        lanes([b"fine", "not bytes"])
+    with pytest.raises(TypeError):
+        lanes(5)
 
 
 def test_a_spooled_file_is_hashed_at_the_build_not_read_back_on_the_association(

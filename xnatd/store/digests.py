@@ -6,21 +6,47 @@ not before (the hash would lengthen every round trip, a tenth of one association
 rate), and not from the file when the session is built (which read every file back).
 A file without one (imported, spooled to disk, its association killed, replaced by a
 concurrent copy) is read and hashed when its session is built (``files_md5``).
+
+An association's files are hashed in batches (``md5_many``): MD5 is a chain, one buffer
+at a time runs at about 770 MB/s a core, but independent buffers hash side by side in
+the lanes of a vector (``_md5lanes.c``), about 4.3 GB/s for 16 of them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from xnatd.payload import Payload, chunks_of, file_payload
 from xnatd.store.index.records import InstanceRecord, TakenDigest
 
+_lane_digests: Callable[[Sequence[bytes]], list[bytes]] | None
+try:
+    from xnatd.store._md5lanes import digests as _lane_digests
+except ImportError:  # not built (no C compiler at install): hashlib alone
+    _lane_digests = None
+
 THREADS = os.cpu_count() or 1
 PARALLEL_FROM = 256 << 20  # bytes in all before threads pay for themselves
+# Lanes pay once the bytes in all are this many times the longest buffer's: 16 lanes
+# run at about 270 MB/s each (AVX2; 190 with SSE2 alone), one hashlib MD5 at 770 MB/s.
+LANES_PAY_FROM = 4
+# An association's files wait for a batch this long, or holding this many bytes.
+BATCH_FILES = 16
+BATCH_BYTES = 8 << 20
+
+
+def md5_many(buffers: Sequence[bytes]) -> list[str]:
+    """The hex MD5 of each buffer, side by side in vector lanes where that is faster."""
+    if _lane_digests is not None and len(buffers) > 1:
+        sizes = [len(buffer) for buffer in buffers]
+        if sum(sizes) >= LANES_PAY_FROM * max(sizes):
+            return [digest.hex() for digest in _lane_digests(buffers)]
+    return [hashlib.md5(buffer).hexdigest() for buffer in buffers]
 
 
 def payload_md5(data: Payload) -> str:
@@ -61,38 +87,64 @@ def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
 
 
 class AfterReplyDigests:
-    """One association's received files, hashed after their responses went out; each
-    digest waits for the association's next index write (``drain``).
+    """One association's received files, hashed after their responses went out, a batch
+    at a time (``BATCH_FILES`` files or ``BATCH_BYTES`` bytes, the rest when it closes);
+    each digest waits for the association's next index write (``drain``).
 
-    Used only by the association's DUL thread, which reads its requests, answers them,
-    and closes it.
+    Its DUL thread adds files as it answers them; the association's close may come on
+    another thread (an abort), hence the lock.
     """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, InstanceRecord, bytes, Path, int]] = []
+        self._waiting_bytes = 0
         self._taken: list[TakenDigest] = []
 
     def take(
         self, session_id: int, record: InstanceRecord, data: bytes, path: Path, inode: int
     ) -> None:
-        """Hash the bytes written as inode ``inode`` at ``path`` (hashlib lets go of the
-        GIL meanwhile). Dropped if the path now holds another file: a copy of the same
-        instance, written at once by another association, whose row may then still carry
-        this file's received time and size."""
-        md5 = hashlib.md5(data).hexdigest()
-        try:
-            ours = os.stat(path).st_ino == inode
-        except OSError:
-            ours = False
-        if ours:
-            self._taken.append(
-                TakenDigest(session_id, record.sop_instance_uid, record.received, record.size, md5)
-            )
+        """Keep the bytes written as inode ``inode`` at ``path`` for the next batch, and
+        hash the batch once it is full."""
+        with self._lock:
+            self._waiting.append((session_id, record, data, path, inode))
+            self._waiting_bytes += len(data)
+            if len(self._waiting) >= BATCH_FILES or self._waiting_bytes >= BATCH_BYTES:
+                self._hash_waiting()
+
+    def finish(self) -> None:
+        """Hash the files still waiting for a batch (the association is closing)."""
+        with self._lock:
+            self._hash_waiting()
+
+    def _hash_waiting(self) -> None:
+        """Hash the batch (the GIL is let go meanwhile). A file's digest is dropped if its
+        path now holds another file: a copy of the same instance, written at once by
+        another association, whose row may then still carry this file's received time
+        and size."""
+        waiting, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        if not waiting:
+            return
+        digests = md5_many([data for _, _, data, _, _ in waiting])
+        for (session_id, record, _, path, inode), md5 in zip(waiting, digests, strict=True):
+            try:
+                ours = os.stat(path).st_ino == inode
+            except OSError:
+                ours = False
+            if ours:
+                self._taken.append(
+                    TakenDigest(
+                        session_id, record.sop_instance_uid, record.received, record.size, md5
+                    )
+                )
 
     def drain(self) -> list[TakenDigest]:
         """The digests taken since the last drain; they are handed over, not kept."""
-        taken, self._taken = self._taken, []
+        with self._lock:
+            taken, self._taken = self._taken, []
         return taken
 
     def give_back(self, taken: Sequence[TakenDigest]) -> None:
         """Keep drained digests whose write failed, for the next one."""
-        self._taken[:0] = taken
+        with self._lock:
+            self._taken[:0] = taken

@@ -276,6 +276,7 @@ class Prearchive(SessionFiles):
         its sessions' idle timers run again."""
         if digests is not None:
             try:
+                digests.finish()
                 self.index.record_digests(digests.drain())
             except Exception as exc:  # taken again when the session is built
                 log.warning("digests_not_recorded", association=association_id, error=str(exc))

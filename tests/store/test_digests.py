@@ -243,17 +243,24 @@ def test_a_recorded_file_gone_before_the_build_is_named(make_site, dcm_dir: Path
 
 
 @pytest.mark.parametrize("parallel_from", [0, 1 << 40])
+@pytest.mark.parametrize(("batch_files", "batch_bytes"), [(16, 8 << 20), (3, 30_000)])
 def test_files_md5_in_threads_or_not_gives_each_file_its_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_from: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_from, batch_files, batch_bytes
 ) -> None:
+    """Files read a batch at a time (the batch full by count or by bytes), a file past
+    the batch's bytes read in chunks, in threads or not: each gets its own MD5."""
     monkeypatch.setattr(digests, "PARALLEL_FROM", parallel_from)
     monkeypatch.setattr(digests, "THREADS", 3)
+    monkeypatch.setattr(digests, "BATCH_FILES", batch_files)
+    monkeypatch.setattr(digests, "BATCH_BYTES", batch_bytes)
     monkeypatch.setattr(payload, "IN_MEMORY_LIMIT", 1000)  # the larger ones read in chunks
+    generator = random.Random(5)
     sizes = [0, 10, 999, 1001, 5000, 70_000, 3, 40_000]
+    sizes += [generator.randrange(0, 20_000) for _ in range(37)]
     paths = []
     for number, size in enumerate(sizes):
         path = tmp_path / f"{number}.dcm"
-        path.write_bytes(bytes([number]) * size)
+        path.write_bytes(generator.randbytes(size))
         paths.append(path)
     expected = [hashlib.md5(path.read_bytes()).hexdigest() for path in paths]
     assert digests.files_md5(paths, sizes) == expected

@@ -22,9 +22,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``xnatd run``: run the daemon in the foreground until SIGTERM; 1 when it cannot
     start (a port in use, the data directory not writable).
     """
-    from xnatd.memory import limit_arenas
+    from xnatd.memory import configure_allocator
 
-    limit_arenas()  # before any thread: see xnatd/memory.py
+    configure_allocator()  # before any thread: see xnatd/memory.py
     path = Path(args.config or config_module.default_config_path())
     if not args.worker:
         config = config_module.load(path)

@@ -63,12 +63,13 @@ def file_md5(path: Path) -> str:
 
 
 def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
-    """The MD5 of each file. Past ``PARALLEL_FROM`` bytes the files are shared out by
-    size among one thread per core (hashlib lets go of the GIL); below, threads would
-    only fight over the GIL for the per-file Python (0.52 s against 0.19 s serially for
-    10,000 files of 9 kB)."""
+    """The MD5 of each file, read a batch at a time and hashed in lanes. Past
+    ``PARALLEL_FROM`` bytes the files are shared out by size among one thread per core
+    (reading and hashing let go of the GIL); below, threads would only fight over the
+    GIL for the per-file Python (0.52 s against 0.19 s serially for 10,000 files of
+    9 kB, before the lanes)."""
     if sum(sizes) < PARALLEL_FROM or THREADS == 1:
-        return [file_md5(path) for path in paths]
+        return _batched_files_md5(paths, sizes)
     shares: list[list[int]] = [[] for _ in range(THREADS)]
     loads = [0] * THREADS
     for position in sorted(range(len(paths)), key=lambda i: -sizes[i]):
@@ -78,11 +79,41 @@ def files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
     digests = [""] * len(paths)
 
     def digest_share(share: list[int]) -> None:
-        for position in share:
-            digests[position] = file_md5(paths[position])
+        taken = _batched_files_md5([paths[i] for i in share], [sizes[i] for i in share])
+        for position, md5 in zip(share, taken, strict=True):
+            digests[position] = md5
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(digest_share, shares))  # list(): a failure raises here
+    return digests
+
+
+def _batched_files_md5(paths: list[Path], sizes: list[int]) -> list[str]:
+    """The MD5 of each file: up to ``BATCH_FILES`` files or ``BATCH_BYTES`` bytes read
+    and hashed together; a file past the batch's bytes read and hashed in chunks."""
+    digests = [""] * len(paths)
+    batch: list[int] = []
+    contents: list[bytes] = []
+    held = 0
+
+    def hash_batch() -> None:
+        nonlocal held
+        for position, md5 in zip(batch, md5_many(contents), strict=True):
+            digests[position] = md5
+        batch.clear()
+        contents.clear()
+        held = 0
+
+    for position, (path, size) in enumerate(zip(paths, sizes, strict=True)):
+        if size > BATCH_BYTES:
+            digests[position] = file_md5(path)
+            continue
+        contents.append(path.read_bytes())
+        batch.append(position)
+        held += len(contents[-1])
+        if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
+            hash_batch()
+    hash_batch()
     return digests
 
 
